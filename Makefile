@@ -1,0 +1,48 @@
+# The two commands: `make demo` (main job) and `make test` (whole test suite).
+# Both create .venv on first use and install the core and every plugin under plugins/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+STAMP := $(VENV)/.qsimcells-installed
+TEST_PLUGINS := build/test-plugins
+TEST_PLUGIN_SOURCES := $(wildcard tests/plugins/*/pyproject.toml tests/plugins/*/src/*/*.py)
+RESULTS ?= results
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv demo test docs bench clean
+
+venv: $(STAMP)
+
+# torch first, pinned to the CPU build on disk, so nothing pulls a CUDA build later.
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[all,test,docs]" $(addprefix -e ./,$(PLUGIN_DIRS))
+	touch $(STAMP)
+
+# Test-only plugins (one working, one deliberately broken) are installed into their own
+# target folder; the tests that need them put it on the path of a fresh interpreter.
+$(TEST_PLUGINS)/.stamp: $(STAMP) $(TEST_PLUGIN_SOURCES)
+	rm -rf $(TEST_PLUGINS)
+	$(PIP) install --quiet --no-deps --no-build-isolation --target $(TEST_PLUGINS) \
+		$(addprefix ./,$(patsubst %/pyproject.toml,%,$(wildcard tests/plugins/*/pyproject.toml)))
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/qsimcells demo --out $(RESULTS)
+
+test: $(STAMP) $(TEST_PLUGINS)/.stamp
+	QSIMCELLS_TEST_PLUGINS=$(abspath $(TEST_PLUGINS)) $(PY) -m pytest -n $(PYTEST_WORKERS) \
+		tests $(addsuffix /tests,$(PLUGIN_DIRS))
+
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+bench: $(STAMP)
+	$(PY) benchmarks/simulate.py
+
+clean:
+	rm -rf build docs/_build $(RESULTS)

@@ -1,0 +1,66 @@
+"""Small helpers shared across the package: randomness and argument checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+RngLike = int | np.random.Generator | np.random.SeedSequence | None
+
+
+def seed_sequence(rng: RngLike) -> np.random.SeedSequence:
+    """Turn the public ``rng`` argument into a :class:`numpy.random.SeedSequence`.
+
+    An ``int`` or ``None`` gives a fresh sequence whose ``entropy`` can be stored, so that even an
+    unseeded run is reproducible from its record. A ``Generator`` is split, never reused.
+    """
+    if isinstance(rng, np.random.SeedSequence):
+        return rng
+    if isinstance(rng, np.random.Generator):
+        return np.random.SeedSequence(rng.integers(0, 2**63, size=4).tolist())
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)):
+        if rng is not None and rng < 0:
+            raise ValueError(f"rng: a seed must be a non-negative integer, got {rng}")
+        return np.random.SeedSequence(None if rng is None else int(rng))
+    raise TypeError(f"rng: expected an int seed, a numpy Generator or None, got {type(rng).__name__}")
+
+
+def as_generator(rng: RngLike) -> np.random.Generator:
+    """Return a :class:`numpy.random.Generator` for the public ``rng`` argument."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(seed_sequence(rng))
+
+
+def check_choice(field: str, value: Any, allowed: Iterable[Any]) -> None:
+    """Raise a ``ValueError`` naming ``field`` and the allowed values when ``value`` is not one."""
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{field}: {value!r} is not allowed; choose one of {allowed}")
+
+
+def check_positive_int(field: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise naming ``field`` when it is not an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{field}: expected a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{field}: must be a positive integer (>= 1), got {value}")
+    return int(value)
+
+
+def check_finite(field: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
+                 low_open: bool = False) -> float:
+    """Return ``value`` as a float after checking that it is finite and within bounds."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{field}: expected a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{field}: must be a finite number, got {value!r}")
+    if (x <= low if low_open else x < low) or x > high:
+        lo = "(" if low_open else "["
+        raise ValueError(f"{field}: {x!r} is outside the allowed range {lo}{low}, {high}]")
+    return x

@@ -1,0 +1,130 @@
+"""Ready-made designs: the paper's two cases and random networks for benchmarks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._utils import RngLike, as_generator, check_finite, check_positive_int
+from .design import CellCircuit
+
+#: theta / pi of g0..g9 in Romero et al., Table 1 (CT1: g0-g4, CT2: g5-g9)
+ROMERO2025_THETA_OVER_PI = (0.2, 0.1, 0.4, 0.9, 0.8, 0.2, 0.3, 0.2, 0.7, 0.5)
+#: Case 1, the inter-state cascade g3 -> g5 -> g7 -> g0
+ROMERO2025_L1 = ((3, 5), (5, 7), (7, 0))
+#: Case 2, the non-interacting control g2 -> g1
+ROMERO2025_L2 = ((2, 1),)
+
+
+def romero2025(interacting: bool = True, *, n_housekeeping: int = 50) -> CellCircuit:
+    """The paper's design (Romero et al., qSimCells).
+
+    Ten genes ``g0..g9`` (CT1: g0-g4, CT2: g5-g9) with ``theta = pi * (0.2, 0.1, 0.4, 0.9, 0.8,
+    0.2, 0.3, 0.2, 0.7, 0.5)`` (so ``p = sin^2(theta/2)``, e.g. 0.976 for g3), NB(mu=5, r=1) for
+    ON genes and 50 housekeeping genes NB(mu=80, r=6).
+
+    Parameters
+    ----------
+    interacting
+        ``True``: case 1, the cascade L1 = (3,5), (5,7), (7,0) across the two cell types;
+        ``False``: case 2, the single intra-CT1 edge L2 = (2,1).
+    n_housekeeping
+        Number of housekeeping genes.
+    """
+    if not isinstance(interacting, bool):
+        raise TypeError(f"interacting: expected True or False, got {interacting!r}")
+    genes = [f"g{i}" for i in range(10)]
+    return CellCircuit(
+        {"CT1": genes[:5], "CT2": genes[5:]},
+        theta=[math.pi * t for t in ROMERO2025_THETA_OVER_PI],
+        edges=list(ROMERO2025_L1 if interacting else ROMERO2025_L2),
+        mu=5.0,
+        r=1.0,
+        n_housekeeping=n_housekeeping,
+        housekeeping_mu=80.0,
+        housekeeping_r=6.0,
+        name="romero2025_" + ("interacting" if interacting else "control"),
+    )
+
+
+def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = None,
+                   rng: RngLike = None, *, lr_fraction: float = 0.2,
+                   p_range: tuple[float, float] = (0.05, 0.95), mu_range: tuple[float, float]
+                   = (1.0, 10.0), r: float = 1.0, n_housekeeping: int = 50) -> CellCircuit:
+    """A random design for benchmarks.
+
+    Genes ``G0..`` are split as evenly as possible over cell types ``CT1..``; activation ``p`` is
+    uniform in ``p_range`` and ``mu`` log-uniform in ``mu_range``. Edges are distinct random
+    ordered pairs in random gate order; a fraction ``lr_fraction`` crosses cell types
+    (ligand-receptor), the rest stays within a type (regulation).
+
+    Parameters
+    ----------
+    n_genes
+        Circuit genes (qubits).
+    n_cell_types
+        Number of cell types (each gets at least one gene).
+    n_edges
+        Number of edges (default ``n_genes``).
+    rng
+        Seed or generator.
+    """
+    n_genes = check_positive_int("n_genes", n_genes)
+    n_cell_types = check_positive_int("n_cell_types", n_cell_types)
+    if n_cell_types > n_genes:
+        raise ValueError(f"n_cell_types: {n_cell_types} cell types need at least as many genes, "
+                         f"got n_genes={n_genes}")
+    n_edges = n_genes if n_edges is None else n_edges
+    if isinstance(n_edges, bool) or not isinstance(n_edges, (int, np.integer)) or n_edges < 0:
+        raise ValueError(f"n_edges: expected an integer >= 0, got {n_edges!r}")
+    lr_fraction = check_finite("lr_fraction", lr_fraction, low=0.0, high=1.0)
+    gen = as_generator(rng)
+    names = [f"G{i}" for i in range(n_genes)]
+    bounds = np.linspace(0, n_genes, n_cell_types + 1).round().astype(int)
+    cell_types = {f"CT{k + 1}": names[bounds[k]:bounds[k + 1]] for k in range(n_cell_types)}
+    type_of = np.repeat(np.arange(n_cell_types), np.diff(bounds))
+
+    n_lr = int(round(n_edges * lr_fraction)) if n_cell_types > 1 else 0
+    edges = _random_pairs(gen, type_of, n_lr, cross=True) + \
+        _random_pairs(gen, type_of, n_edges - n_lr, cross=False)
+    order = gen.permutation(len(edges))
+    edges = [edges[i] for i in order]
+    p = gen.uniform(*p_range, size=n_genes)
+    mu = np.exp(gen.uniform(np.log(mu_range[0]), np.log(mu_range[1]), size=n_genes))
+    return CellCircuit(cell_types, p=p, edges=edges, mu=mu, r=r,
+                       n_housekeeping=n_housekeeping,
+                       name=f"random_network_{n_genes}g_{n_cell_types}t_{len(edges)}e")
+
+
+def _random_pairs(gen: np.random.Generator, type_of: np.ndarray, n: int, cross: bool
+                  ) -> list[tuple[int, int]]:
+    """``n`` distinct ordered pairs (control != target) within or across cell types."""
+    n_genes = type_of.size
+    available = int(sum(((type_of == t).sum() * ((type_of != t).sum() if cross
+                                                 else (type_of == t).sum() - 1))
+                        for t in np.unique(type_of)))
+    if n > available:
+        kind = "ligand-receptor" if cross else "regulation"
+        raise ValueError(f"n_edges: {n} {kind} edges requested but only {available} distinct "
+                         "pairs exist")
+    chosen: set[tuple[int, int]] = set()
+    while len(chosen) < n:
+        a, b = gen.integers(n_genes, size=(2, 2 * (n - len(chosen)) + 8))
+        for s, t in zip(a.tolist(), b.tolist()):
+            if s != t and (type_of[s] != type_of[t]) == cross and (s, t) not in chosen:
+                chosen.add((s, t))
+                if len(chosen) == n:
+                    break
+    return sorted(chosen)
+
+
+_PRESETS = {"romero2025": romero2025, "random_network": random_network}
+
+
+def get(name: str, **params: Any) -> CellCircuit:
+    """Build the preset ``name`` (``"romero2025"`` or ``"random_network"``) with ``params``."""
+    if name not in _PRESETS:
+        raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(_PRESETS)}")
+    return _PRESETS[name](**params)
