@@ -108,8 +108,8 @@ class PluginRegistry:
     def _collect(self, kind: str) -> dict[str, Registered]:
         hook_name, spec_type = _HOOKS[kind]
         found: dict[str, Registered] = {}
-        # pluggy lists implementations last-registered first; builtins must come first.
-        for impl in reversed(getattr(self._pm.hook, hook_name).get_hookimpls()):
+        # get_hookimpls() is in registration order, so the builtins come first
+        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
             dist, version = self._origin[impl.plugin_name]
             try:
                 specs = list(impl.function() or [])

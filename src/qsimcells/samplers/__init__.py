@@ -48,7 +48,20 @@ class SamplerInfo:
 
 
 def make_sampler(name: str, **options: Any) -> Any:
-    """Instantiate the registered circuit sampler ``name`` with ``options``."""
+    """Instantiate the registered circuit sampler ``name``.
+
+    Parameters
+    ----------
+    name
+        A registered circuit sampler.
+    **options
+        Passed to its factory.
+
+    Returns
+    -------
+    object
+        The sampler, with ``sample(circuit, shots, *, rng)``.
+    """
     from ..plugins import get_circuit_sampler
 
     factory = get_circuit_sampler(name).spec.load()
@@ -70,6 +83,15 @@ def _check_circuit(circuit: Any) -> None:
 def resolve_sampler(circuit: QuantumCircuit, sampler: str = "auto", **options: Any
                     ) -> tuple[Any, SamplerInfo]:
     """Pick and instantiate the sampler that will run ``circuit``.
+
+    Parameters
+    ----------
+    circuit
+        The circuit to sample.
+    sampler
+        A registered sampler name or ``"auto"`` (see :func:`sample_bits`).
+    **options
+        Options for a named sampler's factory.
 
     Returns
     -------

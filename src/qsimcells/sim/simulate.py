@@ -66,7 +66,7 @@ class _Layout:
                 "p_on": np.r_[genes["p_on"].to_numpy(), np.ones(hk.n + bg.n)],
                 "mu": np.r_[self.mu, self.extra_mu],
                 "r": np.r_[self.r, self.extra_r],
-                "intervention": list(genes["intervention"]) + [""] * (hk.n + bg.n),
+                "intervention": pd.Categorical(list(genes["intervention"]) + [""] * (hk.n + bg.n)),
             },
             index=pd.Index(names),
         )
@@ -248,12 +248,10 @@ def _type_block(bits: np.ndarray, layout: _Layout, cell_type: str, rng: np.rando
     n = block.shape[0]
     extra = ungated_counts(n, layout.extra_mu, layout.extra_r, rng,
                            None if scale is None else scale[:, layout.n_circuit:])
-    extra_csr = sp.csr_matrix(extra)
-    extra_csr.indices += layout.n_circuit
+    # circuit genes come before housekeeping and background genes, so rows stay sorted
     x = sp.hstack([sp.csr_matrix((gated.data, gated.indices + first, gated.indptr),
-                                 shape=(n, layout.n_vars)),
-                   sp.csr_matrix((extra_csr.data, extra_csr.indices, extra_csr.indptr),
-                                 shape=(n, layout.n_vars))], format="csr")
+                                 shape=(n, layout.n_circuit)),
+                   sp.csr_matrix(extra)], format="csr")
     return (x.data, x.indices, np.diff(x.indptr)), binary
 
 

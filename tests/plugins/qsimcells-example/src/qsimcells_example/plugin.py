@@ -1,0 +1,17 @@
+"""Hook implementations: descriptions only, so listing plugins imports nothing heavy."""
+
+from qsimcells.plugins import CircuitSamplerSpec, hookimpl
+
+
+@hookimpl
+def qsimcells_circuit_samplers():
+    return [
+        CircuitSamplerSpec(
+            name="numpy-dense",
+            factory="qsimcells_example.sampler:DenseSampler",
+            description="Dense numpy statevector (gate matrices applied with einsum)",
+            max_qubits=16,
+            exact=True,
+            priority=1,
+        )
+    ]

@@ -1,0 +1,74 @@
+"""Package conventions: a light import, lazy submodules and scanpy-style signatures."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import pytest
+from conftest import run_python
+
+import qsimcells as qs
+
+HEAVY = ("scvi", "scanpy", "torch", "qiskit_aer", "qiskit_ibm_runtime", "lightning", "jax")
+
+
+def test_import_is_light_and_submodules_are_lazy() -> None:
+    code = f"""
+import json, sys, time
+t = time.perf_counter()
+import qsimcells as qs
+seconds = time.perf_counter() - t
+loaded_before = sorted(m for m in ("qsimcells.sim", "qsimcells.samplers", "qiskit", "anndata",
+                                   "pandas") if m in sys.modules)
+qs.plugins.available()
+after_listing = sorted(m for m in ("qiskit",) if m in sys.modules)
+qs.sim, qs.tl, qs.pl, qs.model, qs.nn, qs.samplers
+heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
+print(json.dumps({{"seconds": seconds, "loaded_before": loaded_before,
+                   "after_listing": after_listing, "heavy": heavy}}))
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["loaded_before"] == []  # nothing but the package itself at import
+    assert out["after_listing"] == []  # listing plugins imports no sampler code
+    assert out["heavy"] == []  # touching every namespace pulls in none of the heavy stacks
+    assert out["seconds"] < 1.0
+
+
+def test_dir_and_unknown_attribute() -> None:
+    assert {"sim", "tl", "pl", "model", "nn", "samplers", "plugins"} <= set(dir(qs))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        qs.nope  # noqa: B018
+
+
+def _public_functions():
+    modules = [qs.sim, qs.samplers, qs.pl, qs.tl, qs.plugins, qs.circuits]
+    for module in modules:
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isfunction(obj):
+                yield f"{module.__name__}.{name}", obj
+
+
+@pytest.mark.parametrize(("name", "func"), list(_public_functions()))
+def test_public_functions_follow_scverse_conventions(name, func) -> None:
+    sig = inspect.signature(func)
+    params = list(sig.parameters.values())
+    doc = inspect.getdoc(func) or ""
+    assert doc, f"{name} has no docstring"
+    assert func.__annotations__.get("return") is not None, f"{name} has no return type hint"
+    documented = {"Parameters", "Returns"} & set(doc.split())
+    if len([p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]) > 1:
+        assert "Parameters" in documented, f"{name}: numpy-style docstring without Parameters"
+    # randomness is always called rng; adata comes first; plots take ax/save/show keyword-only
+    assert not {"seed", "random_state", "random_seed"} & set(sig.parameters), name
+    if "adata" in sig.parameters:
+        assert params[0].name == "adata", f"{name}: adata must be the first parameter"
+    if name.startswith("qsimcells.pl."):
+        for key in ("ax", "save", "show"):
+            assert sig.parameters[key].kind is inspect.Parameter.KEYWORD_ONLY, (name, key)
+    for key in ("rng", "key_added", "copy", "sampler", "chunk_size", "batches"):
+        if key in sig.parameters and params[0].name != key:
+            assert sig.parameters[key].kind is inspect.Parameter.KEYWORD_ONLY, (name, key)
