@@ -80,7 +80,7 @@ def _check_circuit(circuit: Any) -> None:
         raise ValueError("circuit: has no qubits")
 
 
-def resolve_sampler(circuit: QuantumCircuit, sampler: str = "auto", **options: Any
+def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options: Any
                     ) -> tuple[Any, SamplerInfo]:
     """Pick and instantiate the sampler that will run ``circuit``.
 
@@ -165,7 +165,7 @@ def sample_bits(circuit: QuantumCircuit, shots: int, *, sampler: str = "auto",
         ``(shots, circuit.num_qubits)`` uint8; column ``i`` is qubit ``i`` (logical order).
     """
     shots = check_positive_int("shots", shots)
-    obj, info = resolve_sampler(circuit, sampler, **options)
+    obj, info = resolve_sampler(circuit, sampler=sampler, **options)
     logger.info("sampling %d shots of a %d-qubit circuit with %r (%s)", shots,
                 circuit.num_qubits, info.name, info.reason)
     bits = obj.sample(circuit, shots, rng=as_generator(rng))

@@ -158,7 +158,7 @@ def simulate(
         raise TypeError("sampler_options: expected a dict of options or None")
 
     circuit = design.to_qiskit(measure=True)
-    sampler_obj, info = resolve_sampler(circuit, sampler, **(sampler_options or {}))
+    sampler_obj, info = resolve_sampler(circuit, sampler=sampler, **(sampler_options or {}))
     logger.info("simulate: %d cells per type with sampler %r (%s)", n_cells, info.name,
                 info.reason)
 
