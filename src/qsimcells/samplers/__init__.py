@@ -95,8 +95,10 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
 
     Returns
     -------
-    sampler, info
-        The sampler object and a :class:`SamplerInfo` saying which one runs and why.
+    sampler : object
+        The sampler object.
+    info : SamplerInfo
+        Which sampler runs and why.
     """
     from ..plugins import get_circuit_sampler, get_registry
 

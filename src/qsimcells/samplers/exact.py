@@ -230,6 +230,7 @@ class ExactSampler:
     name = "exact"
 
     def supports(self, circuit: QuantumCircuit) -> str | None:
+        """Why ``circuit`` cannot be sampled exactly, or ``None`` when it can."""
         try:
             compile_exact(circuit)
         except (NotExactError, ValueError) as err:

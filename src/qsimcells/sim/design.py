@@ -238,7 +238,7 @@ class CellCircuit:
     # -- views ------------------------------------------------------------------------------
     @property
     def genes(self) -> pd.DataFrame:
-        """Circuit genes in qubit order: ``cell_type``, ``qubit``, ``theta``, ``p_on``, ``mu``,
+        """Circuit genes in qubit order, with ``cell_type``, ``qubit``, ``theta``, ``p_on``, ``mu``,
         ``r``, ``intervention``."""
         table = self._genes.copy()
         table.insert(3, "p_on", np.sin(table["theta"].to_numpy() / 2.0) ** 2)
@@ -246,7 +246,7 @@ class CellCircuit:
 
     @property
     def edges(self) -> pd.DataFrame:
-        """Edges in gate order: ``source``, ``target``, ``weight`` (NaN for a CX), ``sign``,
+        """Edges in gate order, with ``source``, ``target``, ``weight`` (NaN for a CX), ``sign``,
         ``kind`` (``regulation`` or ``ligand_receptor``)."""
         return self._edges.copy()
 
