@@ -224,28 +224,41 @@ class ExactSampler:
     """Sample the final Z-basis value of every qubit exactly, without a statevector.
 
     Works for any number of qubits when the circuit follows the rule in the module docstring;
-    :meth:`supports` says why a circuit does not.
+    :meth:`supports` says why a circuit does not. The compiled program of the last circuit is
+    kept, so sampling one circuit in many chunks compiles it once.
     """
 
     name = "exact"
 
+    def __init__(self) -> None:
+        self._compiled: tuple[QuantumCircuit, int, list[_Op]] | None = None
+
+    def _program(self, circuit: QuantumCircuit) -> list[_Op]:
+        cached = self._compiled
+        if cached is not None and cached[0] is circuit and cached[1] == len(circuit.data):
+            return cached[2]
+        program = compile_exact(circuit)
+        self._compiled = (circuit, len(circuit.data), program)
+        return program
+
     def supports(self, circuit: QuantumCircuit) -> str | None:
         """Why ``circuit`` cannot be sampled exactly, or ``None`` when it can."""
         try:
-            compile_exact(circuit)
+            self._program(circuit)
         except (NotExactError, ValueError) as err:
             return str(err)
         return None
 
     def sample(self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator
                ) -> np.ndarray:
-        program = compile_exact(circuit)
+        program = self._program(circuit)
         state = _Shots(circuit.num_qubits, shots, rng)
         for op in program:
             state.apply(op)
-        out = np.empty((shots, circuit.num_qubits), dtype=np.uint8)
+        by_qubit = np.empty((circuit.num_qubits, shots), dtype=np.uint8)
         for q in range(circuit.num_qubits):
             if state.bits[q] is None:
                 state.sample(q)  # qubits still pending are measured at the end, in qubit order
-            out[:, q] = state.bits[q]
-        return out
+            by_qubit[q] = state.bits[q]
+            state.bits[q] = None
+        return np.ascontiguousarray(by_qubit.T)  # one transpose instead of strided writes

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .._utils import RngLike, check_finite, check_positive_int, seed_sequence
 from .._version import __version__
-from .counts import gated_counts, ungated_counts
+from ._csr import CSRBuilder
+from .counts import NBTable, nb_with_effects
 from .design import CellCircuit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,28 +23,45 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 20_000
+#: entries handled at once: small enough that the temporaries are reused, not re-mapped
+_BLOCK_ENTRIES = 1 << 20
 
 
-@dataclass
 class _Layout:
-    """Where each gene block sits in ``var`` and its NB parameters."""
+    """Where each gene block sits in ``var``, its NB parameters, and which columns a cell of
+    each type can express."""
 
-    design: CellCircuit
-
-    def __post_init__(self) -> None:
-        genes = self.design.genes
+    def __init__(self, design: CellCircuit) -> None:
+        self.design = design
+        genes = design.genes
+        hk, bg = design.housekeeping, design.background
+        self.types = list(design.cell_types)
         self.n_circuit = len(genes)
-        self.types = list(self.design.cell_types)
-        self.spans = {}  # cell type -> (first, last + 1) qubit
-        for t, members in self.design.cell_types.items():
+        self.n_extra = hk.n + bg.n
+        self.mu = np.r_[genes["mu"].to_numpy(), np.full(hk.n, hk.mu), np.full(bg.n, bg.mu)]
+        self.r = np.r_[genes["r"].to_numpy(), np.full(hk.n, hk.r), np.full(bg.n, bg.r)]
+        self.n_vars = self.mu.size
+        self.spans = []  # (first, last + 1) qubit of each cell type
+        for members in design.cell_types.values():
             first = int(genes.at[members[0], "qubit"])
-            self.spans[t] = (first, first + len(members))
-        hk, bg = self.design.housekeeping, self.design.background
-        self.mu = genes["mu"].to_numpy()
-        self.r = genes["r"].to_numpy()
-        self.extra_mu = np.r_[np.full(hk.n, hk.mu), np.full(bg.n, bg.mu)]
-        self.extra_r = np.r_[np.full(hk.n, hk.r), np.full(bg.n, bg.r)]
-        self.n_vars = self.n_circuit + hk.n + bg.n
+            self.spans.append((first, first + len(members)))
+        # columns[k] lists the var columns a cell of type k can express: its own circuit genes,
+        # then every housekeeping and background gene (ascending, so CSR rows come out sorted);
+        # shorter lists are padded and the padding is never marked as expressed
+        self.width = max(last - first for first, last in self.spans) + self.n_extra
+        self.columns = np.zeros((len(self.types), self.width), dtype=np.int32)
+        for k, (first, last) in enumerate(self.spans):
+            own = np.r_[first:last, self.n_circuit:self.n_vars]
+            self.columns[k, :own.size] = own
+        self.p_on = genes["p_on"].to_numpy()
+
+    def expressed(self, bits: np.ndarray) -> np.ndarray:
+        """``(shots, types, width)`` mask of the entries each cell of each niche expresses."""
+        mask = np.zeros((bits.shape[0], len(self.types), self.width), dtype=bool)
+        for k, (first, last) in enumerate(self.spans):
+            mask[:, k, :last - first] = bits[:, first:last]
+            mask[:, k, last - first:last - first + self.n_extra] = True
+        return mask
 
     def var(self) -> pd.DataFrame:
         genes = self.design.genes
@@ -52,7 +69,8 @@ class _Layout:
         names = (self.design.gene_names + self.design.housekeeping_names
                  + self.design.background_names)
         kinds = ["housekeeping"] * hk.n + ["background"] * bg.n
-        var = pd.DataFrame(
+        extra = self.n_extra
+        return pd.DataFrame(
             {
                 "cell_type": pd.Categorical(
                     list(genes["cell_type"]) + kinds,
@@ -61,16 +79,15 @@ class _Layout:
                 "housekeeping": np.r_[np.zeros(self.n_circuit, bool), np.ones(hk.n, bool),
                                       np.zeros(bg.n, bool)],
                 "background": np.r_[np.zeros(self.n_circuit + hk.n, bool), np.ones(bg.n, bool)],
-                "qubit": np.r_[genes["qubit"].to_numpy(), np.full(hk.n + bg.n, -1)],
-                "theta": np.r_[genes["theta"].to_numpy(), np.full(hk.n + bg.n, np.nan)],
-                "p_on": np.r_[genes["p_on"].to_numpy(), np.ones(hk.n + bg.n)],
-                "mu": np.r_[self.mu, self.extra_mu],
-                "r": np.r_[self.r, self.extra_r],
-                "intervention": pd.Categorical(list(genes["intervention"]) + [""] * (hk.n + bg.n)),
+                "qubit": np.r_[genes["qubit"].to_numpy(), np.full(extra, -1)],
+                "theta": np.r_[genes["theta"].to_numpy(), np.full(extra, np.nan)],
+                "p_on": np.r_[self.p_on, np.ones(extra)],
+                "mu": self.mu,
+                "r": self.r,
+                "intervention": pd.Categorical(list(genes["intervention"]) + [""] * extra),
             },
             index=pd.Index(names),
         )
-        return var
 
 
 def _check_batches(batches: Any) -> list[str] | None:
@@ -134,7 +151,8 @@ def simulate(
     Returns
     -------
     anndata.AnnData
-        ``X`` integer counts (CSR), ``layers["binary"]`` the sampled bits, ``obs`` with
+        ``X`` integer counts (CSR), ``layers["binary"]`` the sampled bits, ``obs``
+        (niche-major: the cells of one shot are adjacent rows) with
         ``cell_type``, ``niche`` (and ``batch``, ``size_factor``), ``var`` with ``cell_type``,
         ``housekeeping``, ``background``, ``qubit``, ``theta``, ``p_on``, ``mu``, ``r``,
         ``intervention``, and ``uns["qsimcells"]`` with the design (ground truth), the sampler
@@ -175,12 +193,19 @@ def simulate(
                                                                    layout.n_vars)))
                     if batch_names else None)
     size_factor = (np.exp(setup.normal(-library_size**2 / 2, library_size,
-                                       size=(n_types, n_cells)))
+                                       size=(n_cells, n_types)))
                    if library_size is not None else None)
+    effects = _Effects(batch_of_niche, batch_factor, size_factor)
+    table = NBTable(layout.mu, layout.r) if not effects else None
 
-    # pieces[t] = list of (data, indices, nnz per row) for X and for the binary layer
-    x_pieces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(n_types)]
-    b_pieces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = [[] for _ in range(n_types)]
+    # cells are niche-major: the cells of one shot are adjacent rows (one per cell type)
+    n_obs = n_cells * n_types
+    max_binary = n_cells * layout.n_circuit
+    expected_binary = int(n_cells * layout.p_on.sum())
+    X = CSRBuilder(n_obs, layout.n_vars, np.int32, max_binary + n_obs * layout.n_extra,
+                   expected_binary + n_obs * layout.n_extra)
+    binary = CSRBuilder(n_obs, layout.n_vars, None, max_binary, expected_binary)
+    block = max(1, _BLOCK_ENTRIES // (n_types * layout.width))
     starts = range(0, n_cells, chunk_size)
     for start, seq in tqdm(list(zip(starts, chunk_seqs)), desc="simulate", unit="chunk",
                            disable=(not progress) if progress is not None else None):
@@ -188,31 +213,19 @@ def simulate(
         bits_rng, counts_rng = (np.random.default_rng(s) for s in seq.spawn(2))
         bits = validate_bits(sampler_obj.sample(circuit, stop - start, rng=bits_rng),
                              stop - start, circuit.num_qubits, info.name)
-        for k, t in enumerate(layout.types):
-            scale = None
-            if batch_factor is not None or size_factor is not None:
-                scale = np.ones((stop - start, layout.n_vars))
-                if batch_factor is not None:
-                    scale = scale * batch_factor[batch_of_niche[start:stop]]
-                if size_factor is not None:
-                    scale = scale * size_factor[k, start:stop, None]
-            x, b = _type_block(bits, layout, t, counts_rng, scale)
-            x_pieces[k].append(x)
-            b_pieces[k].append(b)
+        for first in range(0, stop - start, block):
+            _count_block(bits[first:first + block], start + first, layout, table, effects,
+                         counts_rng, X, binary)
         del bits
 
-    X = _assemble(_drain(x_pieces), n_cells * n_types, layout.n_vars, np.int32)
-    binary = _assemble(_drain(b_pieces), n_cells * n_types, layout.n_vars, np.uint8)
-
-    niche = np.tile(np.arange(n_cells), n_types)
     obs = pd.DataFrame(
-        {"cell_type": pd.Categorical(np.repeat(layout.types, n_cells), categories=layout.types),
-         "niche": niche},
-        index=pd.Index([f"{t}_{i}" for t in layout.types for i in range(n_cells)]),
+        {"cell_type": pd.Categorical(np.tile(layout.types, n_cells), categories=layout.types),
+         "niche": np.repeat(np.arange(n_cells), n_types)},
+        index=pd.Index([f"{t}_{i}" for i in range(n_cells) for t in layout.types]),
     )
     if batch_names:
-        obs["batch"] = pd.Categorical(np.asarray(batch_names)[np.tile(batch_of_niche, n_types)],
-                                      categories=batch_names)
+        obs["batch"] = pd.Categorical(
+            np.asarray(batch_names)[np.repeat(batch_of_niche, n_types)], categories=batch_names)
     if size_factor is not None:
         obs["size_factor"] = size_factor.ravel()
 
@@ -231,53 +244,48 @@ def simulate(
     }
     if batch_factor is not None:
         uns["batch_factors"] = batch_factor
-    adata = ad.AnnData(X=X, obs=obs, var=layout.var(), layers={"binary": binary},
-                       uns={"qsimcells": uns})
-    return adata
+    return ad.AnnData(X=X.finish(), obs=obs, var=layout.var(),
+                      layers={"binary": binary.finish()}, uns={"qsimcells": uns})
 
 
-def _type_block(bits: np.ndarray, layout: _Layout, cell_type: str, rng: np.random.Generator,
-                scale: np.ndarray | None) -> tuple[tuple, tuple]:
-    """Counts and binary rows of one cell type's cells in a chunk, in global gene columns."""
-    first, last = layout.spans[cell_type]
-    block = bits[:, first:last]
-    gated = gated_counts(block, layout.mu[first:last], layout.r[first:last], rng,
-                         None if scale is None else scale[:, first:last])
-    binary = (np.ones(gated.nnz, np.uint8), gated.indices + first, np.diff(gated.indptr))
-    gated.eliminate_zeros()
-    n = block.shape[0]
-    extra = ungated_counts(n, layout.extra_mu, layout.extra_r, rng,
-                           None if scale is None else scale[:, layout.n_circuit:])
-    # circuit genes come before housekeeping and background genes, so rows stay sorted
-    x = sp.hstack([sp.csr_matrix((gated.data, gated.indices + first, gated.indptr),
-                                 shape=(n, layout.n_circuit)),
-                   sp.csr_matrix(extra)], format="csr")
-    return (x.data, x.indices, np.diff(x.indptr)), binary
+@dataclass
+class _Effects:
+    """Optional cell-level effects on the NB means."""
+
+    batch_of_niche: np.ndarray | None
+    batch_factor: np.ndarray | None  # (batches, vars)
+    size_factor: np.ndarray | None  # (niches, types)
+
+    def __bool__(self) -> bool:
+        return self.batch_factor is not None or self.size_factor is not None
+
+    def scale(self, niche: np.ndarray, cell_type: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Multiplier of the mean of each entry."""
+        out = np.ones(cols.size)
+        if self.batch_factor is not None:
+            out *= self.batch_factor[self.batch_of_niche[niche], cols]
+        if self.size_factor is not None:
+            out *= self.size_factor[niche, cell_type]
+        return out
 
 
-def _drain(nested: list[list[tuple]]) -> list[tuple]:
-    """Flatten per-type piece lists (types in order) and drop the nested references."""
-    flat = [piece for inner in nested for piece in inner]
-    nested.clear()
-    return flat
-
-
-def _assemble(pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int,
-              n_cols: int, dtype: type) -> sp.csr_matrix:
-    """Concatenate row blocks into one CSR, freeing each block once it is copied, so the peak
-    stays near the size of the result (``np.empty`` pages are committed only when written)."""
-    nnz = sum(p[0].size for p in pieces)
-    index_dtype = np.int32 if max(nnz, n_cols) < 2**31 else np.int64
-    data = np.empty(nnz, dtype=dtype)
-    indices = np.empty(nnz, dtype=index_dtype)
-    indptr = np.zeros(n_rows + 1, dtype=index_dtype)
-    at = row = 0
-    while pieces:
-        values, cols, per_row = pieces.pop(0)
-        data[at:at + values.size] = values
-        indices[at:at + cols.size] = cols
-        indptr[row + 1:row + 1 + per_row.size] = at + np.cumsum(per_row)
-        at += values.size
-        row += per_row.size
-        del values, cols, per_row
-    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+def _count_block(bits: np.ndarray, first_niche: int, layout: _Layout, table: NBTable | None,
+                 effects: _Effects, rng: np.random.Generator, X: CSRBuilder,
+                 binary: CSRBuilder) -> None:
+    """Counts and bits of the cells of a block of niches, appended to the two builders."""
+    expressed = layout.expressed(bits)
+    per_row = expressed.sum(axis=2).ravel()  # rows: (niche, cell type), niche-major
+    cols = np.broadcast_to(layout.columns, expressed.shape)[expressed]
+    if effects:
+        rows = np.repeat(np.arange(per_row.size), per_row)
+        niche, cell_type = np.divmod(rows, len(layout.types))
+        mu = layout.mu[cols] * effects.scale(first_niche + niche, cell_type, cols)
+        values = nb_with_effects(mu, layout.r[cols], rng)
+    else:
+        values = table.draw(cols, rng)
+    binary.append(cols[cols < layout.n_circuit], per_row - layout.n_extra)
+    keep = values > 0  # an ON gene can still draw a zero count
+    last_entry = np.cumsum(per_row) - 1  # of each row; -1 while no row has entries yet
+    kept_so_far = np.cumsum(keep)[np.maximum(last_entry, 0)] * (last_entry >= 0)
+    kept_per_row = np.diff(kept_so_far, prepend=0)
+    X.append(cols[keep], kept_per_row, values[keep])
