@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
+import hashlib
 import json
 import math
 import os
@@ -244,7 +245,8 @@ def child_simulate(total_cells: int, chunk_size: int | None, repeats: int) -> No
         "n_vars": int(n_vars), "chunk_size": chunk, "sampler": adata.uns["qsimcells"]["sampler"],
         "simulate_s": t_sim, "numpy_nb_s": t_nb, "ratio": t_sim / t_nb, "repeats": repeats,
         "nb_variates": int(k.sum()), "x_nnz": int(X.nnz), "binary_nnz": int(B.nnz),
-        "x_bytes": int(x_bytes), "binary_bytes": int(b_bytes), "output_bytes": int(x_bytes + b_bytes),
+        "x_bytes": int(x_bytes), "binary_bytes": int(b_bytes),
+        "output_bytes": int(x_bytes + b_bytes),
         "base_rss": base_rss, "peak_rss": peak, "peak_is_simulate_only": hwm_reset,
     }
     del adata, X, B
@@ -316,7 +318,8 @@ def part_samplers(specs: list[str], shots: int, timeout: float, use_aer: bool) -
         for sampler in samplers:
             row = {"circuit": spec, "qubits": n, "sampler": sampler, "shots": shots}
             if sampler == "statevector" and n > STATEVECTOR_MAX_QUBITS:
-                row["note"] = f"skipped: statevector sampler takes at most {STATEVECTOR_MAX_QUBITS} qubits"
+                row["note"] = ("skipped: statevector sampler takes at most "
+                               f"{STATEVECTOR_MAX_QUBITS} qubits")
             else:
                 t0 = time.perf_counter()
                 records, note = _run_child(["--_child", "sampler", "--_spec", spec,
@@ -357,7 +360,8 @@ def _sampler_name(s: str) -> str:
 def _print_sampler_row(r: dict) -> None:
     if "time_s" in r:
         print(f"  {r['circuit']:>9} {r['qubits']:>3}q  {_sampler_name(r['sampler']):<36} "
-              f"{r['time_s']:9.4f} s   exact {r['exact_s']:8.4f} s   ratio {_fmt_ratio(r['ratio']):>8}"
+              f"{r['time_s']:9.4f} s   exact {r['exact_s']:8.4f} s   "
+              f"ratio {_fmt_ratio(r['ratio']):>8}"
               f"   max|dmean| {r['max_abs_mean_diff']:.4f} (tol {r['tolerance']:.4f}, "
               f"{'agree' if r['agree'] else 'DISAGREE'})", flush=True)
     else:
@@ -370,7 +374,8 @@ def _print_simulate_row(r: dict) -> None:
     if "simulate_s" not in r:
         print(f"  {r['total_cells']:>9,} cells: {r.get('note', 'no result')}", flush=True)
         return
-    print(f"  {r['total_cells']:>9,} cells x {r['n_vars']} genes: simulate {r['simulate_s']:.2f} s, "
+    print(f"  {r['total_cells']:>9,} cells x {r['n_vars']} genes: "
+          f"simulate {r['simulate_s']:.2f} s, "
           f"numpy NB {r['numpy_nb_s']:.2f} s ({r['nb_variates']:,} variates), "
           f"ratio {r['ratio']:.2f}x (target <= {TARGET}x: "
           f"{'met' if r['ratio'] <= TARGET else 'not met'}); exact sampler "
@@ -414,6 +419,24 @@ def _machine() -> dict:
             "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
 
 
+def _source_state() -> str:
+    """The git commit of the checkout plus a fingerprint of the package source as it is on disk
+    (others may edit it while a benchmark runs; the fingerprint is taken before and after)."""
+    digest = hashlib.sha1()
+    for path in sorted((REPO / "src").rglob("*.py")):
+        digest.update(str(path.relative_to(REPO)).encode())
+        digest.update(path.read_bytes())
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    return (f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")
+            + f", src fingerprint {digest.hexdigest()[:10]}")
+
+
 def _command(argv: list[str]) -> str:
     def rel(p: str) -> str:
         return os.path.relpath(p, REPO) if Path(p).is_relative_to(REPO) else p
@@ -422,7 +445,7 @@ def _command(argv: list[str]) -> str:
 
 
 def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
-              sim_rows: list[dict], quick: bool) -> str:
+              sim_rows: list[dict], quick: bool, source: str) -> str:
     lines = [
         "# Benchmark: `qs.sim.simulate` and the circuit samplers",
         "",
@@ -434,6 +457,7 @@ def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
         f"Python {machine['python']}, numpy {machine['numpy']}, scipy {machine['scipy']}, "
         f"qiskit {machine['qiskit']}, qiskit-aer {machine['qiskit_aer']}",
         f"- Date: {machine['date']}",
+        f"- Source: {source}",
         "",
         "## Samplers",
         "",
@@ -549,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
           f"numpy {machine['numpy']}, qiskit {machine['qiskit']}, qiskit-aer "
           f"{machine['qiskit_aer']}")
     print(f"command: {command}")
+    source = _source_state()
+    print(f"source: {source}")
     t_start = time.perf_counter()
 
     sampler_rows: list[dict] = []
@@ -569,10 +595,16 @@ def main(argv: list[str] | None = None) -> int:
                                  args.chunk_size, max(1, args.repeats))
 
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
+    source_after = _source_state()
+    if source_after != source:
+        print(f"WARNING: the package source changed during the run (now: {source_after}); "
+              "the numbers mix versions — run again")
+        source = f"{source} at the start, {source_after} at the end (changed during the run)"
     out = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(_markdown(machine, command, shots, sampler_rows, sim_rows, args.quick))
+        out.write_text(_markdown(machine, command, shots, sampler_rows, sim_rows, args.quick,
+                                 source))
         print(f"wrote {out}")
     failed = any("agree" in r and not r["agree"] for r in sampler_rows)
     return 1 if failed else 0
