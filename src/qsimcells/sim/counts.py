@@ -16,6 +16,8 @@ mean differs per entry and numpy's sampler is used.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import stats
 
@@ -46,6 +48,23 @@ def _alias(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _SLOT = np.dtype([("threshold", "<f4"), ("own", "<i2"), ("alias", "<i2")])
 
 
+@lru_cache(maxsize=4096)
+def _nb_slots(mu: float, r: float) -> tuple[np.ndarray, float]:
+    """Alias slots of NB(mu, r) over ``0 .. K-1`` plus the tail slot (outcome -1), and the tail
+    mass. Cached: simulations of related designs (perturbation screens) share their genes."""
+    p = r / (r + mu)
+    # K: first value whose upper tail is below TAIL_MASS (capped); slot K is the tail
+    k = int(max(1, min(np.ceil(stats.nbinom.isf(TAIL_MASS, r, p)), MAX_WIDTH - 1)))
+    tail = float(stats.nbinom.sf(k - 1, r, p))
+    probs = np.r_[stats.nbinom.pmf(np.arange(k), r, p), tail]
+    threshold, alias = _alias(probs)
+    outcome = np.arange(k + 1, dtype=np.int16)
+    outcome[k] = -1
+    slots = np.empty(k + 1, dtype=_SLOT)
+    slots["threshold"], slots["own"], slots["alias"] = threshold, outcome, outcome[alias]
+    return slots, tail
+
+
 class NBTable:
     """NB draws for a fixed set of (mu, r) parameters, by alias tables.
 
@@ -60,35 +79,27 @@ class NBTable:
         r = np.asarray(r, dtype=np.float64)
         self.pairs, table_of_gene = np.unique(np.c_[mu, r], axis=0, return_inverse=True)
         self.p = _nb_p(self.pairs[:, 0], self.pairs[:, 1])
-        # K: first value whose upper tail is below TAIL_MASS (capped); slot K is the tail
-        k = np.minimum(np.ceil(stats.nbinom.isf(TAIL_MASS, self.pairs[:, 1], self.p)),
-                       MAX_WIDTH - 1)
-        self.k = np.maximum(k, 1).astype(np.int64)
-        self.width = int(self.k.max()) + 1
-        self.tail = stats.nbinom.sf(self.k - 1, self.pairs[:, 1], self.p)
-        self.slots = np.zeros((len(self.pairs), self.width), dtype=_SLOT)
-        own = np.arange(self.width, dtype=np.int16)
-        for t, (k_t, r_t, p_t) in enumerate(zip(self.k, self.pairs[:, 1], self.p)):
-            probs = np.zeros(self.width)
-            probs[:k_t] = stats.nbinom.pmf(np.arange(k_t), r_t, p_t)
-            probs[k_t] = self.tail[t]
-            threshold, alias = _alias(probs)
-            outcome = own.copy()
-            outcome[k_t] = -1  # the tail slot
-            self.slots[t] = list(zip(threshold, outcome, outcome[alias]))
-        self._flat = self.slots.ravel()
-        self._base = table_of_gene.ravel().astype(np.int64) * self.width
+        tables = [_nb_slots(float(m), float(d)) for m, d in self.pairs]
+        self.tail = np.array([tail for _, tail in tables])
+        widths = np.array([slots.size for slots, _ in tables])
+        self.k = widths - 1
+        self._flat = np.concatenate([slots for slots, _ in tables])
+        offsets = np.r_[0, np.cumsum(widths)[:-1]]
+        table_of_gene = table_of_gene.ravel()
+        self._table = table_of_gene.astype(np.int64)
+        self._base = offsets[table_of_gene].astype(np.int64)
+        self._width = widths[table_of_gene].astype(np.float64)
 
     def draw(self, genes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One NB count per entry of ``genes`` (indices into ``mu``/``r``)."""
-        scaled = rng.random(genes.size) * self.width
+        scaled = rng.random(genes.size) * self._width[genes]
         slot = scaled.astype(np.int64)
         entry = self._flat[self._base[genes] + slot]
         out = np.where(scaled - slot < entry["threshold"], entry["own"], entry["alias"])
         in_tail = np.flatnonzero(out < 0)
         if in_tail.size:  # beyond K: exact inversion of the survival function
             out = out.astype(np.int64)
-            t = self._base[genes[in_tail]] // self.width
+            t = self._table[genes[in_tail]]
             u = rng.random(in_tail.size) * self.tail[t]
             out[in_tail] = stats.nbinom.isf(u, self.pairs[t, 1], self.p[t])
         return out
