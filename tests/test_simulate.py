@@ -229,3 +229,15 @@ def test_bad_simulate_arguments(kwargs, error, match) -> None:
 def test_design_must_be_a_cellcircuit() -> None:
     with pytest.raises(TypeError, match="design: expected a qs.sim.CellCircuit"):
         qs.sim.simulate("romero2025", 10)
+
+
+def test_cells_with_nothing_expressed() -> None:
+    """A design whose genes are all held OFF and that has no housekeeping genes gives empty
+    rows, not an error."""
+    design = qs.sim.CellCircuit({"A": ["x"], "B": ["y"]}, p=0.5, n_housekeeping=0)
+    silent = design.knockout(["x", "y"])
+    a = qs.sim.simulate(silent, 50, rng=0)
+    assert a.X.nnz == 0 and a.layers["binary"].nnz == 0 and a.shape == (100, 2)
+    some = qs.sim.simulate(design.knockout("x"), 2000, rng=0)
+    y_on = some.layers["binary"][:, 1].sum() / 2000
+    assert abs(y_on - 0.5) < 5 * np.sqrt(0.25 / 2000)

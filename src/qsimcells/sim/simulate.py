@@ -286,6 +286,7 @@ def _count_block(bits: np.ndarray, first_niche: int, layout: _Layout, table: NBT
     binary.append(cols[cols < layout.n_circuit], per_row - layout.n_extra)
     keep = values > 0  # an ON gene can still draw a zero count
     last_entry = np.cumsum(per_row) - 1  # of each row; -1 while no row has entries yet
-    kept_so_far = np.cumsum(keep)[np.maximum(last_entry, 0)] * (last_entry >= 0)
+    kept_so_far = (np.cumsum(keep)[np.maximum(last_entry, 0)] * (last_entry >= 0)
+                   if keep.size else np.zeros_like(last_entry))
     kept_per_row = np.diff(kept_so_far, prepend=0)
     X.append(cols[keep], kept_per_row, values[keep])
