@@ -96,8 +96,8 @@ class NBTable:
         slot = scaled.astype(np.int64)
         entry = self._flat[self._base[genes] + slot]
         out = np.where(scaled - slot < entry["threshold"], entry["own"], entry["alias"])
-        in_tail = np.flatnonzero(out < 0)
-        if in_tail.size:  # beyond K: exact inversion of the survival function
+        if out.size and out.min() < 0:  # beyond K: exact inversion of the survival function
+            in_tail = np.flatnonzero(out < 0)
             out = out.astype(np.int64)
             t = self._table[genes[in_tail]]
             u = rng.random(in_tail.size) * self.tail[t]
