@@ -216,3 +216,19 @@ def test_bad_inputs() -> None:
         qs.samplers.sample_bits(ok, 10, sampler="exact", method="mps")
     with pytest.raises(TypeError, match="rng"):
         qs.samplers.sample_bits(ok, 10, rng="seed")
+
+
+def test_bitstring_helpers_undo_little_endian_once() -> None:
+    """Qiskit prints qubit 0 on the right and puts it in bit 0 of a state index; both helpers
+    return column i = qubit i (registers separated by spaces are joined)."""
+    from qsimcells.samplers._bits import bitstrings_to_bits, indices_to_bits
+
+    assert bitstrings_to_bits(["001", "110"], 3).tolist() == [[1, 0, 0], [0, 1, 1]]
+    assert bitstrings_to_bits(["01 001"], 5).tolist() == [[1, 0, 0, 1, 0]]
+    assert indices_to_bits(np.array([1, 6]), 3).tolist() == [[1, 0, 0], [0, 1, 1]]
+    with pytest.raises(ValueError, match="bit strings have 2 bits, expected 3"):
+        bitstrings_to_bits(["01"], 3)
+    qc = QuantumCircuit(3)
+    qc.x(0)
+    label = Statevector(qc).sample_memory(1)[0]  # qiskit's own label of the state
+    assert bitstrings_to_bits([label], 3).tolist() == [[1, 0, 0]]
