@@ -126,6 +126,11 @@ class _Compiler:
             pass  # a phase on a basis state: no effect on any later Z-basis outcome
         elif shape in {"x", "flip"}:
             self.ops.append(_Op("xor", target, controls=controls))
+            if self.status[target] == "collapsed" and any(
+                    self.status[c] == "deferred" for c, _ in controls):
+                # its value now depends on a qubit that was only sampled early, so it is no
+                # longer a classical bit that may be rotated again
+                self.status[target] = "deferred"
         elif self.status[target] == "collapsed":
             self.ops.append(_Op("expand", target, matrix=matrix, controls=controls))
             self.status[target] = "pending"
