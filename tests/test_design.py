@@ -106,7 +106,8 @@ def test_dict_round_trip_and_without_edges() -> None:
         ({"edges": pd.DataFrame({"src": ["a0"], "target": ["a1"]})}, ValueError,
          "missing \\['source'\\]"),
         ({"mu": -1.0}, ValueError, r"mu: -1\.0 is outside the allowed range \[0\.0"),
-        ({"r": 0.0}, ValueError, r"r: 0\.0 is outside the allowed range \(0\.0"),
+        ({"r": 0.0}, ValueError, r"r: 0\.0 is outside the allowed range \[0\.01"),
+        ({"mu": 1e12}, ValueError, r"mu: 1000000000000\.0 is outside the allowed range \[0\.0, 1000000\.0\]"),
         ({"mu": {"a0": 1.0}}, ValueError, r"mu: no value for genes"),
         ({"mu": {"zz": 1.0}}, ValueError, r"mu: unknown genes \['zz'\]"),
         ({"mu": [1.0, 2.0]}, ValueError, r"mu: expected 5 values"),
@@ -173,3 +174,10 @@ def test_presets() -> None:
         qs.sim.presets.random_network(4, 2, 10, rng=0, lr_fraction=0.0)
     with pytest.raises(ValueError, match="n_cell_types"):
         qs.sim.presets.random_network(2, 3)
+    with pytest.raises(ValueError, match=r"mu_range\[0\]: 0\.0 is outside"):
+        qs.sim.presets.random_network(5, 1, 2, mu_range=(0, 10))
+    with pytest.raises(ValueError, match=r"p_range: low 0\.9 is above high 0\.1"):
+        qs.sim.presets.random_network(5, 1, 2, p_range=(0.9, 0.1))
+    with pytest.raises(ValueError, match="state: missing"):
+        CellCircuit.from_dict({"genes": case1.to_dict()["genes"]})
+    assert case1.knockout(0).genes.iloc[0]["intervention"] == "knockout"  # by qubit index

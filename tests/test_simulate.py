@@ -216,6 +216,8 @@ def test_generate_dispatches_to_registered_generators() -> None:
         ({"batches": ["a", "a"]}, ValueError, "batch names must be unique"),
         ({"library_size": -0.1}, ValueError, "library_size"),
         ({"batch_scale": float("nan")}, ValueError, "batch_scale"),
+        ({"batch_scale": 10.0}, ValueError, r"batch_scale: 10\.0 is outside the allowed range"),
+        ({"library_size": 3.0}, ValueError, r"library_size: 3\.0 is outside the allowed range"),
         ({"sampler": "nope"}, qs.plugins.PluginError, r"unknown circuit sampler 'nope'"),
         ({"sampler_options": {"x": 1}}, ValueError, "need a named sampler"),
     ],

@@ -61,6 +61,10 @@ class CSRBuilder:
                 self.data.resize(grown, refcheck=False)
         self.indices[self.nnz:end] = cols
         if self.data is not None:
+            if values.dtype.itemsize > self.data.dtype.itemsize and values.size and \
+                    values.max() > np.iinfo(self.data.dtype).max:
+                raise OverflowError(f"a count exceeds the {self.data.dtype} range; lower mu or "
+                                    "the batch / library-size effects")
             self.data[self.nnz:end] = values
         self.indptr[self.row + 1:self.row + 1 + per_row.size] = self.nnz + np.cumsum(per_row)
         self.nnz = end

@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SIGNS = ("activation", "repression")
 INTERVENTIONS = ("knockout", "overexpress")
+#: accepted NB parameters: counts are stored as int32, and a smaller r or larger mu gives tails
+#: that no single-cell count reaches
+MU_MAX = 1e6
+R_RANGE = (1e-2, 1e6)
 _SIGN_ALIASES = {"activation": "activation", "+": "activation", 1: "activation",
                  "repression": "repression", "-": "repression", -1: "repression"}
 EDGE_COLUMNS = ["source", "target", "weight", "sign", "kind"]
@@ -65,8 +69,8 @@ class CellCircuit:
         ``0 < weight <= pi``) makes a CRY instead of a CX; ``sign`` is ``"activation"``
         (default) or ``"repression"`` (open control).
     mu, r
-        Negative-binomial mean (``>= 0``) and dispersion (``> 0``) of each gene's counts when ON:
-        a number, a sequence in qubit order or a mapping.
+        Negative-binomial mean (``0 <= mu <= 1e6``) and dispersion (``0.01 <= r <= 1e6``) of each
+        gene's counts when ON: a number, a sequence in qubit order or a mapping.
     n_housekeeping, housekeeping_mu, housekeeping_r
         Housekeeping genes (always ON in every cell, NB counts).
     n_background, background_mu, background_r
@@ -111,8 +115,8 @@ class CellCircuit:
                 "cell_type": types,
                 "qubit": np.arange(len(genes)),
                 "theta": angles,
-                "mu": self._per_gene("mu", mu, genes, low=0.0),
-                "r": self._per_gene("r", r, genes, low=0.0, low_open=True),
+                "mu": self._per_gene("mu", mu, genes, low=0.0, high=MU_MAX),
+                "r": self._per_gene("r", r, genes, low=R_RANGE[0], high=R_RANGE[1]),
                 "intervention": "",
             },
             index=pd.Index(genes, name="gene"),
@@ -218,6 +222,8 @@ class CellCircuit:
             sign_raw = rec.get("sign", "activation")
             sign_raw = "activation" if sign_raw is None or (
                 isinstance(sign_raw, float) and math.isnan(sign_raw)) else sign_raw
+            if isinstance(sign_raw, np.integer):
+                sign_raw = int(sign_raw)
             sign = _SIGN_ALIASES.get(sign_raw) if isinstance(sign_raw, (str, int)) else None
             if sign is None:
                 raise ValueError(f"{where}.sign: {sign_raw!r} is not allowed; choose one of "
@@ -232,8 +238,8 @@ class CellCircuit:
     def _block(field: str, n: int, mu: float, r: float) -> NBParams:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n_{field}: expected an integer >= 0, got {n!r}")
-        return NBParams(int(n), check_finite(f"{field}_mu", mu, low=0.0),
-                        check_finite(f"{field}_r", r, low=0.0, low_open=True))
+        return NBParams(int(n), check_finite(f"{field}_mu", mu, low=0.0, high=MU_MAX),
+                        check_finite(f"{field}_r", r, low=R_RANGE[0], high=R_RANGE[1]))
 
     # -- views ------------------------------------------------------------------------------
     @property
@@ -314,7 +320,7 @@ class CellCircuit:
 
     # -- interventions ----------------------------------------------------------------------
     def _intervene(self, genes: str | Iterable[str], what: str) -> CellCircuit:
-        genes = [genes] if isinstance(genes, str) else list(genes)
+        genes = [genes] if isinstance(genes, (str, int, np.integer)) else list(genes)
         if not genes:
             raise ValueError(f"genes: give at least one gene to {what}")
         names = [self._gene_ref(f"genes[{i}]", g) for i, g in enumerate(genes)]
@@ -366,6 +372,10 @@ class CellCircuit:
     def from_dict(cls, state: Mapping[str, Any]) -> CellCircuit:
         """Rebuild a design from :meth:`to_dict` output (also after an h5ad round trip)."""
         state = dict(state)
+        missing = {"genes", "edges"} - set(state)
+        if missing:
+            raise ValueError(f"state: missing {sorted(missing)}; expected the output of "
+                             "CellCircuit.to_dict() (or uns['qsimcells']['design'])")
         table = pd.DataFrame(state.pop("genes"))
         table.index = table.index.astype(str)
         cell_types: dict[str, list[str]] = {}

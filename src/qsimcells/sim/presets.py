@@ -80,6 +80,8 @@ def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = No
     if isinstance(n_edges, bool) or not isinstance(n_edges, (int, np.integer)) or n_edges < 0:
         raise ValueError(f"n_edges: expected an integer >= 0, got {n_edges!r}")
     lr_fraction = check_finite("lr_fraction", lr_fraction, low=0.0, high=1.0)
+    p_range = _check_range("p_range", p_range, 0.0, 1.0)
+    mu_range = _check_range("mu_range", mu_range, 0.0, 1e6, low_open=True)
     gen = as_generator(rng)
     names = [f"G{i}" for i in range(n_genes)]
     bounds = np.linspace(0, n_genes, n_cell_types + 1).round().astype(int)
@@ -96,6 +98,17 @@ def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = No
     return CellCircuit(cell_types, p=p, edges=edges, mu=mu, r=r,
                        n_housekeeping=n_housekeeping,
                        name=f"random_network_{n_genes}g_{n_cell_types}t_{len(edges)}e")
+
+
+def _check_range(field: str, value: Any, low: float, high: float, low_open: bool = False
+                 ) -> tuple[float, float]:
+    if isinstance(value, str) or np.ndim(value) != 1 or len(value) != 2:
+        raise ValueError(f"{field}: expected (low, high), got {value!r}")
+    lo, hi = (check_finite(f"{field}[{i}]", v, low=low, high=high, low_open=low_open)
+              for i, v in enumerate(value))
+    if lo > hi:
+        raise ValueError(f"{field}: low {lo} is above high {hi}")
+    return lo, hi
 
 
 def _random_pairs(gen: np.random.Generator, type_of: np.ndarray, n: int, cross: bool

@@ -103,7 +103,8 @@ def _check_batches(batches: Any) -> list[str] | None:
         return None
     if isinstance(batches, (int, np.integer)) and not isinstance(batches, bool):
         return [f"batch{i}" for i in range(check_positive_int("batches", batches))]
-    if isinstance(batches, Sequence) and not isinstance(batches, str) and len(batches) > 0:
+    if isinstance(batches, (Sequence, np.ndarray)) and not isinstance(batches, str) \
+            and np.ndim(batches) == 1 and len(batches) > 0:
         names = [str(b) for b in batches]
         if len(set(names)) != len(names):
             raise ValueError(f"batches: batch names must be unique, got {names}")
@@ -145,10 +146,10 @@ def simulate(
         Number of batches or their names. Each niche goes to one batch at random and each batch
         multiplies every gene's mean by its own log-normal factor (``sd = batch_scale``).
     batch_scale
-        Standard deviation of the log batch factors.
+        Standard deviation of the log batch factors (at most 2).
     library_size
-        Standard deviation of log per-cell size factors (log-normal with mean 1); ``None`` for
-        none.
+        Standard deviation of log per-cell size factors (log-normal with mean 1, at most 2);
+        ``None`` for none.
     chunk_size
         Shots per chunk; memory stays near the size of the output.
     sampler_options
@@ -177,9 +178,9 @@ def simulate(
     n_cells = check_positive_int("n_cells", n_cells)
     chunk_size = check_positive_int("chunk_size", chunk_size)
     batch_names = _check_batches(batches)
-    batch_scale = check_finite("batch_scale", batch_scale, low=0.0)
+    batch_scale = check_finite("batch_scale", batch_scale, low=0.0, high=2.0)
     if library_size is not None:
-        library_size = check_finite("library_size", library_size, low=0.0)
+        library_size = check_finite("library_size", library_size, low=0.0, high=2.0)
     if sampler_options is not None and not isinstance(sampler_options, dict):
         raise TypeError("sampler_options: expected a dict of options or None")
 
