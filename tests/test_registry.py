@@ -104,7 +104,7 @@ print(json.dumps({
     assert out["heavy_after_listing"] == []  # listing imports no plugin code and no qiskit
     messages = " ".join(out["warnings"])
     assert "'broken-import' from distribution 'qsimcells-broken'" in messages
-    assert "'broken-hook' from distribution 'qsimcells-broken'" in messages
+    assert "broken-hook' from distribution 'qsimcells-broken'" in messages
     # the example plugin's dense statevector agrees with the exact marginals
     from qsimcells.samplers.statevector import StatevectorSampler
 

@@ -1,4 +1,4 @@
-"""Shared plumbing of the plotting functions: axes creation, saving and showing."""
+"""Shared plumbing of the plotting functions: saving and showing."""
 
 from __future__ import annotations
 

@@ -142,14 +142,22 @@ def bit_histogram(adata: AnnData, *, cell_types: Sequence[str] | None = None,
     for a, t in zip(axes, cell_types):
         genes, bits = _register_bits(adata, t)
         n = len(genes)
-        index = bits @ (1 << np.arange(n))  # gene i is bit i of the index
-        freq = np.bincount(index, minlength=2**n) / max(len(index), 1)
         k = top if top is not None else (2**n if n <= 6 else 32)
-        states = np.arange(2**n) if k >= 2**n else np.sort(np.argsort(-freq)[:k])
-        labels = ["".join(str((s >> i) & 1) for i in range(n)) for s in states]
-        x = np.arange(states.size)
-        a.bar(x, freq[states], color="tab:blue", label=f"sampled ({len(index)} cells)")
-        exact = _expected(adata, t, genes) if expected else None
+        if n <= 20:
+            index = bits @ (1 << np.arange(n))  # gene i is bit i of the index
+            freq = np.bincount(index, minlength=2**n) / max(len(bits), 1)
+            states = np.arange(2**n) if k >= 2**n else np.sort(np.argsort(-freq)[:k])
+            labels = ["".join(str((s >> i) & 1) for i in range(n)) for s in states]
+            heights = freq[states]
+        else:  # too many states to enumerate: count only those that occur
+            observed, counts = np.unique(bits, axis=0, return_counts=True)
+            keep = np.argsort(-counts, kind="stable")[:k]
+            labels = ["".join(map(str, row)) for row in observed[keep]]
+            heights = counts[keep] / max(len(bits), 1)
+            states = None
+        x = np.arange(len(labels))
+        a.bar(x, heights, color="tab:blue", label=f"sampled ({len(bits)} cells)")
+        exact = _expected(adata, t, genes) if expected and states is not None else None
         if exact is not None:
             a.plot(x, exact[states], "_", color="tab:red", markersize=10, mew=2,
                    label="exact")

@@ -60,6 +60,7 @@ class PluginRegistry:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._origin: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
+        self._order: dict[str, int] = {}  # plugin name -> registration position
         self.broken: dict[str, str] = {}  # plugin name -> why it was skipped
 
         from . import builtins
@@ -78,10 +79,14 @@ class PluginRegistry:
     def _register(self, obj: Any, name: str, dist: str, version: str) -> None:
         try:
             self._pm.register(obj, name=name)
-        except Exception as err:  # a bad hook signature, a second registration, ...
+            self._pm.check_pending()  # a misspelled qsimcells_* hook is an error, not ignored
+        except Exception as err:  # a bad or unknown hook, a second registration, ...
+            if self._pm.is_registered(obj):
+                self._pm.unregister(obj)
             self._warn_broken(name, dist, err)
             return
         self._origin[name] = (dist, version)
+        self._order[name] = len(self._order)
 
     def _load_entry_points(self, skip: set[str]) -> None:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -94,7 +99,7 @@ class PluginRegistry:
             except Exception as err:  # isolate the broken plugin; the rest keeps working
                 self._warn_broken(ep.name, dist, err)
                 continue
-            self._register(obj, ep.name, dist, version)
+            self._register(obj, f"{dist}:{ep.name}", dist, version)  # unique across packages
 
     def _warn_broken(self, name: str, dist: str, err: BaseException) -> None:
         self.broken[name] = f"{type(err).__name__}: {err}"
@@ -108,8 +113,9 @@ class PluginRegistry:
     def _collect(self, kind: str) -> dict[str, Registered]:
         hook_name, spec_type = _HOOKS[kind]
         found: dict[str, Registered] = {}
-        # get_hookimpls() is in registration order, so the builtins come first
-        for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+        impls = sorted(getattr(self._pm.hook, hook_name).get_hookimpls(),
+                       key=lambda impl: self._order[impl.plugin_name])  # builtins first
+        for impl in impls:
             dist, version = self._origin[impl.plugin_name]
             try:
                 specs = list(impl.function() or [])

@@ -78,6 +78,10 @@ def _check_circuit(circuit: Any) -> None:
         raise TypeError(f"circuit: expected a qiskit QuantumCircuit, got {type(circuit).__name__}")
     if circuit.num_qubits == 0:
         raise ValueError("circuit: has no qubits")
+    if circuit.parameters:
+        names = sorted(p.name for p in circuit.parameters)
+        raise ValueError(f"circuit: unbound parameters {names}; bind them first "
+                         "(circuit.assign_parameters)")
 
 
 def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options: Any
@@ -119,17 +123,21 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
     if options:
         raise ValueError(f"sampler options {sorted(options)} need a named sampler, not 'auto'")
     refusals: list[str] = []
+    # the exact classical path first whenever it applies, then the others by priority
     candidates = sorted(
         (r.spec for r in get_registry().entries("circuit_sampler")
          if not r.spec.noisy and not r.spec.needs_credentials and r.spec.exact),
-        key=lambda spec: -spec.priority,
+        key=lambda spec: (spec.name != "exact", -spec.priority),
     )
     for spec in candidates:
         if spec.max_qubits is not None and circuit.num_qubits > spec.max_qubits:
             refusals.append(f"{spec.name}: more than {spec.max_qubits} qubits")
             continue
-        obj = make_sampler(spec.name)
-        reason = getattr(obj, "supports", lambda c: None)(circuit)
+        try:  # a broken plugin must not stop auto from trying the next sampler
+            obj = make_sampler(spec.name)
+            reason = getattr(obj, "supports", lambda c: None)(circuit)
+        except Exception as err:
+            reason = f"failed: {type(err).__name__}: {err}"
         if reason is None:
             why = ("exact classical path" if spec.name == "exact"
                    else f"fallback ({'; '.join(refusals)})")

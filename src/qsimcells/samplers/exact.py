@@ -61,7 +61,12 @@ def _matrix(op: Gate, where: str) -> np.ndarray:
     if op.is_parameterized():
         raise ValueError(f"{where}: gate {op.name!r} has unbound parameters; bind them first "
                          "(circuit.assign_parameters)")
-    return np.asarray(op.to_matrix(), dtype=np.complex128)
+    try:
+        return np.asarray(op.to_matrix(), dtype=np.complex128)
+    except Exception:  # composite gates (sub-circuits, custom controlled gates) have no __array__
+        from qiskit.quantum_info import Operator
+
+        return np.asarray(Operator(op).data, dtype=np.complex128)
 
 
 class _Compiler:
@@ -136,8 +141,9 @@ class _Compiler:
             self.status[target] = "pending"
         else:
             raise NotExactError(
-                f"{where}: a rotation of qubit {target} after it was used as a control has no "
-                "exact classical path (use a statevector or Aer sampler)"
+                f"{where}: a rotation of qubit {target} after it was used as a control (or "
+                "flipped by a qubit that was) has no exact classical path (use a statevector "
+                "or Aer sampler)"
             )
 
 
@@ -236,21 +242,22 @@ class ExactSampler:
     name = "exact"
 
     def __init__(self) -> None:
-        self._compiled: tuple[QuantumCircuit, int, list[_Op]] | None = None
+        self._compiled: tuple[tuple, list[_Op]] | None = None
 
     def _program(self, circuit: QuantumCircuit) -> list[_Op]:
-        cached = self._compiled
-        if cached is not None and cached[0] is circuit and cached[1] == len(circuit.data):
-            return cached[2]
+        # the same circuit object with the same operation objects: compile once per simulate
+        key = (id(circuit), tuple(id(ins.operation) for ins in circuit.data))
+        if self._compiled is not None and self._compiled[0] == key:
+            return self._compiled[1]
         program = compile_exact(circuit)
-        self._compiled = (circuit, len(circuit.data), program)
+        self._compiled = (key, program)
         return program
 
     def supports(self, circuit: QuantumCircuit) -> str | None:
         """Why ``circuit`` cannot be sampled exactly, or ``None`` when it can."""
         try:
             self._program(circuit)
-        except (NotExactError, ValueError) as err:
+        except Exception as err:  # NotExactError, unbound parameters, qiskit errors
             return str(err)
         return None
 

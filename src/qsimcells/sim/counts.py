@@ -10,7 +10,7 @@ different genes at once, in the row-major order the CSR output needs. Each table
 threshold (float32, so slot probabilities are exact to ~6e-8 / width) with its two outcomes. The table holds the
 probabilities of ``0 .. K-1`` plus one slot for the tail ``X >= K`` (``K`` puts less than 1e-13
 of the mass in the tail); a draw that lands in the tail slot is completed by exact inversion of
-the survival function, so the draws follow NB exactly. With library-size or batch effects the
+the survival function, so the draws follow NB up to the float32 rounding of the thresholds. With library-size or batch effects the
 mean differs per entry and numpy's sampler is used.
 """
 
@@ -100,7 +100,7 @@ class NBTable:
             in_tail = np.flatnonzero(out < 0)
             out = out.astype(np.int64)
             t = self._table[genes[in_tail]]
-            u = rng.random(in_tail.size) * self.tail[t]
+            u = (1.0 - rng.random(in_tail.size)) * self.tail[t]  # in (0, tail]
             out[in_tail] = stats.nbinom.isf(u, self.pairs[t, 1], self.p[t])
         return out
 

@@ -64,8 +64,8 @@ class CellCircuit:
     edges
         Ordered edges (gate order): tuples ``(source, target[, weight[, sign]])``, dicts with
         those keys, a :class:`pandas.DataFrame` with columns ``source``, ``target`` and optional
-        ``weight``, ``sign``, or a :class:`networkx.DiGraph` (edge order = insertion order, or the
-        ``order`` edge attribute). Genes are names or qubit indices. ``weight`` (radians,
+        ``weight``, ``sign``, or a :class:`networkx.DiGraph` whose edges carry an ``order``
+        attribute (a graph does not keep insertion order). Genes are names or qubit indices. ``weight`` (radians,
         ``0 < weight <= pi``) makes a CRY instead of a CX; ``sign`` is ``"activation"``
         (default) or ``"repression"`` (open control).
     mu, r
@@ -76,7 +76,8 @@ class CellCircuit:
     n_background, background_mu, background_r
         Background genes outside the circuit (NB counts in every cell, no gating).
     interventions
-        Gene -> ``"knockout"`` or ``"overexpress"``; normally set through :meth:`knockout` and
+        Gene -> ``"knockout"`` or ``"overexpress"``, applied as do-interventions (the gene is
+        held OFF / ON and edges into it are dropped); usually set through :meth:`knockout` and
         :meth:`overexpress`.
     name
         A label stored with simulated data.
@@ -129,6 +130,11 @@ class CellCircuit:
             table.loc[gene, "intervention"] = what
         self._genes = table
         self._edges = self._parse_edges(edges)
+        held = table.index[table["intervention"] != ""]
+        if len(held):  # do-interventions: the gene is held OFF / ON, nothing upstream acts on it
+            table.loc[held, "theta"] = np.where(table.loc[held, "intervention"] == "knockout",
+                                                0.0, math.pi)
+            self._edges = self._edges[~self._edges["target"].isin(held)].reset_index(drop=True)
         self.housekeeping = self._block("housekeeping", n_housekeeping, housekeeping_mu,
                                         housekeeping_r)
         self.background = self._block("background", n_background, background_mu, background_r)
@@ -151,6 +157,9 @@ class CellCircuit:
             if not isinstance(cell_type, str) or not cell_type:
                 raise ValueError(f"cell_types: cell type names must be non-empty strings, "
                                  f"got {cell_type!r}")
+            if cell_type in ("housekeeping", "background"):
+                raise ValueError(f"cell_types: {cell_type!r} is reserved for the genes outside "
+                                 "the circuit; choose another cell type name")
             if isinstance(members, str) or not isinstance(members, Iterable):
                 raise ValueError(f"cell_types[{cell_type!r}]: expected a list of gene names")
             members = list(members)
@@ -171,6 +180,8 @@ class CellCircuit:
 
     @staticmethod
     def _per_gene(field: str, value: Any, genes: list[str], **bounds: Any) -> np.ndarray:
+        if isinstance(value, pd.Series):  # by gene name, never by position
+            value = value.to_dict()
         if isinstance(value, Mapping):
             unknown = sorted(set(value) - set(genes))
             if unknown:
@@ -214,6 +225,9 @@ class CellCircuit:
             if source == target:
                 raise ValueError(f"{where}: control and target are the same gene {source!r}")
             weight = rec.get("weight")
+            if isinstance(weight, (bool, np.bool_)):
+                raise TypeError(f"{where}.weight: expected an angle in radians or None, got "
+                                f"{weight!r}")
             if weight is None or (isinstance(weight, float) and math.isnan(weight)):
                 weight = math.nan  # a full CX
             else:
@@ -323,7 +337,7 @@ class CellCircuit:
         genes = [genes] if isinstance(genes, (str, int, np.integer)) else list(genes)
         if not genes:
             raise ValueError(f"genes: give at least one gene to {what}")
-        names = [self._gene_ref(f"genes[{i}]", g) for i, g in enumerate(genes)]
+        names = list(dict.fromkeys(self._gene_ref(f"genes[{i}]", g) for i, g in enumerate(genes)))
         state = self.to_dict()
         table = state["genes"]
         table.loc[names, "theta"] = 0.0 if what == "knockout" else math.pi
@@ -418,7 +432,17 @@ class CellCircuit:
                 if len(values[key]) != graph.number_of_nodes():
                     raise ValueError(f"graph nodes: '{key}' must be set on all nodes or none")
                 kwargs.setdefault(key, values[key])
-        return cls(cell_types, edges=graph, **kwargs)
+        relabelled = graph if all(isinstance(n, str) for n in graph.nodes) else \
+            _relabel_to_str(graph)
+        return cls(cell_types, edges=relabelled, **kwargs)
+
+
+def _relabel_to_str(graph: nx.DiGraph) -> nx.DiGraph:
+    """The graph with node labels as strings (gene names), so integer labels are not read as
+    qubit indices."""
+    import networkx as nx
+
+    return nx.relabel_nodes(graph, {n: str(n) for n in graph.nodes}, copy=True)
 
 
 def _edge_records(edges: Any) -> Iterable[dict[str, Any]]:
@@ -443,7 +467,11 @@ def _edge_records(edges: Any) -> Iterable[dict[str, Any]]:
         if not edges.is_directed():
             raise ValueError("edges: a regulation graph must be a networkx.DiGraph (directed)")
         items = list(edges.edges(data=True))
-        if items and all("order" in d for _, _, d in items):
+        if len(items) > 1:
+            if not all("order" in d for _, _, d in items):
+                raise ValueError("edges: a networkx graph does not keep the order in which edges "
+                                 "were added, and gate order changes the circuit; give every "
+                                 "edge an 'order' attribute (G.add_edge(s, t, order=k))")
             items.sort(key=lambda e: e[2]["order"])
         return [{"source": s, "target": t, "weight": d.get("weight"), "sign": d.get("sign")}
                 for s, t, d in items]

@@ -10,9 +10,16 @@ class DenseSampler:
     def supports(self, circuit):
         if circuit.num_qubits > self.max_qubits:
             return f"more than {self.max_qubits} qubits"
+        measured = set()
         for instruction in circuit.data:
-            if instruction.operation.name == "reset":
+            name = instruction.operation.name
+            qubits = {circuit.find_bit(q).index for q in instruction.qubits}
+            if name == "reset":
                 return "reset is not supported"
+            if name == "measure":
+                measured |= qubits
+            elif name != "barrier" and qubits & measured:
+                return "mid-circuit measurement is not supported (unitary circuits only)"
         return None
 
     def sample(self, circuit, shots, *, rng):
