@@ -181,3 +181,30 @@ def test_presets() -> None:
     with pytest.raises(ValueError, match="state: missing"):
         CellCircuit.from_dict({"genes": case1.to_dict()["genes"]})
     assert case1.knockout(0).genes.iloc[0]["intervention"] == "knockout"  # by qubit index
+
+
+def test_review_cases_series_networkx_labels_and_interventions() -> None:
+    # a Series is read by gene name, not by position
+    design = CellCircuit({"A": ["a", "b", "c"]}, p=pd.Series({"c": 0.9, "a": 0.1, "b": 0.5}))
+    assert np.allclose(design.genes["p_on"], [0.1, 0.5, 0.9])
+    # integer node labels are gene names, not qubit indices
+    graph = nx.DiGraph()
+    graph.add_node(0, cell_type="A", p=0.5)
+    graph.add_node(1, cell_type="B", p=0.5)
+    graph.add_node(2, cell_type="A", p=0.5)
+    graph.add_edge(0, 1)
+    by_labels = CellCircuit.from_networkx(graph, n_housekeeping=0)
+    assert list(zip(by_labels.edges.source, by_labels.edges.target)) == [("0", "1")]
+    # a graph with several edges must say their gate order
+    graph.add_edge(1, 2)
+    with pytest.raises(ValueError, match="'order' attribute"):
+        CellCircuit.from_networkx(graph, n_housekeeping=0)
+    # interventions given to the constructor are applied, not only labelled
+    held = CellCircuit({"A": ["a", "b"]}, p=0.5, edges=[("a", "b")],
+                       interventions={"b": "overexpress"})
+    assert held.genes.at["b", "theta"] == pytest.approx(np.pi) and held.edges.empty
+    with pytest.raises(ValueError, match="'housekeeping' is reserved"):
+        CellCircuit({"housekeeping": ["a"]}, p=0.5)
+    with pytest.raises(TypeError, match=r"edges\[0\]\.weight: expected an angle"):
+        CellCircuit({"A": ["a", "b"]}, p=0.5, edges=[("a", "b", True)])
+    assert CellCircuit({"A": ["a"]}, p=0.5).knockout(["a", "a"]).name.endswith("knockout:a")

@@ -178,13 +178,20 @@ def test_sin_squared_half_angle() -> None:
 
 
 def test_many_qubits_beyond_statevector() -> None:
-    """The exact path has no qubit limit: a 200-qubit cascade is sampled."""
-    design = qs.sim.presets.random_network(200, 2, 300, rng=0)
-    qc = design.to_qiskit()
-    bits, info = qs.samplers.sample_bits(qc, 1000, rng=0, return_info=True)
-    assert info.name == "exact" and bits.shape == (1000, 200)
+    """The exact path has no qubit limit: 50 independent random 4-qubit blocks side by side
+    (200 qubits); each block's joint distribution matches its own statevector."""
+    rng = np.random.default_rng(9)
+    blocks = [random_exact_circuit(rng, 4, 10, ("ry", "x", "cx", "ccx", "cry", "swap"))
+              for _ in range(50)]
+    wide = QuantumCircuit(200)
+    for k, block in enumerate(blocks):
+        wide.compose(block, qubits=range(4 * k, 4 * k + 4), inplace=True)
+    bits, info = qs.samplers.sample_bits(wide, 20_000, rng=0, return_info=True)
+    assert info.name == "exact" and bits.shape == (20_000, 200)
+    for k in (0, 17, 49):
+        assert_distribution_matches(bits[:, 4 * k:4 * k + 4], exact_probs(blocks[k]))
     with pytest.raises(ValueError, match="at most 24 qubits"):
-        qs.samplers.sample_bits(qc, 10, sampler="statevector")
+        qs.samplers.sample_bits(wide, 10, sampler="statevector")
 
 
 def test_same_seed_same_bits_and_generator_accepted() -> None:
@@ -193,7 +200,7 @@ def test_same_seed_same_bits_and_generator_accepted() -> None:
     b = qs.samplers.sample_bits(qc, 500, rng=7)
     c = qs.samplers.sample_bits(qc, 500, rng=8)
     d = qs.samplers.sample_bits(qc, 500, rng=np.random.default_rng(7))
-    assert np.array_equal(a, b) and not np.array_equal(a, c) and d.shape == a.shape
+    assert np.array_equal(a, b) and not np.array_equal(a, c) and np.array_equal(a, d)
 
 
 def test_bad_inputs() -> None:
@@ -269,3 +276,85 @@ def test_measured_qubit_flipped_by_a_former_control_is_no_longer_classical() -> 
             ref += w1 * w0 * np.asarray(Statevector(branch).probabilities())
     bits = qs.samplers.sample_bits(ok, SHOTS, sampler="exact", rng=4)
     assert_distribution_matches(bits, ref)
+
+
+def _density_reference(qc: QuantumCircuit) -> np.ndarray:
+    """Exact outcome probabilities with measurement as dephasing and reset as reset."""
+    from qiskit.quantum_info import DensityMatrix, Kraus, Operator
+
+    dephase = Kraus([np.diag([1, 0]).astype(complex), np.diag([0, 1]).astype(complex)])
+    rho = DensityMatrix.from_label("0" * qc.num_qubits)
+    for ins in qc.data:
+        qubits = [qc.find_bit(q).index for q in ins.qubits]
+        name = ins.operation.name
+        if name == "barrier":
+            continue
+        if name == "measure":
+            rho = rho.evolve(dephase, qargs=qubits)
+        elif name == "reset":
+            rho = rho.reset(qubits)
+        else:
+            rho = rho.evolve(Operator(ins.operation), qargs=qubits)
+    probs = np.clip(np.real(np.diag(rho.data)), 0, None)
+    return probs / probs.sum()
+
+
+def test_fuzz_wide_gate_set_with_measurements() -> None:
+    """Random circuits from a wide gate set with mid-circuit measurement, reset and composite
+    gates: whatever the exact path accepts must match a density-matrix reference."""
+    rng = np.random.default_rng(2024)
+    one = ["h", "x", "y", "z", "s", "t", "sx", "rx", "ry", "rz", "u", "measure", "reset", "sub"]
+    two = ["cx", "cz", "cy", "ch", "cry", "crx", "cp", "swap", "rzz", "cx_o0"]
+    accepted = tried = 0
+    while accepted < 40:
+        tried += 1
+        n = int(rng.integers(2, 5))
+        qc = QuantumCircuit(n, n)
+        for _ in range(int(rng.integers(4, 14))):
+            angle = float(rng.choice([0, np.pi / 2, np.pi, rng.uniform(0, 2 * np.pi)]))
+            if rng.random() < 0.55:
+                q = int(rng.integers(n))
+                gate = one[rng.integers(len(one))]
+                if gate == "measure":
+                    qc.measure(q, q)
+                elif gate == "reset":
+                    qc.reset(q)
+                elif gate == "sub":
+                    sub = QuantumCircuit(1)
+                    sub.ry(angle, 0)
+                    sub.rz(angle / 2, 0)
+                    qc.append(sub.to_gate(), [q])
+                elif gate in {"rx", "ry", "rz"}:
+                    getattr(qc, gate)(angle, q)
+                elif gate == "u":
+                    qc.u(angle, angle / 3, -angle, q)
+                else:
+                    getattr(qc, gate)(q)
+            else:
+                a, b = (int(q) for q in rng.choice(n, size=2, replace=False))
+                gate = two[rng.integers(len(two))]
+                if gate in {"cry", "crx", "cp", "rzz"}:
+                    getattr(qc, gate)(angle, a, b)
+                elif gate == "cx_o0":
+                    qc.cx(a, b, ctrl_state=0)
+                else:
+                    getattr(qc, gate)(a, b)
+        if ExactSampler().supports(qc) is not None:
+            continue
+        accepted += 1
+        bits = qs.samplers.sample_bits(qc, 20_000, sampler="exact", rng=tried)
+        assert_distribution_matches(bits, _density_reference(qc))
+    assert tried > accepted  # some circuits were refused, so the rule was exercised
+
+
+def test_composite_single_qubit_gates_are_exact() -> None:
+    sub = QuantumCircuit(1)
+    sub.ry(0.8, 0)
+    sub.rz(0.4, 0)
+    qc = QuantumCircuit(2)
+    qc.append(sub.to_gate(), [0])
+    qc.cx(0, 1)
+    qc.append(sub.to_gate().control(1), [0, 1])
+    bits, info = qs.samplers.sample_bits(qc, SHOTS, rng=6, return_info=True)
+    assert info.name == "exact"
+    assert_distribution_matches(bits, exact_probs(qc))

@@ -172,3 +172,30 @@ def test_sampler_returning_wrong_shape_is_a_clear_error() -> None:
             qs.samplers.sample_bits(QuantumCircuit(2), 4, sampler="wrong")
     finally:
         qs.plugins.reset_registry()
+
+
+def test_auto_skips_a_plugin_whose_factory_fails() -> None:
+    broken = _plugin("b", [CircuitSamplerSpec("ghost", factory="no_such_module_xyz:Sampler",
+                                              priority=50)])
+    qs.plugins.registry._registry = PluginRegistry(load_entry_points=False,
+                                                   extra_plugins=[(broken, "ghost-dist", "0")])
+    try:
+        qc = QuantumCircuit(2)
+        qc.h(0)
+        qc.cx(0, 1)
+        qc.h(0)  # not exact: auto must go past the broken plugin to the statevector
+        _, info = qs.samplers.sample_bits(qc, 10, rng=0, return_info=True)
+        assert info.name == "statevector" and "ghost: failed: ModuleNotFoundError" in info.reason
+    finally:
+        qs.plugins.reset_registry()
+
+
+def test_misspelled_hook_is_reported() -> None:
+    @hookimpl
+    def qsimcells_circuit_sampler():  # missing the final s
+        return []
+
+    typo = types.SimpleNamespace(__name__="typo", qsimcells_circuit_sampler=qsimcells_circuit_sampler)
+    with pytest.warns(RuntimeWarning, match="'typo-dist'"):
+        reg = PluginRegistry(load_entry_points=False, extra_plugins=[(typo, "typo-dist", "0")])
+    assert reg.names("circuit_sampler") == ["exact", "statevector"]
