@@ -59,8 +59,8 @@ class PluginRegistry:
                  extra_plugins: list[tuple[Any, str, str]] | None = None) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self._origin: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
-        self._order: dict[str, int] = {}  # plugin name -> registration position
+        # plugin name -> (distribution, version), in registration order
+        self._origin: dict[str, tuple[str, str]] = {}
         self.broken: dict[str, str] = {}  # plugin name -> why it was skipped
 
         from . import builtins
@@ -86,7 +86,6 @@ class PluginRegistry:
             self._warn_broken(name, dist, err)
             return
         self._origin[name] = (dist, version)
-        self._order[name] = len(self._order)
 
     def _load_entry_points(self, skip: set[str]) -> None:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -113,8 +112,9 @@ class PluginRegistry:
     def _collect(self, kind: str) -> dict[str, Registered]:
         hook_name, spec_type = _HOOKS[kind]
         found: dict[str, Registered] = {}
+        position = {name: i for i, name in enumerate(self._origin)}
         impls = sorted(getattr(self._pm.hook, hook_name).get_hookimpls(),
-                       key=lambda impl: self._order[impl.plugin_name])  # builtins first
+                       key=lambda impl: position[impl.plugin_name])  # builtins first
         for impl in impls:
             dist, version = self._origin[impl.plugin_name]
             try:

@@ -23,6 +23,8 @@ import numpy as np
 from qiskit import QuantumCircuit
 from qiskit.circuit import ControlledGate, Gate
 
+from ._cache import circuit_key
+
 _ATOL = 1e-12
 _IGNORED = {"barrier", "delay", "id", "global_phase"}
 SUPPORTED = (
@@ -39,7 +41,7 @@ class NotExactError(ValueError):
 
 @dataclass(frozen=True)
 class _Op:
-    kind: str  # u, cu, flip, sample, xor, expand, swap, reset
+    kind: str  # unitary, flip, sample, xor, expand, swap, reset
     target: int
     matrix: np.ndarray | None = None
     controls: tuple[tuple[int, int], ...] = ()  # (qubit, required bit)
@@ -125,7 +127,7 @@ class _Compiler:
                 self.status[control] = "deferred"
         shape = _shape(matrix)
         if self.status[target] == "pending":
-            kind = "flip" if shape == "x" else ("cu" if controls else "u")
+            kind = "flip" if shape == "x" else "unitary"
             self.ops.append(_Op(kind, target, matrix=matrix, controls=controls))
         elif shape == "diag":
             pass  # a phase on a basis state: no effect on any later Z-basis outcome
@@ -196,20 +198,20 @@ class _Shots:
         q = op.target
         if op.kind == "sample":
             self.sample(q)
-        elif op.kind == "u":
-            if self.flip[q] is not None:
-                self.amps[q] = self.materialise(q)
-            self.amps[q] = op.matrix @ self.amps[q]
+        elif op.kind == "unitary":
+            cond = self.condition(op.controls)
+            if cond is None:  # unconditional: stays O(1) while the amplitudes are shared
+                amps = self.materialise(q) if self.flip[q] is not None else self.amps[q]
+                self.amps[q] = op.matrix @ amps
+            else:
+                amps = self.materialise(q)
+                self.amps[q] = np.where(cond, op.matrix @ amps, amps)
         elif op.kind == "flip":
             cond = self.condition(op.controls)
             if cond is None:
                 self.amps[q] = self.amps[q][::-1].copy()  # X on the state itself: O(1)
             else:
                 self.flip[q] = cond.copy() if self.flip[q] is None else self.flip[q] ^ cond
-        elif op.kind == "cu":
-            cond = self.condition(op.controls)
-            amps = self.materialise(q)
-            self.amps[q] = np.where(cond, op.matrix @ amps, amps)
         elif op.kind == "xor":
             cond = self.condition(op.controls)
             self.bits[q] = self.bits[q] ^ (np.uint8(1) if cond is None else cond.view(np.uint8))
@@ -246,7 +248,7 @@ class ExactSampler:
 
     def _program(self, circuit: QuantumCircuit) -> list[_Op]:
         # the same circuit object with the same operation objects: compile once per simulate
-        key = (id(circuit), tuple(id(ins.operation) for ins in circuit.data))
+        key = circuit_key(circuit)
         if self._compiled is not None and self._compiled[0] == key:
             return self._compiled[1]
         program = compile_exact(circuit)

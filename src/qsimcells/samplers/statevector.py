@@ -6,6 +6,7 @@ import numpy as np
 from qiskit import QuantumCircuit
 
 from ._bits import indices_to_bits
+from ._cache import circuit_key
 
 
 class StatevectorSampler:
@@ -40,7 +41,7 @@ class StatevectorSampler:
         """Probabilities of all ``2**n`` basis states, qubit ``i`` in bit ``i`` of the index."""
         from qiskit.quantum_info import Statevector
 
-        key = (id(circuit), tuple(id(ins.operation) for ins in circuit.data))
+        key = circuit_key(circuit)
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]  # simulate samples one circuit in many chunks
         reason = self.supports(circuit)

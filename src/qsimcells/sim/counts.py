@@ -5,7 +5,8 @@
 
 Without cell-level effects every gene has one fixed (mu, r), so its counts are drawn exactly from
 a tabulated distribution with Walker's alias method: one uniform number and one 8-byte table
-look-up per count (about 4x faster than numpy's gamma-Poisson draw), for entries of many
+look-up per count (cheaper than numpy's gamma-Poisson draw: ``benchmarks/simulate.py`` shows
+all of ``simulate`` taking less time than numpy's draws alone), for entries of many
 different genes at once, in the row-major order the CSR output needs. Each table slot packs its
 threshold (float32, so slot probabilities are exact to ~6e-8 / width) with its two outcomes. The table holds the
 probabilities of ``0 .. K-1`` plus one slot for the tail ``X >= K`` (``K`` puts less than 1e-13

@@ -339,12 +339,7 @@ class CellCircuit:
             raise ValueError(f"genes: give at least one gene to {what}")
         names = list(dict.fromkeys(self._gene_ref(f"genes[{i}]", g) for i, g in enumerate(genes)))
         state = self.to_dict()
-        table = state["genes"]
-        table.loc[names, "theta"] = 0.0 if what == "knockout" else math.pi
-        table.loc[names, "intervention"] = what
-        edges = state["edges"]
-        # do-intervention: nothing upstream can change the gene any more
-        state["edges"] = edges[~edges["target"].isin(names)]
+        state["genes"].loc[names, "intervention"] = what  # the constructor applies it
         state["name"] = f"{self.name}|{what}:{','.join(names)}"
         return CellCircuit.from_dict(state)
 
