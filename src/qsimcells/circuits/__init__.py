@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
-__all__ = ["exact_sampling_obstacle", "is_exactly_sampleable"]
+__all__ = ["FINAL_REGISTER", "exact_sampling_obstacle", "is_exactly_sampleable",
+           "measure_every_qubit"]
+
+#: Name of the classical register :func:`measure_every_qubit` adds.
+FINAL_REGISTER = "qsimcells_final"
 
 
 def exact_sampling_obstacle(circuit: QuantumCircuit) -> str | None:
@@ -25,3 +29,25 @@ def is_exactly_sampleable(circuit: QuantumCircuit) -> bool:
     """Whether the builtin ``exact`` sampler can sample ``circuit`` (see
     :func:`exact_sampling_obstacle`)."""
     return exact_sampling_obstacle(circuit) is None
+
+
+def measure_every_qubit(circuit: QuantumCircuit) -> QuantumCircuit:
+    """A copy of ``circuit`` whose final measurements are replaced by one register
+    :data:`FINAL_REGISTER` with clbit ``i`` measuring qubit ``i``.
+
+    Hardware and simulator samplers run this copy: the per-cell-type registers of a design (or
+    no measurements at all) become one register in logical qubit order, and because the
+    measurements are added *before* transpilation, the transpiler carries them through any
+    layout and routing, so clbit ``i`` still reads the design's qubit ``i`` on the device.
+    Mid-circuit measurements and resets are kept.
+    """
+    from qiskit import ClassicalRegister
+
+    if any(creg.name == FINAL_REGISTER for creg in circuit.cregs):
+        raise ValueError(f"circuit: already has a classical register named {FINAL_REGISTER!r}")
+    measured = circuit.remove_final_measurements(inplace=False)
+    register = ClassicalRegister(circuit.num_qubits, FINAL_REGISTER)
+    measured.add_register(register)
+    measured.barrier()
+    measured.measure(measured.qubits, register)
+    return measured

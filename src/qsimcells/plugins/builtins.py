@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .hookspecs import hookimpl
-from .specs import CircuitSamplerSpec, GeneratorSpec
+from .specs import CircuitSamplerSpec, GeneratorSpec, IsingSamplerSpec
 
 
 @hookimpl
@@ -25,6 +25,27 @@ def qsimcells_circuit_samplers() -> list[CircuitSamplerSpec]:
             max_qubits=24,
             exact=True,
             priority=10,
+        ),
+    ]
+
+
+@hookimpl
+def qsimcells_ising_samplers() -> list[IsingSamplerSpec]:
+    return [
+        IsingSamplerSpec(
+            name="gibbs",
+            factory="qsimcells.samplers.gibbs:GibbsSampler",
+            description="Sequential single-site Gibbs sweeps in torch, vectorised over chains; "
+            "persistent chains, optional parallel tempering",
+            max_variables=None,
+            warm_start=True,
+        ),
+        IsingSamplerSpec(
+            name="exact",
+            factory="qsimcells.samplers.ising_exact:ExactIsingSampler",
+            description="Exact Boltzmann draws by enumerating all 2^n states (n <= 20)",
+            max_variables=20,
+            warm_start=False,
         ),
     ]
 

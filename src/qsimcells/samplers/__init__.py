@@ -1,4 +1,5 @@
-"""Circuit samplers: turn a Qiskit circuit into per-shot bits, by name from the plugin registry.
+"""Samplers, by name from the plugin registry: circuit samplers turn a Qiskit circuit into
+per-shot bits (:func:`sample_bits`); Ising samplers draw Boltzmann states (:func:`sample_ising`).
 
 The builtins are ``exact`` (a classical path, any number of qubits, for circuits that allow it)
 and ``statevector`` (Qiskit reference, up to 24 qubits). ``sampler="auto"`` takes ``exact``
@@ -14,12 +15,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._utils import RngLike, as_generator, check_positive_int
-from ._bits import validate_bits
+from ._bits import bitarray_to_bits, validate_bits
+from .ising import (
+    boltzmann_probabilities,
+    ising_energy,
+    log_partition,
+    make_ising_sampler,
+    sample_ising,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
-__all__ = ["NotExactError", "SamplerInfo", "make_sampler", "resolve_sampler", "sample_bits"]
+__all__ = ["NotExactError", "SamplerInfo", "bitarray_to_bits", "boltzmann_probabilities",
+           "ising_energy", "log_partition", "make_ising_sampler", "make_sampler",
+           "resolve_sampler", "sample_bits", "sample_ising"]
 
 logger = logging.getLogger(__name__)
 

@@ -31,12 +31,23 @@ def bitstrings_to_bits(bitstrings: Sequence[str], n_bits: int) -> np.ndarray:
     return (raw[:, ::-1] - ord("0")).astype(np.uint8)
 
 
+def bitarray_to_bits(bit_array: object) -> np.ndarray:
+    """A Qiskit ``BitArray`` (one classical register of a ``SamplerV2`` result) to a
+    ``(shots, num_bits)`` uint8 array whose column ``i`` is clbit ``i`` of the register, shots in
+    the order the primitive returned them (never aggregated into counts)."""
+    to_bool = getattr(bit_array, "to_bool_array", None)
+    if to_bool is None:
+        raise TypeError(f"expected a qiskit BitArray, got {type(bit_array).__name__}")
+    bits = np.asarray(to_bool(order="little"), dtype=np.uint8)
+    return bits.reshape(-1, bit_array.num_bits)
+
+
 def validate_bits(bits: object, shots: int, n_qubits: int, sampler: str) -> np.ndarray:
     """Check a sampler's output; a plugin returning the wrong thing gets a clear error."""
     arr = np.asarray(bits)
     if arr.shape != (shots, n_qubits):
         raise ValueError(f"sampler {sampler!r} returned shape {arr.shape}, "
-                         f"expected (shots, n_qubits) = {(shots, n_qubits)}")
+                         f"expected {(shots, n_qubits)}")
     if arr.dtype != np.uint8:
         if not np.isin(arr, (0, 1)).all():
             raise ValueError(f"sampler {sampler!r} returned values other than 0 and 1")
