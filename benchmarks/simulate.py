@@ -36,8 +36,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import REPO
+from _common import command as _command_line
+from _common import gib as _gib
+from _common import machine as _machine
+from _common import source_state as _source_state
+from _common import timed as _timed
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "simulate.md"
 TARGET = 1.2
 RESULT_TAG = "@@RESULT "
@@ -47,21 +52,6 @@ SIM_GENES, SIM_TYPES = 1000, 2
 
 # --------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _timed(fn, *, min_time: float = 0.5, max_repeats: int = 5):
-    """Run ``fn`` once; when it is fast, repeat it (up to ``max_repeats`` runs in all or until
-    ``min_time`` seconds were spent) and keep the best time. Returns (best seconds, last result)."""
-    t0 = time.perf_counter()
-    result = fn()
-    best = time.perf_counter() - t0
-    spent, runs = best, 1
-    while spent < min_time and runs < max_repeats:
-        t0 = time.perf_counter()
-        result = fn()
-        dt = time.perf_counter() - t0
-        best, spent, runs = min(best, dt), spent + dt, runs + 1
-    return best, result
 
 
 def _proc_status(field: str) -> int:
@@ -97,10 +87,6 @@ def _peak_rss() -> int:
 
 def _emit(record: dict) -> None:
     print(RESULT_TAG + json.dumps(record), flush=True)
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def _fmt_s(x: float | None) -> str:
@@ -400,63 +386,6 @@ def _print_simulate_row(r: dict) -> None:
           flush=True)
 
 
-def _machine() -> dict:
-    import qiskit
-    import scipy
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = 0
-    try:
-        with open("/proc/meminfo") as fh:
-            mem = int(fh.readline().split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import qiskit_aer
-
-        aer = qiskit_aer.__version__
-    except ImportError:
-        aer = "not installed"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cores": cores, "cpu": cpu, "memory": _gib(mem) if mem else "?",
-            "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "qiskit": qiskit.__version__, "qiskit_aer": aer,
-            "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
-
-
-def _source_state() -> str:
-    """The git commit of the checkout plus a fingerprint of the package source as it is on disk
-    (others may edit it while a benchmark runs; the fingerprint is taken before and after)."""
-    digest = hashlib.sha1()
-    for path in sorted((REPO / "src").rglob("*.py")):
-        digest.update(str(path.relative_to(REPO)).encode())
-        digest.update(path.read_bytes())
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", ""
-    return (f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")
-            + f", src fingerprint {digest.hexdigest()[:10]}")
-
-
-def _command(argv: list[str]) -> str:
-    def rel(p: str) -> str:
-        return os.path.relpath(p, REPO) if Path(p).is_relative_to(REPO) else p
-
-    return " ".join([rel(sys.executable), rel(str(Path(__file__).resolve())), *argv])
-
-
 def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
               sim_rows: list[dict], quick: bool, source: str) -> str:
     lines = [
@@ -590,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     timeout = args.timeout or (60.0 if args.quick else 240.0)
     use_aer = not args.no_aer and _aer_available()
     machine = _machine()
-    command = _command(argv)
+    command = _command_line(__file__, argv)
     print(f"qsimcells simulate benchmark — {machine['date']}")
     print(f"machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory']} RAM, "
           f"numpy {machine['numpy']}, qiskit {machine['qiskit']}, qiskit-aer "

@@ -1,5 +1,5 @@
 """Statistical helpers shared by the tests (imported as ``from _helpers import ...``)."""
 
-from qsimcells.testing import assert_distribution_matches
+from qsimcells.testing import assert_distribution_matches, niche_bits
 
-__all__ = ["assert_distribution_matches"]
+__all__ = ["assert_distribution_matches", "niche_bits"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 from scipy import stats
-from _helpers import assert_distribution_matches
+from _helpers import assert_distribution_matches, niche_bits
 
 import qsimcells as qs
 from qsimcells.samplers.statevector import StatevectorSampler
@@ -17,21 +17,6 @@ from qsimcells.samplers.statevector import StatevectorSampler
 @pytest.fixture(scope="module")
 def case1() -> ad.AnnData:
     return qs.sim.simulate(qs.sim.presets.romero2025(True), 20_000, rng=11, chunk_size=7_000)
-
-
-def niche_bits(adata: ad.AnnData) -> np.ndarray:
-    """Rebuild each shot's full bit string from the cells of its niche."""
-    design = qs.sim.CellCircuit.from_dict(adata.uns["qsimcells"]["design"])
-    n = adata.uns["qsimcells"]["n_cells"]
-    bits = np.zeros((n, design.n_qubits), dtype=np.uint8)
-    binary = adata.layers["binary"]
-    for cell_type, genes in design.cell_types.items():
-        rows = np.flatnonzero(adata.obs["cell_type"] == cell_type)
-        cols = [adata.var_names.get_loc(g) for g in genes]
-        order = adata.obs["niche"].to_numpy()[rows]
-        bits[np.ix_(order, design.genes.loc[genes, "qubit"].to_numpy())] = \
-            binary[rows][:, cols].toarray()
-    return bits
 
 
 def test_anndata_contract(case1: ad.AnnData) -> None:

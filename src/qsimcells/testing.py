@@ -1,15 +1,18 @@
 """Statistical checks for sampler tests, public so that plugin authors test the same way.
 
 ``assert_distribution_matches`` compares sampled rows with exact probabilities at a tolerance
-derived from the sample size; the core tests and the project's plugins all use it.
+derived from the sample size; ``niche_bits`` turns a simulated AnnData back into the circuit's
+shots. The core tests and the project's plugins all use them.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import stats
 
-__all__ = ["assert_distribution_matches"]
+__all__ = ["assert_distribution_matches", "niche_bits"]
 
 def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6,
                                 sigmas: float = 5.0) -> float:
@@ -39,3 +42,31 @@ def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: f
     bound = 0.5 * np.sqrt(probs * (1 - probs) / n_shots).sum() + sigmas / np.sqrt(n_shots)
     assert tv <= bound, f"total variation {tv:.4f} exceeds {bound:.4f}"
     return tv
+
+
+def niche_bits(adata: Any) -> np.ndarray:
+    """Rebuild each shot's full bit string from the cells of its niche.
+
+    Parameters
+    ----------
+    adata
+        Output of :func:`qsimcells.sim.simulate`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_cells, n_qubits)`` uint8, row ``k`` the shot of niche ``k`` in qubit order.
+    """
+    from .sim import CellCircuit
+
+    design = CellCircuit.from_dict(adata.uns["qsimcells"]["design"])
+    n = adata.uns["qsimcells"]["n_cells"]
+    bits = np.zeros((n, design.n_qubits), dtype=np.uint8)
+    binary = adata.layers["binary"]
+    for cell_type, genes in design.cell_types.items():
+        rows = np.flatnonzero(adata.obs["cell_type"] == cell_type)
+        cols = [adata.var_names.get_loc(g) for g in genes]
+        order = adata.obs["niche"].to_numpy()[rows]
+        bits[np.ix_(order, design.genes.loc[genes, "qubit"].to_numpy())] = \
+            binary[rows][:, cols].toarray()
+    return bits

@@ -3,8 +3,9 @@
 Every chain (one per read) visits the sites in order and redraws ``z_l`` from its exact
 conditional ``p(z_l = 1 | rest) = sigmoid(-beta * f_l)`` with the local field
 ``f_l = h_l + sum_m W_lm z_m``. The sweep is sequential over sites (updating all sites at once
-is *not* a valid Gibbs step for a dense ``W``) and vectorised over chains, and the fields are
-updated in place after each flip, so a sweep costs ``O(reads * n^2)`` in ``n`` torch calls.
+is *not* a valid Gibbs step for a dense ``W``) and vectorised over chains. The local fields are
+kept current in blocks of 16 sites: rank-one updates inside a block, one matrix product per
+block for the rest, so a sweep costs ``O(reads * n^2)`` flops in ``O(n)`` small torch calls.
 
 Optional parallel tempering runs ``n_replicas`` copies of every chain on a geometric ladder of
 inverse temperatures from ``beta_min`` up to ``beta`` and proposes swaps between neighbours
@@ -67,22 +68,26 @@ class GibbsSampler:
         n = h.size
         betas = self._ladder(beta)
         n_temps = len(betas)
+        # site-major layout (n, temps * reads): a site's values over all chains are one
+        # contiguous row, and every replica of the tempering ladder is just more columns
         h_t = torch.as_tensor(h, dtype=dtype, device=device)
         W_t = torch.as_tensor(W, dtype=dtype, device=device)
-        beta_t = torch.as_tensor(betas, dtype=dtype, device=device).view(n_temps, 1)
+        beta_cols = torch.as_tensor(betas, dtype=dtype, device=device).repeat_interleave(
+            num_reads)
         if initial_states is None:
-            z = torch.randint(0, 2, (n_temps, num_reads, n), generator=gen, device=device)
+            z = torch.randint(0, 2, (n, n_temps * num_reads), generator=gen, device=device)
             z = z.to(dtype)
         else:
-            z = torch.as_tensor(initial_states, dtype=dtype, device=device)
-            z = z.expand(n_temps, num_reads, n).clone()
+            start = torch.as_tensor(initial_states, dtype=dtype, device=device).T
+            z = start.repeat(1, n_temps).contiguous()
         sweeps = self.num_sweeps or (DEFAULT_SWEEPS_COLD if initial_states is None
                                      else DEFAULT_SWEEPS_WARM)
         for sweep in range(sweeps):
-            self._sweep(z, h_t, W_t, beta_t, gen)
+            _sweep(z, h_t, W_t, beta_cols, gen)
             if n_temps > 1:
-                self._swap(z, h_t, W_t, beta_t, gen, parity=sweep % 2)
-        return z[-1].to(torch.uint8).cpu().numpy()
+                _swap(z.view(n, n_temps, num_reads), h_t, W_t,
+                      beta_cols.view(n_temps, num_reads)[:, 0], gen, parity=sweep % 2)
+        return z[:, -num_reads:].T.to(torch.uint8).cpu().numpy()
 
     def _ladder(self, beta: float) -> np.ndarray:
         if self.n_replicas == 1:
@@ -92,34 +97,54 @@ class GibbsSampler:
             raise ValueError(f"beta_min: {low} must be below beta = {beta}")
         return np.geomspace(low, beta, self.n_replicas)
 
-    @staticmethod
-    def _sweep(z: Any, h: Any, W: Any, beta: Any, gen: Any) -> None:
-        import torch
 
-        field = h + z @ W  # recomputed each sweep so in-place updates cannot drift
-        # z_l = 1 with probability sigmoid(-beta f_l)  <=>  logit(u) < -beta f_l
-        u = torch.rand(z.shape, generator=gen, device=z.device, dtype=z.dtype)
-        threshold = torch.logit(u, eps=1e-12)
-        for site in range(z.shape[-1]):
-            new = (threshold[..., site] < -beta * field[..., site]).to(z.dtype)
-            flip = new - z[..., site]
-            z[..., site] = new
-            field.addcmul_(flip.unsqueeze(-1), W[site])
+#: Sites updated before their flips are pushed to all fields by one matrix product.
+BLOCK = 16
 
-    @staticmethod
-    def _swap(z: Any, h: Any, W: Any, beta: Any, gen: Any, parity: int) -> None:
-        """Metropolis swaps between ladder neighbours (even pairs, then odd pairs)."""
-        import torch
 
-        energy = z @ h + 0.5 * ((z @ W) * z).sum(-1)  # (temps, reads)
-        lower = torch.arange(parity, z.shape[0] - 1, 2, device=z.device)
-        if lower.numel() == 0:
-            return
-        upper = lower + 1
-        # accept with min(1, exp((beta_i - beta_j)(E_i - E_j)))
-        log_accept = (beta[lower] - beta[upper]) * (energy[lower] - energy[upper])
-        u = torch.rand(log_accept.shape, generator=gen, device=z.device, dtype=z.dtype)
-        accept = (torch.log(u) < log_accept).unsqueeze(-1)
-        low_states, high_states = z[lower].clone(), z[upper].clone()
-        z[lower] = torch.where(accept, high_states, low_states)
-        z[upper] = torch.where(accept, low_states, high_states)
+def _sweep(z: Any, h: Any, W: Any, beta_cols: Any, gen: Any) -> None:
+    """One sequential sweep over the sites of every chain (``z``: sites x chains, in place).
+
+    Within a block of :data:`BLOCK` sites only the block's own fields are kept current (rank-one
+    updates of a small matrix); the whole field matrix then gets the block's flips at once, as a
+    matrix product, which is what makes large dense models fast.
+    """
+    import torch
+
+    n, n_chains = z.shape
+    field = torch.addmm(h.unsqueeze(1), W, z)  # recomputed each sweep: no drift
+    u = torch.rand((n, n_chains), generator=gen, device=z.device, dtype=z.dtype)
+    # z_l = 1 with probability sigmoid(-beta f_l)  <=>  logit(u) < -beta f_l  <=>  f_l < crit_l
+    crit = torch.logit(u, eps=1e-12).div_(-beta_cols)
+    z_rows, crit_rows = z.unbind(0), crit.unbind(0)
+    for a in range(0, n, BLOCK):
+        b = min(a + BLOCK, n)
+        block_field, old = field[a:b].clone(), z[a:b].clone()
+        field_rows, old_rows = block_field.unbind(0), old.unbind(0)
+        couplings = W[a:b, a:b].unbind(1)
+        for j in range(b - a):
+            new = torch.lt(field_rows[j], crit_rows[a + j]).to(z.dtype)
+            z_rows[a + j].copy_(new)
+            block_field.addr_(couplings[j], new.sub_(old_rows[j]))
+        field.addmm_(W[:, a:b], z[a:b] - old)
+
+
+def _swap(z: Any, h: Any, W: Any, betas: Any, gen: Any, parity: int) -> None:
+    """Metropolis swaps between ladder neighbours (even pairs, then odd pairs);
+    ``z`` is the (sites, temperatures, reads) view of the chains, changed in place."""
+    import torch
+
+    n, n_temps, n_reads = z.shape
+    lower = torch.arange(parity, n_temps - 1, 2, device=z.device)
+    if lower.numel() == 0:
+        return
+    flat = z.reshape(n, -1)
+    energy = (h @ flat + 0.5 * (flat * (W @ flat)).sum(0)).view(n_temps, n_reads)
+    upper = lower + 1
+    # accept with min(1, exp((beta_i - beta_j)(E_i - E_j)))
+    log_accept = (betas[lower] - betas[upper]).unsqueeze(1) * (energy[lower] - energy[upper])
+    u = torch.rand(log_accept.shape, generator=gen, device=z.device, dtype=z.dtype)
+    accept = torch.log(u) < log_accept
+    low_states, high_states = z[:, lower].clone(), z[:, upper].clone()
+    z[:, lower] = torch.where(accept, high_states, low_states)
+    z[:, upper] = torch.where(accept, low_states, high_states)

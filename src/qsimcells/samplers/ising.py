@@ -130,7 +130,20 @@ def boltzmann_probabilities(h: Any, W: Any, beta: float = 1.0) -> np.ndarray:
 
 
 def log_partition(h: Any, W: Any, beta: float = 1.0) -> float:
-    """``log Z = log sum_z exp(-beta E(z))`` by enumeration (``n <= 20``)."""
+    """``log Z = log sum_z exp(-beta E(z))`` by enumeration.
+
+    Parameters
+    ----------
+    h, W
+        The model (see :func:`check_ising`), ``n <= 20``.
+    beta
+        Inverse temperature.
+
+    Returns
+    -------
+    float
+        The log partition function.
+    """
     h, W = check_ising(h, W)
     beta = check_finite("beta", beta, low=0.0, low_open=True)
     _, logw = _enumerated_log_weights(h, W, beta)

@@ -1,6 +1,6 @@
 """Hook implementations: descriptions only, so listing plugins imports nothing heavy."""
 
-from qsimcells.plugins import CircuitSamplerSpec, hookimpl
+from qsimcells.plugins import CircuitSamplerSpec, IsingSamplerSpec, hookimpl
 
 
 @hookimpl
@@ -13,5 +13,17 @@ def qsimcells_circuit_samplers():
             max_qubits=16,
             exact=True,
             priority=1,
+        )
+    ]
+
+
+@hookimpl
+def qsimcells_ising_samplers():
+    return [
+        IsingSamplerSpec(
+            name="metropolis",
+            factory="qsimcells_example.ising:MetropolisSampler",
+            description="Random-scan single-spin Metropolis in numpy",
+            warm_start=True,
         )
     ]

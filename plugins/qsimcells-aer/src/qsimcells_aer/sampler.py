@@ -1,0 +1,120 @@
+"""Per-shot bits from Qiskit Aer's ``SamplerV2``.
+
+The circuit runs as :func:`qsimcells.circuits.measure_every_qubit` makes it: its final
+measurements (one register per cell type, or none) become one register whose clbit ``i`` reads
+qubit ``i``. Aer returns one bit string per shot in shot order (a ``BitArray``, never aggregated
+counts, because ``qs.sim`` pairs the cells of one shot into a niche), converted to logical order
+once by :func:`qsimcells.samplers.bitarray_to_bits`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from qsimcells._utils import check_choice
+
+logger = logging.getLogger(__name__)
+
+#: Aer simulation methods that sample measurements (``unitary`` and ``superop`` do not).
+METHODS = ("automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state",
+           "extended_stabilizer", "tensor_network")
+#: The largest number of shots given to Aer in one run (bounds the memory of the bit strings).
+SHOTS_PER_RUN = 1_000_000
+
+
+class AerSampler:
+    """Circuit sampler on ``qiskit_aer.AerSimulator``.
+
+    Parameters
+    ----------
+    method
+        Aer simulation method: ``"automatic"``, ``"statevector"``, ``"density_matrix"``,
+        ``"stabilizer"``, ``"matrix_product_state"``, ``"extended_stabilizer"`` or
+        ``"tensor_network"`` (GPU only).
+    noise_model
+        ``None`` (ideal), a ``qiskit_aer.noise.NoiseModel``, or the name of a fake IBM backend
+        (``"fake_manila"``, ...; needs qiskit-ibm-runtime) whose noise, coupling map and basis
+        gates are borrowed; the circuit is then transpiled to that device and must fit on it.
+    device
+        ``"CPU"`` or ``"GPU"`` (when the installed Aer has GPU support).
+    optimization_level
+        Transpiler optimisation level (0-3) used to map the circuit to the simulator's gates.
+    **backend_options
+        Further ``AerSimulator`` options (e.g. ``max_parallel_threads``,
+        ``matrix_product_state_max_bond_dimension``).
+    """
+
+    def __init__(self, method: str = "automatic", noise_model: Any = None, device: str = "CPU",
+                 optimization_level: int = 1, **backend_options: Any) -> None:
+        from qiskit_aer import AerSimulator
+
+        check_choice("method", method, METHODS)
+        check_choice("optimization_level", optimization_level, [0, 1, 2, 3])
+        devices = AerSimulator().available_devices()
+        check_choice("device", device, devices)
+        self.method, self.device = method, device
+        self.optimization_level = optimization_level
+        self.noise_model = noise_model
+        self.last_layout: list[int] | None = None
+        options = {"method": method, "device": device, **backend_options}
+        if noise_model is None:
+            self.simulator = AerSimulator(**options)
+            self.fake_backend = None
+        elif isinstance(noise_model, str):
+            from qsimcells.samplers.fake_backends import fake_backend
+
+            try:
+                self.fake_backend = fake_backend(noise_model)
+            except ValueError as err:
+                raise ValueError(str(err).replace("backend:", "noise_model:", 1)) from None
+            self.simulator = AerSimulator.from_backend(self.fake_backend, **options)
+        else:
+            from qiskit_aer.noise import NoiseModel
+
+            if not isinstance(noise_model, NoiseModel):
+                raise TypeError("noise_model: expected None, a qiskit_aer.noise.NoiseModel or a "
+                                f"fake backend name, got {type(noise_model).__name__}")
+            self.fake_backend = None
+            self.simulator = AerSimulator(noise_model=noise_model, **options)
+
+    @property
+    def noisy(self) -> bool:
+        return self.noise_model is not None
+
+    def supports(self, circuit: Any) -> str | None:
+        """Why this sampler cannot take ``circuit`` (``None`` when it can)."""
+        if self.fake_backend is not None and circuit.num_qubits > self.fake_backend.num_qubits:
+            return (f"the circuit has {circuit.num_qubits} qubits but {self.fake_backend.name} "
+                    f"has {self.fake_backend.num_qubits}")
+        return None
+
+    def sample(self, circuit: Any, shots: int, *, rng: np.random.Generator) -> np.ndarray:
+        from qiskit.transpiler import generate_preset_pass_manager
+        from qiskit_aer.primitives import SamplerV2
+
+        from qsimcells.circuits import FINAL_REGISTER, measure_every_qubit
+        from qsimcells.samplers import bitarray_to_bits
+
+        reason = self.supports(circuit)
+        if reason:
+            raise ValueError(f"sampler 'aer' cannot sample this circuit: {reason}")
+        measured = measure_every_qubit(circuit)
+        # measurements are in the circuit before mapping, so routing cannot reorder the clbits
+        pass_manager = generate_preset_pass_manager(
+            optimization_level=self.optimization_level, backend=self.simulator,
+            seed_transpiler=int(rng.integers(2**31)))
+        compiled = pass_manager.run(measured)
+        if compiled.layout is not None:
+            self.last_layout = list(compiled.layout.final_index_layout())
+            logger.info("aer: logical qubits on device qubits %s", self.last_layout)
+        sampler = SamplerV2.from_backend(self.simulator, seed=int(rng.integers(2**31)))
+        parts = []
+        for start in range(0, shots, SHOTS_PER_RUN):
+            run_shots = min(SHOTS_PER_RUN, shots - start)
+            result = sampler.run([compiled], shots=run_shots).result()
+            parts.append(bitarray_to_bits(getattr(result[0].data, FINAL_REGISTER)))
+            sampler = SamplerV2.from_backend(self.simulator, seed=int(rng.integers(2**31)))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
