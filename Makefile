@@ -43,6 +43,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/simulate.py
+	$(PY) benchmarks/ising.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)
