@@ -194,6 +194,16 @@ def test_simulate_paper_preset_on_a_fake_device(monkeypatch: pytest.MonkeyPatch)
     assert np.abs(bits[:, ::-1].mean(0) - marginals).max() > 0.5
 
 
+@pytest.mark.parametrize("interacting", [True, False])
+def test_both_paper_presets_through_the_device_isa_match_exactly(interacting: bool) -> None:
+    """Transpiled to guadalupe's ISA (layout, routing, native gates) but simulated without
+    noise, the niches of both presets follow the ideal distribution within sampling noise."""
+    design = qs.sim.presets.romero2025(interacting)
+    adata = qs.sim.simulate(design, 4000, sampler="ibm", rng=1,
+                            sampler_options={"backend": "fake_guadalupe", "noise": False})
+    assert_distribution_matches(niche_bits(adata), ideal_probs(design.to_qiskit()))
+
+
 def test_preset_too_large_for_the_device_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="10 qubits but fake_manila has 5"):
         qs.sim.simulate(qs.sim.presets.romero2025(True), 20, sampler="ibm",
