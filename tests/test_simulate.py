@@ -211,12 +211,24 @@ def test_generate_dispatches_to_registered_generators() -> None:
         ({"library_size": 3.0}, ValueError, r"library_size: 3\.0 is outside the allowed range"),
         ({"sampler": "nope"}, qs.plugins.PluginError, r"unknown circuit sampler 'nope'"),
         ({"sampler_options": {"x": 1}}, ValueError, "need a named sampler"),
+        ({"x": 1}, ValueError, "need a named sampler"),
+        ({"sampler": "statevector", "sampler_options": {"max_qubits": 12}, "max_qubits": 12},
+         ValueError, r"sampler_options: \['max_qubits'\] also given as keyword arguments"),
     ],
 )
 def test_bad_simulate_arguments(kwargs, error, match) -> None:
     args = {"n_cells": 10, **kwargs}
     with pytest.raises(error, match=match):
         qs.sim.simulate(qs.sim.presets.romero2025(True), **args)
+
+
+def test_sampler_options_as_keywords_or_as_a_dict_are_the_same() -> None:
+    design = qs.sim.presets.romero2025(True)
+    by_dict = qs.sim.simulate(design, 50, sampler="statevector", rng=3,
+                              sampler_options={"max_qubits": 12})
+    by_keyword = qs.sim.simulate(design, 50, sampler="statevector", rng=3, max_qubits=12)
+    assert by_keyword.uns["qsimcells"]["sampler"]["options"] == {"max_qubits": 12}
+    assert (by_dict.X != by_keyword.X).nnz == 0
 
 
 def test_design_must_be_a_cellcircuit() -> None:

@@ -60,6 +60,15 @@ def deterministic_circuit() -> tuple[QuantumCircuit, list[int]]:
     return qc, [1, 1, 0, 1, 1]
 
 
+def all_pairs_circuit(n: int) -> QuantumCircuit:
+    """CX on every pair: all ``n`` qubits are live at once, so qubit reuse cannot narrow it."""
+    qc = QuantumCircuit(n)
+    for a in range(n):
+        for b in range(a + 1, n):
+            qc.cx(a, b)
+    return qc
+
+
 def sampler(**options):
     from qsimcells_ibm.sampler import IBMSampler
 
@@ -204,10 +213,56 @@ def test_both_paper_presets_through_the_device_isa_match_exactly(interacting: bo
     assert_distribution_matches(niche_bits(adata), ideal_probs(design.to_qiskit()))
 
 
-def test_preset_too_large_for_the_device_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="10 qubits but fake_manila has 5"):
+@pytest.mark.parametrize("interacting", [True, False])
+def test_paper_presets_on_fake_manila_through_qubit_reuse(interacting: bool) -> None:
+    """The 10-gene designs on the 5-qubit manila: each gene is measured when its last gate has
+    run and its wire reset for the next (2 wires suffice). Without noise the niches follow the
+    ideal distribution within sampling noise; with manila's noise (readout, reset, gates) the
+    ON fractions stay within a few percent and no column is swapped."""
+    design = qs.sim.presets.romero2025(interacting)
+    probs = ideal_probs(design.to_qiskit())
+    ideal = qs.sim.simulate(design, 4000, sampler="ibm", backend="fake_manila", noise=False,
+                            rng=1)
+    assert_distribution_matches(niche_bits(ideal), probs)
+
+    adata = qs.sim.simulate(design, 2000, sampler="ibm", backend="fake_manila", rng=2)
+    assert adata.uns["qsimcells"]["sampler"]["options"] == {"backend": "fake_manila"}
+    marginals = np.array([probs[(np.arange(probs.size) >> q) & 1 == 1].sum() for q in range(10)])
+    # 2,000 shots: sampling sd <= 0.011; the noise moves a marginal by a few percent, a wrong
+    # column by up to 0.9
+    assert np.abs(niche_bits(adata).mean(0) - marginals).max() < 0.1
+
+
+def test_qubit_reuse_runs_on_two_physical_qubits_and_keeps_deterministic_bits() -> None:
+    """A 10-qubit chain of CX (a deterministic pattern) fits manila only through reuse; each
+    clbit is read from the wire its qubit ran on, so every shot is exactly the pattern."""
+    qc = QuantumCircuit(10)
+    qc.x([0, 3, 6])
+    for q in range(9):
+        qc.cx(q, q + 1)  # bit q+1 = bit q xor its own X
+    expected = np.cumsum(np.isin(np.arange(10), [0, 3, 6])) % 2
+    ibm = sampler(backend="fake_manila", noise=False)
+    bits = ibm.sample(qc, 500, rng=np.random.default_rng(0))
+    assert (bits == expected).all()
+    assert ibm.last_circuit.count_ops()["reset"] > 0
+    assert len(set(ibm.last_layout)) == 2  # ten clbits read from two physical qubits
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"qubit_reuse": False}, r"10 qubits but fake_manila has 5 \(qubit_reuse=False\)"),
+    ({}, None),
+])
+def test_preset_too_large_for_the_device_is_a_clear_error(options: dict, match: str | None
+                                                          ) -> None:
+    if match is None:  # reuse cannot help when all qubits interact at once
+        with pytest.raises(ValueError, match="6 qubits but fake_manila has 5; even with qubit "
+                                             "reuse it needs 6"):
+            qs.samplers.sample_bits(all_pairs_circuit(6), 20, sampler="ibm",
+                                    backend="fake_manila")
+        return
+    with pytest.raises(ValueError, match=match):
         qs.sim.simulate(qs.sim.presets.romero2025(True), 20, sampler="ibm",
-                        sampler_options={"backend": "fake_manila"}, rng=0)
+                        sampler_options={"backend": "fake_manila", **options}, rng=0)
 
 
 def test_every_final_clbit_must_be_measured_exactly_once() -> None:
@@ -349,8 +404,9 @@ def test_real_device_path_with_a_stand_in_service(offline: Path, monkeypatch) ->
     monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Service)
     qc, expected = deterministic_circuit()
     ibm = sampler(backend="ibm_manila", connect_timeout=None, max_shots_per_job=150)
-    assert ibm.supports(qs.sim.presets.romero2025(True).to_qiskit()) == (
-        "the circuit has 10 qubits but ibm_manila has 5")
+    assert ibm.supports(all_pairs_circuit(6)) == (
+        "the circuit has 6 qubits but ibm_manila has 5; even with qubit reuse it needs 6")
+    assert ibm.supports(qs.sim.presets.romero2025(True).to_qiskit()) is None  # 2 wires
     bits = ibm.sample(qc, 300, rng=np.random.default_rng(0))
     assert bits.shape == (300, 5) and len(ibm.last_job_ids) == 2 and ibm.last_seeds == []
     rows, counts = np.unique(bits, axis=0, return_counts=True)
@@ -369,6 +425,8 @@ def test_real_device_path_with_a_stand_in_service(offline: Path, monkeypatch) ->
     ({"backend": "fake_manila", "max_shots_per_job": 10**9}, ValueError,
      "max_shots_per_job: 1000000000 exceeds the maximum of 100000"),
     ({"backend": "fake_manila", "noise": "yes"}, ValueError, "noise: expected True or False"),
+    ({"backend": "fake_manila", "qubit_reuse": None}, ValueError,
+     "qubit_reuse: None is not allowed"),
     ({"backend": "ibm_brisbane", "noise": False}, ValueError,
      "noise: False .* only for fake backends"),
     ({"backend": "ibm_brisbane", "channel": "ibm_quantum"}, ValueError, "channel: 'ibm_quantum'"),

@@ -1,4 +1,5 @@
-"""Circuit-level helpers: gate-set analysis of Qiskit circuits."""
+"""Circuit-level helpers: gate-set analysis of Qiskit circuits, measuring every qubit in logical
+order, and qubit reuse for devices narrower than a design."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
-__all__ = ["FINAL_REGISTER", "exact_sampling_obstacle", "is_exactly_sampleable",
-           "measure_every_qubit"]
+__all__ = ["FINAL_REGISTER", "QUBIT_REUSE", "check_qubit_reuse", "exact_sampling_obstacle",
+           "fit_to_device", "is_exactly_sampleable", "measure_every_qubit", "reuse_qubits",
+           "reused_width"]
 
 #: Name of the classical register :func:`measure_every_qubit` adds.
 FINAL_REGISTER = "qsimcells_final"
+
+from .reuse import (  # noqa: E402  (reuse.py reads FINAL_REGISTER from here)
+    QUBIT_REUSE,
+    check_qubit_reuse,
+    fit_to_device,
+    reuse_qubits,
+    reused_width,
+)
 
 
 def exact_sampling_obstacle(circuit: QuantumCircuit) -> str | None:

@@ -125,6 +125,7 @@ def simulate(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     sampler_options: dict[str, Any] | None = None,
     progress: bool | None = None,
+    **sampler_kwargs: Any,
 ) -> AnnData:
     """Simulate scRNA-seq counts from a qSimCells design.
 
@@ -156,6 +157,10 @@ def simulate(
         Options for a named sampler (e.g. ``{"method": "statevector"}`` for ``aer``).
     progress
         Show a progress bar; ``None`` shows it only in an interactive terminal.
+    **sampler_kwargs
+        Sampler options as keywords, merged with ``sampler_options`` (e.g.
+        ``simulate(design, 2000, sampler="ibm", backend="fake_manila")``); an option given both
+        ways is an error.
 
     Returns
     -------
@@ -183,9 +188,14 @@ def simulate(
         library_size = check_finite("library_size", library_size, low=0.0, high=2.0)
     if sampler_options is not None and not isinstance(sampler_options, dict):
         raise TypeError("sampler_options: expected a dict of options or None")
+    twice = sorted(set(sampler_options or {}) & set(sampler_kwargs))
+    if twice:
+        raise ValueError(f"sampler_options: {twice} also given as keyword arguments; give each "
+                         "option once")
+    sampler_options = {**(sampler_options or {}), **sampler_kwargs}
 
     circuit = design.to_qiskit(measure=True)
-    sampler_obj, info = resolve_sampler(circuit, sampler=sampler, **(sampler_options or {}))
+    sampler_obj, info = resolve_sampler(circuit, sampler=sampler, **sampler_options)
     logger.info("simulate: %d cells per type with sampler %r (%s)", n_cells, info.name,
                 info.reason)
 

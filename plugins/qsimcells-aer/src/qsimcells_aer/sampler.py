@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from qsimcells._utils import check_choice
+from qsimcells.circuits import check_qubit_reuse
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +43,24 @@ class AerSampler:
         ``"CPU"`` or ``"GPU"`` (when the installed Aer has GPU support).
     optimization_level
         Transpiler optimisation level (0-3) used to map the circuit to the simulator's gates.
+    qubit_reuse
+        ``"auto"``: a circuit wider than the borrowed device is narrowed by measuring each qubit
+        as soon as its last gate has run and resetting its wire
+        (:func:`qsimcells.circuits.reuse_qubits`); ``True``: always (also without a device);
+        ``False``: never.
     **backend_options
         Further ``AerSimulator`` options (e.g. ``max_parallel_threads``,
         ``matrix_product_state_max_bond_dimension``).
     """
 
     def __init__(self, method: str = "automatic", noise_model: Any = None, device: str = "CPU",
-                 optimization_level: int = 1, **backend_options: Any) -> None:
+                 optimization_level: int = 1, qubit_reuse: bool | str = "auto",
+                 **backend_options: Any) -> None:
         from qiskit_aer import AerSimulator
 
         check_choice("method", method, METHODS)
         check_choice("optimization_level", optimization_level, [0, 1, 2, 3])
+        self.qubit_reuse = check_qubit_reuse(qubit_reuse)
         devices = AerSimulator().available_devices()
         check_choice("device", device, devices)
         self.method, self.device = method, device
@@ -86,22 +94,34 @@ class AerSampler:
 
     def supports(self, circuit: Any) -> str | None:
         """Why this sampler cannot take ``circuit`` (``None`` when it can)."""
-        if self.fake_backend is not None and circuit.num_qubits > self.fake_backend.num_qubits:
-            return (f"the circuit has {circuit.num_qubits} qubits but {self.fake_backend.name} "
-                    f"has {self.fake_backend.num_qubits}")
+        try:
+            self._fit(circuit)
+        except ValueError as err:
+            return str(err)
         return None
+
+    def _fit(self, circuit: Any) -> Any:
+        """The circuit measured into ``qsimcells_final``, narrowed to the borrowed device by
+        qubit reuse when asked or needed."""
+        from qsimcells.circuits import fit_to_device
+
+        if self.fake_backend is None:
+            return fit_to_device(circuit, circuit.num_qubits, "the simulator",
+                                 qubit_reuse=self.qubit_reuse)
+        return fit_to_device(circuit, self.fake_backend.num_qubits, self.fake_backend.name,
+                             qubit_reuse=self.qubit_reuse)
 
     def sample(self, circuit: Any, shots: int, *, rng: np.random.Generator) -> np.ndarray:
         from qiskit.transpiler import generate_preset_pass_manager
         from qiskit_aer.primitives import SamplerV2
 
-        from qsimcells.circuits import FINAL_REGISTER, measure_every_qubit
+        from qsimcells.circuits import FINAL_REGISTER
         from qsimcells.samplers import bitarray_to_bits
 
-        reason = self.supports(circuit)
-        if reason:
-            raise ValueError(f"sampler 'aer' cannot sample this circuit: {reason}")
-        measured = measure_every_qubit(circuit)
+        try:
+            measured = self._fit(circuit)
+        except ValueError as err:
+            raise ValueError(f"sampler 'aer' cannot sample this circuit: {err}") from None
         # measurements are in the circuit before mapping, so routing cannot reorder the clbits
         pass_manager = generate_preset_pass_manager(
             optimization_level=self.optimization_level, backend=self.simulator,

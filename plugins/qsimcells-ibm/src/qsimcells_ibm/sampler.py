@@ -9,6 +9,10 @@ How the bits come back in logical order:
 
 1. :func:`qsimcells.circuits.measure_every_qubit` replaces the final measurements by one register
    ``qsimcells_final`` whose clbit ``i`` measures logical qubit ``i``, *before* transpilation.
+   A design wider than the device is first narrowed by qubit reuse
+   (:func:`qsimcells.circuits.reuse_qubits`: each qubit is measured into its clbit as soon as
+   its last gate has run, and its wire reset for the next one), so the paper's 10-gene designs
+   run on the 5-qubit ``fake_manila`` on 2 wires.
 2. The preset pass manager maps the circuit onto the device (layout, routing, ISA gates). The
    measurements travel with their qubits, so clbit ``i`` still reads logical qubit ``i`` on
    whatever physical qubit it ended up on; this is checked after every transpilation (each clbit
@@ -37,6 +41,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from qsimcells._utils import check_choice
+from qsimcells.circuits import check_qubit_reuse
 
 __all__ = ["CHANNELS", "MODES", "IBMConnectionError", "IBMCredentialsError", "IBMSampler",
            "UnknownBackendError"]
@@ -54,8 +59,8 @@ SEED_TRANSPILER = 1_234_567
 FALLBACK_MAX_SHOTS = 100_000
 _FAKE_PREFIX = "fake_"
 _DEFAULT_CLOUD_URL = "https://cloud.ibm.com"
-_OPTIONS = ("backend", "mode", "optimization_level", "max_shots_per_job", "noise", "channel",
-            "instance", "connect_timeout")
+_OPTIONS = ("backend", "mode", "optimization_level", "max_shots_per_job", "noise",
+            "qubit_reuse", "channel", "instance", "connect_timeout")
 _NO_CREDENTIALS = (
     "no IBM Quantum credentials found{for_channel}: save an account once with "
     "QiskitRuntimeService.save_account(channel='ibm_quantum_platform', token=..., "
@@ -258,6 +263,11 @@ class IBMSampler:
     noise
         Fake backends only: ``False`` runs the circuit, still transpiled to the fake device's
         ISA, on an ideal ``AerSimulator`` (a deterministic circuit then gives exact bits).
+    qubit_reuse
+        ``"auto"``: when the circuit has more qubits than the device, measure each qubit as soon
+        as its last gate has run and reset its wire for the next (mid-circuit measurement and
+        reset, see :func:`qsimcells.circuits.reuse_qubits`); ``True``: always; ``False``: never
+        (a wider circuit is then an error).
     channel
         Real backends only: ``"ibm_quantum_platform"`` or ``"ibm_cloud"``; ``None`` uses the
         saved default or ``QISKIT_IBM_CHANNEL``.
@@ -278,7 +288,8 @@ class IBMSampler:
 
     def __init__(self, backend: str | None = None, *, mode: str = "batch",
                  optimization_level: int = 1, max_shots_per_job: int | None = None,
-                 noise: bool = True, channel: str | None = None, instance: str | None = None,
+                 noise: bool = True, qubit_reuse: bool | str = "auto",
+                 channel: str | None = None, instance: str | None = None,
                  connect_timeout: float | None = 10.0, **unknown: Any) -> None:
         if unknown:
             _reject_unknown(unknown)
@@ -296,6 +307,7 @@ class IBMSampler:
                              f"{max_shots_per_job!r}")
         if not isinstance(noise, bool):
             raise ValueError(f"noise: expected True or False, got {noise!r}")
+        check_qubit_reuse(qubit_reuse)
         if channel is not None:
             check_choice("channel", channel, CHANNELS)
         if instance is not None and (not isinstance(instance, str) or not instance.strip()):
@@ -311,6 +323,7 @@ class IBMSampler:
         self.optimization_level = int(optimization_level)
         self.max_shots_per_job = None if max_shots_per_job is None else int(max_shots_per_job)
         self.noise = noise
+        self.qubit_reuse = qubit_reuse
         self.channel = channel
         self.instance = instance
         self.connect_timeout = connect_timeout
@@ -371,10 +384,11 @@ class IBMSampler:
     def supports(self, circuit: Any) -> str | None:
         """Why the device cannot take ``circuit`` (``None`` when it can). Connects for a real
         device."""
-        device = self.backend
-        if circuit.num_qubits > device.num_qubits:
-            return (f"the circuit has {circuit.num_qubits} qubits but {self.backend_name} has "
-                    f"{device.num_qubits}")
+        device = self.backend  # outside the try: a failed connection is an error, not a reason
+        try:
+            self._fit(circuit, device)
+        except ValueError as err:
+            return str(err)
         return None
 
     def sample(self, circuit: Any, shots: int, *, rng: np.random.Generator) -> np.ndarray:
@@ -429,14 +443,20 @@ class IBMSampler:
             raise ValueError(f"max_shots_per_job: {self.max_shots_per_job} exceeds the "
                              f"maximum of {limit} shots per job on {self.backend_name}")
 
+    def _fit(self, circuit: Any, device: Any) -> Any:
+        """The circuit measured into ``qsimcells_final``, narrowed by qubit reuse when asked or
+        needed; a ``ValueError`` when it cannot fit the device."""
+        from qsimcells.circuits import fit_to_device
+
+        return fit_to_device(circuit, device.num_qubits, self.backend_name,
+                             qubit_reuse=self.qubit_reuse)
+
     def _compile(self, circuit: Any, device: Any) -> Any:
         """The circuit measured into ``qsimcells_final`` and mapped to the device's ISA; the last
         one is reused when the same circuit comes again (``qs.sim`` samples chunk by chunk)."""
         from qiskit.transpiler import generate_preset_pass_manager
 
-        from qsimcells.circuits import measure_every_qubit
-
-        measured = measure_every_qubit(circuit)
+        measured = self._fit(circuit, device)
         if self._compiled is not None and self._compiled[0] == measured:
             return self._compiled[1]
         pass_manager = generate_preset_pass_manager(
