@@ -10,18 +10,14 @@ from _helpers import assert_distribution_matches
 from conftest import run_python
 
 import qsimcells as qs
+from qsimcells.testing import assert_moments_match, two_mode_ising
+from qsimcells.testing import random_ising as random_model
 from qsimcells.samplers import (
     boltzmann_probabilities,
     ising_energy,
     log_partition,
     sample_ising,
 )
-
-
-def random_model(n: int, seed: int, coupling: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    W = np.triu(rng.normal(0, coupling, (n, n)), 1)
-    return rng.normal(0, 1, n), W + W.T
 
 
 def index_of(z: np.ndarray) -> np.ndarray:
@@ -74,10 +70,7 @@ def test_gibbs_samples_the_requested_beta(beta: float) -> None:
 def test_parallel_tempering_on_a_strongly_coupled_model() -> None:
     """Two modes (all off / a block on) separated by a barrier: tempering must keep the
     right weights between them."""
-    n = 10
-    W = np.full((n, n), -1.2)
-    np.fill_diagonal(W, 0)
-    h = np.full(n, 5.3)
+    h, W = two_mode_ising()
     probs = boltzmann_probabilities(h, W)
     z = sample_ising(h, W, 8000, sampler="gibbs", rng=1, n_replicas=6, beta_min=0.1,
                      num_sweeps=200)
@@ -89,19 +82,43 @@ def test_parallel_tempering_on_a_strongly_coupled_model() -> None:
 
 
 def test_persistent_chains_continue_from_initial_states() -> None:
+    """One sweep cannot cross the barrier, so where the chains end shows where they started."""
+    h, W = two_mode_ising()
+    reads = 4000
+    for start_value in (0, 1):
+        start = np.full((reads, 10), start_value, np.uint8)
+        one = sample_ising(h, W, reads, sampler="gibbs", rng=0, initial_states=start,
+                           num_sweeps=1)
+        # exact chance to stay: 0.99 from all off (fields 5.3), ~0.96 from all on; sd ~0.003
+        assert (one == start_value).all(1).mean() > 0.9
+    # cold chains land in either mode, or in neither, but never 90 % in one
+    cold = sample_ising(h, W, reads, sampler="gibbs", rng=0, num_sweeps=1)
+    assert max((cold == 0).all(1).mean(), (cold == 1).all(1).mean()) < 0.9
+
+
+def test_continued_chains_reach_the_target() -> None:
     h, W = random_model(10, 4)
     probs = boltzmann_probabilities(h, W)
     worst = qs.samplers._bits.indices_to_bits(np.array([np.argmin(probs)]), 10)
     start = np.repeat(worst, 8000, axis=0)
-    # one sweep from the least likely state is still far from the target...
     one = sample_ising(h, W, 8000, sampler="gibbs", rng=0, initial_states=start, num_sweeps=1)
-    assert tvd(one, probs) > 0.3
-    # ...and continuing those chains (default warm sweeps) reaches it
+    # continuing those chains (default warm sweeps) gets closer to the target...
     assert tvd(one, probs) > tvd(sample_ising(h, W, 8000, sampler="gibbs", rng=0,
                                               initial_states=one), probs)
+    # ...and enough sweeps reach it
     more = sample_ising(h, W, 8000, sampler="gibbs", rng=1, initial_states=start,
                         num_sweeps=60)
     assert_distribution_matches(more, probs)
+
+
+@pytest.mark.parametrize(("sampler", "options"), [
+    ("gibbs", {}), ("gibbs", {"dtype": "float64"}), ("gibbs", {"n_replicas": 3})])
+def test_gibbs_across_blocks_matches_exact_moments(sampler: str, options: dict) -> None:
+    """18 spins span two of the sweep's 16-site blocks, whose fields are linked by one matrix
+    product per block: every mean and pair moment must match enumeration."""
+    h, W = random_model(18, 6, coupling=0.4)
+    z = sample_ising(h, W, 20_000, sampler=sampler, rng=2, **options)
+    assert_moments_match(z, boltzmann_probabilities(h, W))
 
 
 def test_exact_ignores_initial_states() -> None:
@@ -164,12 +181,27 @@ def test_bad_models_name_the_field(change, match: str) -> None:
     ({"dtype": "float16"}, ValueError, "dtype.*float32"),
     ({"n_replicas": 3, "beta_min": 2.0}, ValueError, "beta_min"),
     ({"num_sweeps": 10, "sweeps": 3}, TypeError, "options for Ising sampler 'gibbs'"),
+    ({"beta_min": 0.1}, ValueError, "beta_min: sets the tempering ladder, so it needs "
+                                    "n_replicas > 1"),
+    ({"device": "gpu"}, ValueError, r"device: 'gpu' is not usable here .*available: \['cpu'"),
 ])
 def test_bad_arguments_name_the_field(kwargs: dict, error: type, match: str) -> None:
     h, W = random_model(4, 0)
     kwargs = {"num_reads": 5, **kwargs}
     with pytest.raises(error, match=match):
         sample_ising(h, W, kwargs.pop("num_reads"), **kwargs)
+
+
+def test_without_torch_gibbs_says_what_to_install_and_exact_still_works() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np, qsimcells as qs\n"
+            "h, W = np.zeros(3), np.zeros((3, 3))\n"
+            "print(qs.samplers.sample_ising(h, W, 4, sampler='exact', rng=0).shape)\n"
+            "qs.samplers.sample_ising(h, W, 4, rng=0)\n")
+    out = run_python(code)
+    assert out.stdout.strip() == "(4, 3)"
+    assert "ImportError: Ising sampler 'gibbs' needs torch: pip install 'qsimcells[models]'" \
+        in out.stderr
 
 
 def test_exact_refuses_more_than_twenty_variables() -> None:

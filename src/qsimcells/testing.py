@@ -1,8 +1,11 @@
 """Statistical checks for sampler tests, public so that plugin authors test the same way.
 
 ``assert_distribution_matches`` compares sampled rows with exact probabilities at a tolerance
-derived from the sample size; ``niche_bits`` turns a simulated AnnData back into the circuit's
-shots. The core tests and the project's plugins all use them.
+derived from the sample size; ``assert_moments_match`` compares first and second moments, for
+models too large for a full histogram; ``niche_bits`` turns a simulated AnnData back into the
+circuit's shots; ``random_ising`` and ``two_mode_ising`` make the Boltzmann models the Ising
+tests use. The
+core tests and the project's plugins all use them.
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["assert_distribution_matches", "niche_bits"]
+__all__ = ["assert_distribution_matches", "assert_moments_match", "niche_bits", "random_ising",
+           "two_mode_ising"]
 
-def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6,
-                                sigmas: float = 5.0) -> float:
+
+def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6
+                                ) -> float:
     """Check sampled bit rows against exact probabilities (qubit ``i`` = bit ``i`` of the index).
 
     1. Every outcome's count passes an exact two-sided binomial tail test at level ``alpha``,
        Bonferroni-corrected over the outcomes (so a correct sampler fails with probability below
        ``alpha``; rare outcomes are judged by the binomial, not a normal approximation).
-    2. The total variation distance is within its expectation bound
-       ``0.5 * sum sqrt(p (1 - p) / N)`` plus ``sigmas / sqrt(N)``.
+    2. The total variation distance (TVD) is at most its expectation bound
+       ``0.5 * sum sqrt(p (1 - p) / N)`` plus ``sqrt(log(1 / alpha) / (2 N))``: one sample moves
+       the TVD by at most ``1 / N``, so by McDiarmid's inequality a correct sampler exceeds its
+       expectation by that margin with probability below ``alpha``.
+
+    Both need independent rows (one chain per row for Markov-chain samplers).
 
     Returns the total variation distance.
     """
@@ -37,11 +46,62 @@ def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: f
     assert p_value[worst] >= alpha, (
         f"outcome {worst}: {counts[worst]} of {n_shots} samples, expected "
         f"{probs[worst] * n_shots:.2f} (Bonferroni p = {p_value[worst]:.1e})")
-    freq = counts / n_shots
-    tv = 0.5 * np.abs(freq - probs).sum()
-    bound = 0.5 * np.sqrt(probs * (1 - probs) / n_shots).sum() + sigmas / np.sqrt(n_shots)
+    tv = 0.5 * np.abs(counts / n_shots - probs).sum()
+    bound = (0.5 * np.sqrt(probs * (1 - probs) / n_shots).sum()
+             + np.sqrt(np.log(1 / alpha) / (2 * n_shots)))
     assert tv <= bound, f"total variation {tv:.4f} exceeds {bound:.4f}"
     return tv
+
+
+def assert_moments_match(states: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6
+                         ) -> float:
+    """Check the means ``E[z_i]`` and pair moments ``E[z_i z_j]`` of sampled rows against
+    exact probabilities (``z_i`` = bit ``i`` of the index).
+
+    Each moment is the mean of a 0/1 variable, so its sampling sd is ``sqrt(m (1 - m) / N)``;
+    every one must lie within the two-sided normal quantile at ``alpha``, Bonferroni-corrected
+    over the ``n + n (n - 1) / 2`` moments. For models whose ``2**n`` outcomes are too many for
+    a histogram of ``N`` rows but few enough to enumerate (``n`` up to about 20).
+
+    Returns the largest deviation in standard errors.
+    """
+    from .samplers._bits import indices_to_bits
+
+    n_reads, n = states.shape
+    every = indices_to_bits(np.arange(probs.size), n).astype(np.float64)
+    upper = np.triu_indices(n, 1)
+    exact = np.concatenate([probs @ every, ((every * probs[:, None]).T @ every)[upper]])
+    z = states.astype(np.float64)
+    sampled = np.concatenate([z.mean(0), (z.T @ z / n_reads)[upper]])
+    se = np.sqrt(np.maximum(exact * (1 - exact), 1e-12) / n_reads)
+    deviation = np.abs(sampled - exact) / se
+    limit = stats.norm.isf(alpha / (2 * exact.size))
+    worst = int(np.argmax(deviation))
+    name = (f"E[z_{worst}]" if worst < n
+            else f"E[z_{upper[0][worst - n]} z_{upper[1][worst - n]}]")
+    assert deviation[worst] <= limit, (
+        f"{name}: sampled {sampled[worst]:.4f}, exact {exact[worst]:.4f} "
+        f"({deviation[worst]:.1f} standard errors; limit {limit:.1f})")
+    return float(deviation[worst])
+
+
+def random_ising(n: int, seed: int, coupling: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """A random Ising model: ``h ~ N(0, 1)``, ``W_lm ~ N(0, coupling^2)`` symmetric with a
+    zero diagonal."""
+    rng = np.random.default_rng(seed)
+    W = np.triu(rng.normal(0, coupling, (n, n)), 1)
+    return rng.normal(0, 1, n), W + W.T
+
+
+def two_mode_ising(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Two modes, all off (``E = 0``) and all on (``E = -1`` at ``n = 10``), behind a barrier
+    that single-site moves cannot cross in one sweep: from all on, every site's field is
+    ``5.3 - 1.2 (n - 1)``, so at ``n = 10`` a sweep at beta 1 leaves a chain there with
+    probability about 0.96 (and all off with about 0.99). Where a one-sweep chain ends shows
+    where it started, which is what a warm-start test needs."""
+    W = np.full((n, n), -1.2)
+    np.fill_diagonal(W, 0)
+    return np.full(n, 5.3), W
 
 
 def niche_bits(adata: Any) -> np.ndarray:

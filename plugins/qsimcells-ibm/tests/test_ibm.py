@@ -266,7 +266,7 @@ def test_preset_too_large_for_the_device_is_a_clear_error(options: dict, match: 
 
 
 def test_every_final_clbit_must_be_measured_exactly_once() -> None:
-    from qsimcells_ibm.sampler import _final_measurement_map
+    from qsimcells.circuits import final_measurement_map
 
     qc = QuantumCircuit(2)
     creg = ClassicalRegister(2, "qsimcells_final")
@@ -274,7 +274,7 @@ def test_every_final_clbit_must_be_measured_exactly_once() -> None:
     qc.measure(0, creg[0])
     qc.measure(1, creg[0])
     with pytest.raises(RuntimeError, match=r"\{0: 2, 1: 0\}"):
-        _final_measurement_map(qc, 2)
+        final_measurement_map(qc, 2)
 
 
 # --- credentials of real devices, without reaching IBM --------------------------------------------

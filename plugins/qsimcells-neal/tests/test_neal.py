@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 import qsimcells as qs
-from qsimcells.testing import assert_distribution_matches
-
-
-def random_model(n: int, seed: int, coupling: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    W = np.triu(rng.normal(0, coupling, (n, n)), 1)
-    return rng.normal(0, 1, n), W + W.T
+from qsimcells.testing import (
+    assert_distribution_matches,
+    assert_moments_match,
+    two_mode_ising,
+)
+from qsimcells.testing import random_ising as random_model
 
 
 def test_registered_through_its_entry_point() -> None:
@@ -52,13 +51,27 @@ def test_warm_start_continues_persistent_chains() -> None:
     z = qs.samplers.sample_ising(h, W, 6000, sampler="neal", rng=6, initial_states=start,
                                  num_sweeps=200)
     assert_distribution_matches(z, probs)
-    # the states really are continued: one sweep from the worst state is still far from the
-    # target (TVD ~ 0.5, while sampling noise at 6000 reads of 1024 states is below ~0.1)
-    one = qs.samplers.sample_ising(h, W, 6000, sampler="neal", rng=7, initial_states=start,
-                                   num_sweeps=1)
-    index = one.astype(np.int64) @ (1 << np.arange(10))
-    tvd = 0.5 * np.abs(np.bincount(index, minlength=probs.size) / 6000 - probs).sum()
-    assert tvd > 0.3
+
+
+def test_warm_start_really_continues_the_given_states() -> None:
+    """All off / all on separated by a barrier that one sweep cannot cross: after one sweep
+    at beta, the chains are still where they started (a cold run is not)."""
+    n, reads = 10, 4000
+    h, W = two_mode_ising(n)
+    for start_value in (0, 1):
+        start = np.full((reads, n), start_value, np.uint8)
+        one = qs.samplers.sample_ising(h, W, reads, sampler="neal", rng=7, initial_states=start,
+                                       num_sweeps=1)
+        # staying has probability ~0.99 (all off) and ~0.96 (all on); sd at 4000 reads ~0.003
+        assert (one == start_value).all(1).mean() > 0.9
+    cold = qs.samplers.sample_ising(h, W, reads, sampler="neal", rng=7, num_sweeps=2)
+    assert max((cold == 0).all(1).mean(), (cold == 1).all(1).mean()) < 0.9
+
+
+def test_matches_exact_moments_at_18_spins() -> None:
+    h, W = random_model(18, 6, coupling=0.4)
+    z = qs.samplers.sample_ising(h, W, 20_000, sampler="neal", rng=3)
+    assert_moments_match(z, qs.samplers.boltzmann_probabilities(h, W))
 
 
 def test_metropolis_rule_does_not_mix_at_zero_field() -> None:
@@ -90,6 +103,7 @@ def test_same_seed_same_states() -> None:
     ({"acceptance": "glauber"}, "acceptance"),
     ({"num_sweeps": 0}, "num_sweeps"),
     ({"beta_min": 0}, "beta_min"),
+    ({"randomize_order": "no"}, "randomize_order: expected True or False"),
 ])
 def test_bad_options_name_the_field(options: dict, field: str) -> None:
     h, W = random_model(4, 0)

@@ -9,7 +9,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
 __all__ = ["FINAL_REGISTER", "QUBIT_REUSE", "check_qubit_reuse", "exact_sampling_obstacle",
-           "fit_to_device", "is_exactly_sampleable", "measure_every_qubit", "reuse_qubits",
+           "final_measurement_map", "fit_to_device", "is_exactly_sampleable", "measure_every_qubit", "reuse_qubits",
            "reused_width"]
 
 #: Name of the classical register :func:`measure_every_qubit` adds.
@@ -61,3 +61,33 @@ def measure_every_qubit(circuit: QuantumCircuit) -> QuantumCircuit:
     measured.barrier()
     measured.measure(measured.qubits, register)
     return measured
+
+
+def final_measurement_map(compiled: QuantumCircuit, n_qubits: int) -> list[int]:
+    """Physical qubit measured into each clbit of :data:`FINAL_REGISTER` of a transpiled
+    circuit: where gene ``i`` was read on the device (with qubit reuse, several genes share one).
+
+    Raises
+    ------
+    RuntimeError
+        When the transpiled circuit does not measure every clbit of the register exactly once
+        (the bits could not be mapped back to logical qubits).
+    """
+    if not any(c.name == FINAL_REGISTER and c.size == n_qubits for c in compiled.cregs):
+        raise RuntimeError(f"the transpiled circuit lost its register {FINAL_REGISTER!r} of "
+                           f"{n_qubits} clbits; cannot map bits back to qubits")
+    counts = [0] * n_qubits
+    physical = [-1] * n_qubits
+    for instruction in compiled.data:
+        if instruction.operation.name != "measure":
+            continue
+        for register, index in compiled.find_bit(instruction.clbits[0]).registers:
+            if register.name == FINAL_REGISTER:
+                counts[index] += 1
+                physical[index] = compiled.find_bit(instruction.qubits[0]).index
+    wrong = {i: c for i, c in enumerate(counts) if c != 1}
+    if wrong:
+        raise RuntimeError(f"the transpiled circuit measures clbits of {FINAL_REGISTER!r} the "
+                           f"wrong number of times (clbit: count) {wrong}; each must be measured "
+                           "exactly once to map bits back to qubits")
+    return physical

@@ -50,17 +50,19 @@ class GibbsSampler:
         self.num_sweeps = None if num_sweeps is None else check_positive_int("num_sweeps",
                                                                                num_sweeps)
         self.n_replicas = check_positive_int("n_replicas", n_replicas)
+        if beta_min is not None and self.n_replicas == 1:
+            raise ValueError("beta_min: sets the tempering ladder, so it needs n_replicas > 1 "
+                             "(got n_replicas=1)")
         self.beta_min = (None if beta_min is None
                          else check_finite("beta_min", beta_min, low=0.0, low_open=True))
         check_choice("dtype", dtype, ["float32", "float64"])
         self.dtype = dtype
-        self.device = device
+        self.device = _check_device(device)
 
     def sample(self, h: np.ndarray, W: np.ndarray, num_reads: int, *, beta: float,
                rng: np.random.Generator, initial_states: np.ndarray | None = None
                ) -> np.ndarray:
-        import torch
-
+        torch = _torch()
         device = torch.device(self.device)
         dtype = getattr(torch, self.dtype)
         gen = torch.Generator(device=device)
@@ -96,6 +98,29 @@ class GibbsSampler:
         if low >= beta:
             raise ValueError(f"beta_min: {low} must be below beta = {beta}")
         return np.geomspace(low, beta, self.n_replicas)
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("Ising sampler 'gibbs' needs torch: pip install 'qsimcells[models]' "
+                          "(or torch itself); without torch use sampler='exact' (n <= 20) or "
+                          "the 'neal' plugin") from None
+    return torch
+
+
+def _check_device(device: Any) -> str:
+    """The device as a string, after checking that torch can allocate on it."""
+    torch = _torch()
+    try:
+        torch.empty(0, device=torch.device(device))
+    except (RuntimeError, TypeError, AssertionError) as err:
+        available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
+            ["mps"] if torch.backends.mps.is_available() else [])
+        raise ValueError(f"device: {device!r} is not usable here ({err}); available: "
+                         f"{available}") from None
+    return str(device)
 
 
 #: Sites updated before their flips are pushed to all fields by one matrix product.

@@ -43,6 +43,11 @@ class AerSampler:
         ``"CPU"`` or ``"GPU"`` (when the installed Aer has GPU support).
     optimization_level
         Transpiler optimisation level (0-3) used to map the circuit to the simulator's gates.
+    seed
+        Seeds this sampler's own stream of transpiler and simulator seeds, in place of the
+        ``rng`` of each call (Qiskit style: ``AerSimulator(seed_simulator=...)``). Successive
+        calls continue the stream, so the chunks of one ``qs.sim.simulate`` differ, and a sampler
+        made again with the same seed repeats its bits. ``None``: each call's ``rng`` decides.
     qubit_reuse
         ``"auto"``: a circuit wider than the borrowed device is narrowed by measuring each qubit
         as soon as its last gate has run and resetting its wire
@@ -55,12 +60,19 @@ class AerSampler:
 
     def __init__(self, method: str = "automatic", noise_model: Any = None, device: str = "CPU",
                  optimization_level: int = 1, qubit_reuse: bool | str = "auto",
-                 **backend_options: Any) -> None:
+                 seed: int | None = None, **backend_options: Any) -> None:
         from qiskit_aer import AerSimulator
 
         check_choice("method", method, METHODS)
         check_choice("optimization_level", optimization_level, [0, 1, 2, 3])
         self.qubit_reuse = check_qubit_reuse(qubit_reuse)
+        if "seed_simulator" in backend_options:
+            raise ValueError("seed_simulator: give seed= (or rng= per call) instead; a fixed "
+                             "simulator seed would repeat the same bits in every chunk")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
+        self._seeds = None if seed is None else np.random.default_rng(int(seed))
         devices = AerSimulator().available_devices()
         check_choice("device", device, devices)
         self.method, self.device = method, device
@@ -115,8 +127,11 @@ class AerSampler:
         from qiskit.transpiler import generate_preset_pass_manager
         from qiskit_aer.primitives import SamplerV2
 
-        from qsimcells.circuits import FINAL_REGISTER
+        from qsimcells.circuits import FINAL_REGISTER, final_measurement_map
         from qsimcells.samplers import bitarray_to_bits
+
+        if self._seeds is not None:
+            rng = self._seeds
 
         try:
             measured = self._fit(circuit)
@@ -127,9 +142,10 @@ class AerSampler:
             optimization_level=self.optimization_level, backend=self.simulator,
             seed_transpiler=int(rng.integers(2**31)))
         compiled = pass_manager.run(measured)
-        if compiled.layout is not None:
-            self.last_layout = list(compiled.layout.final_index_layout())
-            logger.info("aer: logical qubits on device qubits %s", self.last_layout)
+        if self.fake_backend is not None:
+            self.last_layout = final_measurement_map(compiled, circuit.num_qubits)
+            logger.info("aer: qubit i of the circuit read on device qubit %s of %s",
+                        self.last_layout, self.fake_backend.name)
         sampler = SamplerV2.from_backend(self.simulator, seed=int(rng.integers(2**31)))
         parts = []
         for start in range(0, shots, SHOTS_PER_RUN):

@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from qsimcells._utils import check_choice
-from qsimcells.circuits import check_qubit_reuse
+from qsimcells.circuits import check_qubit_reuse, final_measurement_map
 
 __all__ = ["CHANNELS", "MODES", "IBMConnectionError", "IBMCredentialsError", "IBMSampler",
            "UnknownBackendError"]
@@ -184,37 +184,6 @@ def _max_shots(device: Any) -> int:
         except Exception:  # an ideal simulator or a backend without a configuration
             value = None
     return int(value) if value else FALLBACK_MAX_SHOTS
-
-
-def _final_measurement_map(compiled: Any, n_qubits: int) -> list[int]:
-    """Physical qubit measured into each clbit of the final register of a transpiled circuit.
-
-    Raises
-    ------
-    RuntimeError
-        When the transpiled circuit does not measure every clbit of the register exactly once
-        (the bits could not be mapped back to logical qubits).
-    """
-    from qsimcells.circuits import FINAL_REGISTER
-
-    if not any(c.name == FINAL_REGISTER and c.size == n_qubits for c in compiled.cregs):
-        raise RuntimeError(f"the transpiled circuit lost its register {FINAL_REGISTER!r} of "
-                           f"{n_qubits} clbits; cannot map bits back to qubits")
-    counts = [0] * n_qubits
-    physical = [-1] * n_qubits
-    for instruction in compiled.data:
-        if instruction.operation.name != "measure":
-            continue
-        for register, index in compiled.find_bit(instruction.clbits[0]).registers:
-            if register.name == FINAL_REGISTER:
-                counts[index] += 1
-                physical[index] = compiled.find_bit(instruction.qubits[0]).index
-    wrong = {i: c for i, c in enumerate(counts) if c != 1}
-    if wrong:
-        raise RuntimeError(f"the transpiled circuit measures clbits of {FINAL_REGISTER!r} the "
-                           f"wrong number of times (clbit: count) {wrong}; each must be measured "
-                           "exactly once to map bits back to qubits")
-    return physical
 
 
 def _job_seeds(rng: np.random.Generator, n_jobs: int) -> list[int]:
@@ -463,7 +432,7 @@ class IBMSampler:
             optimization_level=self.optimization_level, backend=device,
             seed_transpiler=SEED_TRANSPILER)
         compiled = pass_manager.run(measured)
-        physical = _final_measurement_map(compiled, circuit.num_qubits)
+        physical = final_measurement_map(compiled, circuit.num_qubits)
         self.last_layout, self.last_circuit = physical, compiled
         self._compiled = (measured, compiled)
         logger.info("ibm: logical qubits 0..%d of the circuit run on physical qubits %s of %s",

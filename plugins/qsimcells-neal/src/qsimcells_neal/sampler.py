@@ -71,6 +71,8 @@ class NealSampler:
                          else check_finite("beta_min", beta_min, low=0.0, low_open=True))
         check_choice("acceptance", acceptance, list(ACCEPTANCE))
         self.acceptance = acceptance
+        if not isinstance(randomize_order, (bool, np.bool_)):
+            raise ValueError(f"randomize_order: expected True or False, got {randomize_order!r}")
         self.randomize_order = bool(randomize_order)
 
     def schedule(self, beta: float, *, warm: bool) -> np.ndarray:
