@@ -25,8 +25,14 @@ h, W = rng.normal(0, 1, 6), W + W.T
 z = qs.samplers.sample_ising(h, W, 8000, sampler="metropolis", rng=1)
 again = qs.samplers.sample_ising(h, W, 8000, sampler="metropolis", rng=1, initial_states=z,
                                  num_steps=50)
+# a barrier that 10 steps cannot cross: the chains must stay in the mode they were given
+from qsimcells.testing import two_mode_ising
+stay = [float((qs.samplers.sample_ising(*two_mode_ising(), 2000, sampler="metropolis", rng=2,
+                                        initial_states=np.full((2000, 10), v, np.uint8),
+                                        num_steps=10) == v).all(1).mean()) for v in (0, 1)]
 print(json.dumps({"distribution": table.loc["metropolis", "distribution"],
-                  "h": h.tolist(), "W": W.tolist(), "z": z.tolist(), "again": again.tolist()}))
+                  "h": h.tolist(), "W": W.tolist(), "z": z.tolist(), "again": again.tolist(),
+                  "stay": stay}))
 """
     result = run_python(code, extra_path=test_plugins_path,
                         env={"QSIMCELLS_DISABLE_PLUGINS": "broken-import,broken-hook"})
@@ -36,6 +42,8 @@ print(json.dumps({"distribution": table.loc["metropolis", "distribution"],
     probs = boltzmann_probabilities(np.array(out["h"]), np.array(out["W"]))
     assert_distribution_matches(np.array(out["z"], np.uint8), probs)
     assert_distribution_matches(np.array(out["again"], np.uint8), probs)  # warm start
+    # staying has probability ~0.95 from either mode (sd ~0.005 at 2,000 chains)
+    assert min(out["stay"]) > 0.9
 
 
 def test_guide_includes_the_real_example_files() -> None:

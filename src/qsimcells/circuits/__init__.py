@@ -67,6 +67,19 @@ def final_measurement_map(compiled: QuantumCircuit, n_qubits: int) -> list[int]:
     """Physical qubit measured into each clbit of :data:`FINAL_REGISTER` of a transpiled
     circuit: where gene ``i`` was read on the device (with qubit reuse, several genes share one).
 
+    Parameters
+    ----------
+    compiled
+        A circuit measured by :func:`measure_every_qubit` or :func:`reuse_qubits`, after
+        transpilation to a device.
+    n_qubits
+        Qubits of the design (clbits of the register).
+
+    Returns
+    -------
+    list of int
+        Entry ``i``: the physical qubit measured into clbit ``i``.
+
     Raises
     ------
     RuntimeError

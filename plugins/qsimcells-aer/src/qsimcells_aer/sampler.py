@@ -43,11 +43,6 @@ class AerSampler:
         ``"CPU"`` or ``"GPU"`` (when the installed Aer has GPU support).
     optimization_level
         Transpiler optimisation level (0-3) used to map the circuit to the simulator's gates.
-    seed
-        Seeds this sampler's own stream of transpiler and simulator seeds, in place of the
-        ``rng`` of each call (Qiskit style: ``AerSimulator(seed_simulator=...)``). Successive
-        calls continue the stream, so the chunks of one ``qs.sim.simulate`` differ, and a sampler
-        made again with the same seed repeats its bits. ``None``: each call's ``rng`` decides.
     qubit_reuse
         ``"auto"``: a circuit wider than the borrowed device is narrowed by measuring each qubit
         as soon as its last gate has run and resetting its wire
@@ -55,24 +50,23 @@ class AerSampler:
         ``False``: never.
     **backend_options
         Further ``AerSimulator`` options (e.g. ``max_parallel_threads``,
-        ``matrix_product_state_max_bond_dimension``).
+        ``matrix_product_state_max_bond_dimension``). Seeds are not among them: the ``rng`` of
+        each call seeds the transpiler and the simulator.
     """
 
     def __init__(self, method: str = "automatic", noise_model: Any = None, device: str = "CPU",
                  optimization_level: int = 1, qubit_reuse: bool | str = "auto",
-                 seed: int | None = None, **backend_options: Any) -> None:
+                 **backend_options: Any) -> None:
         from qiskit_aer import AerSimulator
 
         check_choice("method", method, METHODS)
         check_choice("optimization_level", optimization_level, [0, 1, 2, 3])
         self.qubit_reuse = check_qubit_reuse(qubit_reuse)
-        if "seed_simulator" in backend_options:
-            raise ValueError("seed_simulator: give seed= (or rng= per call) instead; a fixed "
-                             "simulator seed would repeat the same bits in every chunk")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"seed: expected a non-negative integer or None, got {seed!r}")
-        self._seeds = None if seed is None else np.random.default_rng(int(seed))
+        seeds = sorted({"seed", "seed_simulator", "seed_transpiler"} & set(backend_options))
+        if seeds:  # one name for randomness in qsimcells: rng (a fixed simulator seed would
+            # also repeat the same bits in every chunk of qs.sim.simulate)
+            raise ValueError(f"{seeds[0]}: not an option; pass rng= to sample_bits / simulate, "
+                             "which seeds Aer's transpiler and simulator for every call")
         devices = AerSimulator().available_devices()
         check_choice("device", device, devices)
         self.method, self.device = method, device
@@ -129,9 +123,6 @@ class AerSampler:
 
         from qsimcells.circuits import FINAL_REGISTER, final_measurement_map
         from qsimcells.samplers import bitarray_to_bits
-
-        if self._seeds is not None:
-            rng = self._seeds
 
         try:
             measured = self._fit(circuit)
