@@ -160,6 +160,18 @@ def test_fit_to_device_errors_name_the_problem(build: str, device: int, reuse, m
         fit_to_device(qc, device, "dev", qubit_reuse=reuse)
 
 
+def test_reuse_requested_for_a_circuit_that_fits_names_the_request() -> None:
+    qc = QuantumCircuit(2, 1)
+    qc.h(0)
+    qc.measure(0, 0)
+    qc.cx(0, 1)
+    assert fit_to_device(qc, 2, "dev").num_qubits == 2  # auto: fits, no reuse needed
+    with pytest.raises(ValueError, match="^qubit_reuse=True: circuit: qubit reuse needs"):
+        fit_to_device(qc, 2, "dev", qubit_reuse=True)
+    assert fit_to_device(qs.sim.presets.romero2025(True).to_qiskit(), 5, "dev",
+                         qubit_reuse=np.True_).num_qubits == 2
+
+
 def test_circuit_with_a_final_register_already_is_refused() -> None:
     qc = qs.circuits.measure_every_qubit(QuantumCircuit(2))
     with pytest.raises(ValueError, match="already has a classical register"):

@@ -211,7 +211,8 @@ def test_generate_dispatches_to_registered_generators() -> None:
         ({"library_size": 3.0}, ValueError, r"library_size: 3\.0 is outside the allowed range"),
         ({"sampler": "nope"}, qs.plugins.PluginError, r"unknown circuit sampler 'nope'"),
         ({"sampler_options": {"x": 1}}, ValueError, "need a named sampler"),
-        ({"x": 1}, ValueError, "need a named sampler"),
+        ({"progres": False}, TypeError, r"simulate: unexpected keyword argument\(s\) "
+                                        r"\['progres'\]; other keywords are sampler options"),
         ({"sampler": "statevector", "sampler_options": {"max_qubits": 12}, "max_qubits": 12},
          ValueError, r"sampler_options: \['max_qubits'\] also given as keyword arguments"),
     ],

@@ -9,8 +9,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
 __all__ = ["FINAL_REGISTER", "QUBIT_REUSE", "check_qubit_reuse", "exact_sampling_obstacle",
-           "final_measurement_map", "fit_to_device", "is_exactly_sampleable", "measure_every_qubit", "reuse_qubits",
-           "reused_width"]
+           "final_measurement_map", "fit_to_device", "is_exactly_sampleable",
+           "measure_every_qubit", "reuse_qubits", "reused_width"]
 
 #: Name of the classical register :func:`measure_every_qubit` adds.
 FINAL_REGISTER = "qsimcells_final"

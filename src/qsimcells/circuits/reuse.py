@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
@@ -29,6 +31,8 @@ QUBIT_REUSE = ("auto", True, False)
 
 def check_qubit_reuse(value: Any) -> bool | str:
     """Validate a sampler's ``qubit_reuse`` option (``"auto"``, ``True`` or ``False``)."""
+    if isinstance(value, np.bool_):
+        value = bool(value)
     if not isinstance(value, (bool, str)) or value not in QUBIT_REUSE:
         raise ValueError(f"qubit_reuse: {value!r} is not allowed; choose one of "
                          f"{list(QUBIT_REUSE)}")
@@ -204,6 +208,8 @@ def fit_to_device(circuit: QuantumCircuit, device_qubits: int, device_name: str,
     try:
         reused = reuse_qubits(circuit)
     except ValueError as err:
+        if n <= device_qubits:  # it fits; only the explicit request cannot be met
+            raise ValueError(f"qubit_reuse=True: {err}") from None
         raise ValueError(f"the circuit has {n} qubits but {device_name} has {device_qubits}, "
                          f"and qubit reuse cannot help: {err}") from None
     if reused.num_qubits > device_qubits:

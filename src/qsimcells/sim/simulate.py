@@ -188,6 +188,10 @@ def simulate(
         library_size = check_finite("library_size", library_size, low=0.0, high=2.0)
     if sampler_options is not None and not isinstance(sampler_options, dict):
         raise TypeError("sampler_options: expected a dict of options or None")
+    if sampler_kwargs and sampler == "auto":  # most likely a misspelt argument of simulate
+        raise TypeError(f"simulate: unexpected keyword argument(s) {sorted(sampler_kwargs)}; "
+                        "other keywords are sampler options, which need a named sampler "
+                        "(e.g. sampler='aer')")
     twice = sorted(set(sampler_options or {}) & set(sampler_kwargs))
     if twice:
         raise ValueError(f"sampler_options: {twice} also given as keyword arguments; give each "
