@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import anndata as ad
+import pandas as pd
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -50,13 +51,24 @@ def test_histogram_into_given_axes_and_bad_input() -> None:
 
 
 def test_demo_command_writes_results(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--n-cells", "300", "--seed", "1"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--n-cells", "300", "--seed", "1",
+                 "--n-perms", "20"]) == 0
     for case in ("case1_interacting", "case2_control"):
         adata = ad.read_h5ad(tmp_path / f"{case}.h5ad")
         assert adata.n_obs == 600 and adata.uns["qsimcells"]["seed"] == 1
-        for suffix in ("_circuit.png", "_bit_histogram.png", "_marginals.csv"):
+        assert {"pearson_network", "spearman_network", "cellchat"} <= set(adata.uns)
+        for suffix in ("_circuit.png", "_bit_histogram.png", "_marginals.csv",
+                       "_fig4_networks.png", "_pearson_edges.csv", "_spearman_edges.csv"):
             assert (tmp_path / f"{case}{suffix}").stat().st_size > 100
+    for name in ("fig3_umap.png", "table3_communication.png"):
+        assert (tmp_path / name).stat().st_size > 5_000
+    table3 = pd.read_csv(tmp_path / "table3.csv")
+    assert list(zip(table3["ligand"], table3["receptor"])) == [
+        ("g3", "g5"), ("g7", "g0"), ("g8", "g4"), ("g9", "g4")]
+    assert table3.loc[0, "paper_prob_alt"] == 0.1135
+    assert (table3["fold_change"].iloc[:2] > 2).all()  # the programmed pairs rise
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["case1_interacting"]["sampler"] == "exact"
+    assert set(summary["case2_control"]["networks"]) == {"pearson", "spearman"}
     assert main(["plugins"]) == 0
     assert "statevector" in capsys.readouterr().out

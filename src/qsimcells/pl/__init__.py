@@ -1,7 +1,15 @@
-"""Plots (matplotlib): every function takes ``ax=``, ``save=`` and ``show=``."""
+"""Plots (matplotlib): every function takes ``ax=``, ``save=`` and ``show=``.
+
+``circuit`` and ``bit_histogram`` (Romero et al., Fig. 2), ``umap`` (Fig. 3, through scanpy,
+imported on first use), ``network`` (Fig. 4: programmed against inferred networks) and
+``communication`` (Table 3 as bars or dots).
+"""
 
 from __future__ import annotations
 
 from .circuit import bit_histogram, circuit
+from .communication import communication
+from .embedding import umap
+from .network import network
 
-__all__ = ["bit_histogram", "circuit"]
+__all__ = ["bit_histogram", "circuit", "communication", "network", "umap"]
