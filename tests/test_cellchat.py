@@ -115,6 +115,57 @@ def test_truncated_mean_cuts_like_r_and_scipy(trim) -> None:
         assert tri == pytest.approx(_trimean(x), abs=1e-12)
 
 
+def test_k_and_trim_are_used(small) -> None:
+    """Non-default k and trim give the independent formula with those values."""
+    df = qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")], k=1.0,
+                        trim=0.1, n_perms=0, copy=True)
+    default = qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")],
+                             n_perms=0, copy=True)
+    data = _scaled(small)
+    cell_type = small.obs["cell_type"].to_numpy()
+    names = list(small.var_names)
+    assert (cell_type == "CT1").sum() == 100  # floor(100 * 0.1) = 10 values cut at each end
+    for row in df.itertuples():
+        lig = _truncated_mean(data[cell_type == row.source, names.index(row.ligand)], 0.1)
+        rec = _truncated_mean(data[cell_type == row.target, names.index(row.receptor)], 0.1)
+        assert row.ligand_mean == pytest.approx(lig, abs=1e-12)
+        assert row.receptor_mean == pytest.approx(rec, abs=1e-12)
+        assert row.prob == pytest.approx(lig * rec / (1.0 + lig * rec), abs=1e-12)
+    # the test has power: both parameters change the numbers
+    assert (df["prob"] > 0).sum() >= 2
+    assert not np.allclose(df["ligand_mean"], default["ligand_mean"], rtol=0, atol=1e-9)
+    assert (df.loc[df["prob"] > 0, "prob"] < default.loc[df["prob"] > 0, "prob"]).all()
+
+
+def test_docstrings_attribute_the_defaults_and_the_scaling(paper) -> None:
+    """R CellChat defaults to triMean and scales by data.signaling; liana by the whole matrix."""
+    from qsimcells.tl import communication
+
+    for doc in (communication.__doc__, qs.tl.cellchat.__doc__):
+        text = " ".join(doc.split())
+        assert 'type = "triMean"' in text
+        assert "data.signaling" in text and "liana" in text
+        assert "0.027" in text and "0.0148" in text
+    assert "default ``truncatedMean``" not in " ".join(qs.tl.cellchat.__doc__.split())
+    # the claim itself: the whole-matrix maximum (ours, liana's) gives the paper's 0.0148, the
+    # maximum over the signalling genes (R CellChat's data.signaling) about 0.027
+    adata = paper[False]
+    df = qs.tl.cellchat(adata, groupby="cell_type", pairs=TABLE2, n_perms=0, copy=True)
+    ours = df.set_index(KEYS).loc[("CT1", "CT2", "g3", "g5"), "prob"]
+    x = np.asarray(adata.X.toarray(), dtype=np.float64)
+    norm = np.log1p(x / x.sum(axis=1, keepdims=True) * 1e4)
+    names = list(adata.var_names)
+    signalling = [names.index(g) for g in pd.unique(TABLE2[["ligand", "receptor"]].values.ravel())]
+    data = norm / norm[:, signalling].max()
+    cell_type = adata.obs["cell_type"].to_numpy()
+    lig = _truncated_mean(data[cell_type == "CT1", names.index("g3")])
+    rec = _truncated_mean(data[cell_type == "CT2", names.index("g5")])
+    theirs = lig * rec / (0.5 + lig * rec)
+    assert ours == pytest.approx(0.0148, rel=0.15)
+    assert theirs == pytest.approx(0.027, abs=0.002)
+    assert 1.6 < theirs / ours < 2.4
+
+
 # -- the paper's Table 3 ------------------------------------------------------------------------
 
 def test_table3_programmed_pairs_rise_and_decoys_stay(paper) -> None:
@@ -189,6 +240,28 @@ def test_pvalues_equal_a_naive_permutation_loop() -> None:
         assert row.pval == pytest.approx(expected, abs=1e-12)
 
 
+def test_single_group_ties_give_the_strict_zero_and_a_warning(small) -> None:
+    """One group: every permutation ties the observed value; CellChat's strict > gives 0."""
+    adata = small.copy()
+    adata.obs["one"] = pd.Categorical(["all"] * adata.n_obs)
+    with pytest.warns(UserWarning, match=r"fewer than 2 non-empty groups.*meaningless"):
+        df = qs.tl.cellchat(adata, groupby="one", pairs=[("g3", "g5")], n_perms=30, rng=0)
+    assert len(df) == 1 and df["prob"].iloc[0] > 0
+    assert df["pval"].iloc[0] == 0  # a tie is not "greater": 0, where >= would give 1
+    # no test, no warning; two groups, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        qs.tl.cellchat(adata, groupby="one", pairs=[("g3", "g5")], n_perms=0)
+        qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5")], n_perms=5, rng=0)
+    # a second, empty category does not count as a group
+    adata.obs["one"] = adata.obs["one"].cat.add_categories(["none"])
+    with pytest.warns(UserWarning) as record:
+        qs.tl.cellchat(adata, groupby="one", pairs=[("g3", "g5")], n_perms=5, rng=0)
+    messages = [str(w.message) for w in record]
+    assert any("fewer than 2 non-empty groups" in m for m in messages)
+    assert any("['none']" in m and "no cells" in m for m in messages)
+
+
 def test_pvalues_reproducible_seed_dependent_and_null_is_not_significant() -> None:
     adata = _null_adata()
     run = lambda rng: qs.tl.cellchat(adata, groupby="group", pairs=NULL_PAIRS,  # noqa: E731
@@ -255,6 +328,20 @@ def test_liana_resource_by_name() -> None:
     assert (lig, rec) in found
     assert not any("_" in lr for pair in found for lr in pair)  # complexes skipped
     assert adata.uns["cellchat"]["params"]["pairs_from"] == "resource:consensus"
+
+
+def test_resource_keeps_a_gene_whose_name_has_an_underscore() -> None:
+    """ "_" marks a complex only when that exact name is not a gene of the data."""
+    genes = ["L_1", "R1", "A", "B", "filler"]
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(3, size=(40, len(genes))).astype(float)),
+                       obs=pd.DataFrame({"g": pd.Categorical(np.repeat(["a", "b"], 20))},
+                                        index=[f"c{i}" for i in range(40)]),
+                       var=pd.DataFrame(index=genes))
+    resource = pd.DataFrame({"ligand": ["L_1", "A_B", "L_1"], "receptor": ["R1", "R1", "A_B"]})
+    df = qs.tl.cellchat(adata, groupby="g", resource=resource, n_perms=0)
+    assert set(zip(df["ligand"], df["receptor"])) == {("L_1", "R1")}  # A_B: a complex, skipped
+    assert len(df) == 4 and (df["prob"] > 0).all()
 
 
 def test_resource_name_without_liana_is_a_clear_import_error(small, monkeypatch) -> None:
@@ -346,6 +433,15 @@ def _zero_counts(adata):
     adata.X = sparse.csr_matrix(adata.shape, dtype=np.float64)
 
 
+def _stored_zero_counts(adata):
+    adata.X = adata.X.astype(np.float64)
+    adata.X.data[:] = 0  # explicit zeros: nnz > 0, yet every count is zero
+
+
+def _missing_labels(adata):
+    adata.obs.loc[adata.obs_names[:3], "cell_type"] = np.nan
+
+
 @pytest.mark.parametrize(("kwargs", "prepare", "error", "match"), [
     ({"groupby": "nope"}, None, KeyError, "cell_type"),
     ({"pairs": [("g3", "nope"), ("nix", "g5")]}, None, KeyError, r"nope.*nix|nix.*nope"),
@@ -366,7 +462,9 @@ def _zero_counts(adata):
     ({"layer": "nope"}, None, KeyError, "layer"),
     ({}, _nan_counts, ValueError, "NaN"),
     ({}, _negative_counts, ValueError, "negative"),
-    ({}, _zero_counts, ValueError, "zero"),
+    ({}, _zero_counts, ValueError, "every count is zero"),
+    ({}, _stored_zero_counts, ValueError, "every count is zero"),
+    ({}, _missing_labels, ValueError, r"groupby: obs\['cell_type'\] has 3 missing labels"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(small, kwargs, prepare, error,
                                                         match) -> None:

@@ -156,6 +156,41 @@ def test_constant_gene_gives_nan_and_a_warning() -> None:
     assert list(a.uns["pearson_network"]["constant_genes"]) == ["g1"]
 
 
+def test_threshold_is_strict(control: ad.AnnData) -> None:
+    """``|r| > threshold``: a pair whose |r| equals the threshold exactly is not an edge."""
+    full = qs.tl.correlation_network(control, threshold=0.0, copy=True)
+    top = full.uns["pearson_network"]["edges"].iloc[0]
+    pair, t = frozenset((top["source"], top["target"])), float(top["abs_weight"])
+    at = qs.tl.correlation_network(control, threshold=t, copy=True)
+    assert pair not in _pairs(at.uns["pearson_network"]["edges"])
+    below = qs.tl.correlation_network(control, threshold=float(np.nextafter(t, 0.0)), copy=True)
+    assert pair in _pairs(below.uns["pearson_network"]["edges"])
+
+
+@pytest.mark.parametrize("kind", ["categorical", "object"])
+def test_housekeeping_flags_as_categorical_or_object(control: ad.AnnData, kind: str) -> None:
+    a = control.copy()
+    for column in ("housekeeping", "background"):
+        flag = a.var[column].astype(object).where(a.var[column], None)  # True or missing
+        a.var[column] = pd.Categorical(flag) if kind == "categorical" else flag
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no pandas downcasting warning either
+        qs.tl.correlation_network(a)
+        res = qs.tl.score_network(a, edges=[("g1", "g2", 0.9)])
+    assert list(a.uns["pearson_network"]["genes"]) == CIRCUIT
+    assert res["n_candidates"] == 45  # the 10 circuit genes, HKGs left out
+
+
+@pytest.mark.parametrize("values", [["yes", "no"], ["True", "False"]])
+def test_non_boolean_housekeeping_flag_is_an_error(control: ad.AnnData, values) -> None:
+    a = control.copy()
+    a.var["housekeeping"] = np.where(a.var["housekeeping"], *values)
+    with pytest.raises(ValueError, match=r"var\['housekeeping'\].*boolean"):
+        qs.tl.correlation_network(a)
+    with pytest.raises(ValueError, match=r"var\['housekeeping'\].*boolean"):
+        qs.tl.score_network(a, edges=[("g1", "g2", 0.9)])
+
+
 # -- bad inputs ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"method": "kendall"}, ValueError, r"method: 'kendall'.*pearson.*spearman"),
@@ -297,12 +332,24 @@ def test_score_network_errors(control: ad.AnnData) -> None:
         qs.tl.score_network(a, "nope", edges=TRUTH)
     with pytest.raises(ValueError, match="source column"):
         qs.tl.score_network(a, edges=pd.DataFrame({"from": ["g1"], "target": ["g2"]}))
+    for column in ("weight", "importance"):
+        bad = pd.DataFrame({"source": ["g1", "g3"], "target": ["g2", "g4"],
+                            column: ["high", 0.5]})
+        with pytest.raises(ValueError, match=rf"edges: the weight column '{column}' must be "
+                                             r"numeric.*'high'"):
+            qs.tl.score_network(a, edges=bad)
+    with pytest.raises(ValueError, match=r"edges: the weight column 'weight'"):
+        qs.tl.score_network(None, edges=[("a", "b", "x")], truth=TRUTH)
+    with pytest.raises(KeyError, match=r"genes: gene\(s\) \['nope', 'nada'\] not in"):
+        qs.tl.score_network(a, edges=TRUTH, genes=["g1", "nope", "nada"])
     plain = ad.AnnData(np.ones((5, 2)), var=pd.DataFrame(index=["a", "b"]))
     with pytest.raises(ValueError, match="no qsimcells ground truth"):
         qs.tl.score_network(plain, edges=TRUTH)
     qs.tl.correlation_network(a)
     with pytest.raises(ValueError, match="undirected"):
         qs.tl.score_network(a, "pearson_network", directed=True)
+    with pytest.raises(KeyError, match=r"genes: gene\(s\) \['HKG99'\]"):
+        qs.tl.score_network(a, "pearson_network", genes=["g1", "g2", "HKG99"])
     assert _state(a) == (before[0] + ["pearson_network"], sorted(before[1] + ["pearson_network"]))
     assert "score" not in a.uns["pearson_network"]
 
@@ -321,6 +368,89 @@ def test_stored_network_scores_every_pair_from_varp(control: ad.AnnData) -> None
     assert res["n_candidates"] == 45
     assert res["aupr"] == pytest.approx(average_precision_score(y, s))
     assert res["auroc"] == pytest.approx(roc_auc_score(y, s))
+
+
+def _same_type(edges: pd.DataFrame) -> dict[tuple[str, str], bool | None]:
+    """``same_cell_type`` per (source, target) as True, False or None (NA)."""
+    return {(s, t): None if pd.isna(v) else bool(v)
+            for s, t, v in zip(edges["source"], edges["target"], edges["same_cell_type"])}
+
+
+def test_indirect_either_way_round() -> None:
+    """An inferred pair listed as (descendant, ancestor) of a cascade is still indirect."""
+    for directed in (False, True):
+        res = qs.tl.score_network(None, edges=[("c", "a", 0.7)], truth=TRUTH, directed=directed)
+        status = {(r.source, r.target): r.status for r in res["edges"].itertuples()}
+        assert status[("c", "a")] == "indirect", directed
+
+
+def test_duplicated_pairs_keep_the_largest_abs_weight() -> None:
+    # first 0.3, largest signed 0.5 and last 0.5 all differ from the largest |weight| -0.9
+    inferred = [("a", "b", 0.3), ("b", "a", -0.9), ("a", "b", 0.5), ("c", "d", 0.7)]
+    res = qs.tl.score_network(None, edges=inferred, truth=TRUTH)
+    edges = res["edges"].set_index(["source", "target"])
+    assert res["n_inferred"] == 2 and len(edges) == 3  # a-b, c-d, missed b-c
+    assert edges.loc[("a", "b"), "weight"] == -0.9  # first orientation, largest |weight|
+    # the ranking uses 0.9 too: a-b first, above c-d (pairs ab ac ad bc bd cd)
+    from sklearn.metrics import average_precision_score
+    y, score = [1, 0, 0, 1, 0, 0], [0.9, 0, 0, 0, 0, 0.7]
+    assert res["aupr"] == pytest.approx(average_precision_score(y, score), abs=1e-12)
+
+
+def test_self_pairs_are_dropped() -> None:
+    inferred = [("a", "a", 1.0), ("a", "b", 0.8), ("c", "c", 0.9)]
+    for directed in (False, True):
+        res = qs.tl.score_network(None, edges=inferred, truth=TRUTH, directed=directed)
+        assert res["n_inferred"] == 1 and res["precision"] == 1.0, directed
+        edges = res["edges"]
+        assert not (edges["source"] == edges["target"]).any()
+        assert res["n_candidates"] == (6 if directed else 3)
+
+
+def test_stored_network_ranks_pairs_below_the_threshold(paper) -> None:
+    """AUPR/AUROC come from varp: the programmed g7 -> g0 (|r| < 0.5, not an edge) still ranks,
+    so they differ from the same metrics computed from the thresholded edges alone."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    a = qs.tl.correlation_network(paper[(1, 0)], copy=True)
+    res = qs.tl.score_network(a, "pearson_network")
+    assert res["edges"].set_index(["source", "target"]).loc[("g7", "g0"), "status"] == "missed"
+    R = a.varp["pearson_network"]
+    idx = a.var_names.get_indexer(CIRCUIT)
+    iu, ju = np.triu_indices(10, k=1)
+    truth = [{"g3", "g5"}, {"g5", "g7"}, {"g0", "g7"}]
+    y = [{CIRCUIT[i], CIRCUIT[j]} in truth for i, j in zip(iu, ju)]
+    full = np.abs(R[idx[iu], idx[ju]])
+    thresholded = np.where(full > 0.5, full, 0.0)
+    assert res["auroc"] == pytest.approx(roc_auc_score(y, full), abs=1e-12)
+    assert res["aupr"] == pytest.approx(average_precision_score(y, full), abs=1e-12)
+    assert abs(roc_auc_score(y, full) - roc_auc_score(y, thresholded)) > 0.05
+    # an edge table with the same edges has only the thresholded scores
+    table = qs.tl.score_network(a, edges=a.uns["pearson_network"]["edges"])
+    assert table["auroc"] == pytest.approx(roc_auc_score(y, thresholded), abs=1e-12)
+
+
+def test_same_cell_type_column_and_metrics(control: ad.AnnData) -> None:
+    inferred = [("g1", "g2", 0.9), ("g1", "HKG0", 0.8), ("HKG0", "HKG1", 0.7), ("g3", "g8", 0.6)]
+    res = qs.tl.score_network(control, edges=inferred)
+    assert str(res["edges"]["same_cell_type"].dtype) == "boolean"
+    same = _same_type(res["edges"])
+    # housekeeping genes belong to no cell type, not even with each other
+    assert same == {("g1", "g2"): True, ("g1", "HKG0"): False, ("HKG0", "HKG1"): False,
+                    ("g3", "g8"): False}
+    assert res["recall_within_types"] == 1.0 and res["n_true_cross_type"] == 0
+    missed = qs.tl.score_network(control, edges=[("g3", "g4", 0.9)])
+    assert missed["recall_within_types"] == 0.0
+    # unknown cell types: NA, and the metrics say so
+    for adata, truth in [(None, TRUTH),
+                         (ad.AnnData(np.ones((3, 4)), var=pd.DataFrame(index=list("abcd"))),
+                          TRUTH)]:
+        res = qs.tl.score_network(adata, edges=[("a", "b", 0.9)], truth=truth)
+        assert res["edges"]["same_cell_type"].isna().all()
+        assert np.isnan(res["recall_within_types"]) and res["n_true_cross_type"] == 0
+    # a gene outside var_names: NA for that pair only (edge tables may hold any gene)
+    outside = qs.tl.score_network(control, edges=[("g1", "g2", 0.9), ("g1", "zz", 0.5)])
+    assert _same_type(outside["edges"]) == {("g1", "g2"): True, ("g1", "zz"): None}
 
 
 # -- the paper's two cases (Fig. 4) -----------------------------------------------------------
@@ -392,6 +522,25 @@ def test_paper_case1_cascade(paper, seed: int, method: str) -> None:
         assert res["n_inferred"] >= 10
     else:
         assert res["n_inferred"] <= 7
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_paper_case1_cell_types(paper, method: str) -> None:
+    """Case 1 (seed 0): two of the three programmed pairs cross cell types, where a per-cell
+    correlation sees only composition; the one within-type pair, g5 -> g7, is found."""
+    a = paper[(1, 0)]
+    res, status, R = _network(a, method)
+    same = {frozenset(k): v for k, v in _same_type(res["edges"]).items()}
+    p = lambda g, h: frozenset((g, h))  # noqa: E731
+    assert same[p("g3", "g5")] is False and same[p("g0", "g7")] is False
+    assert same[p("g5", "g7")] is True
+    if method == "pearson":  # the cascade's g0 - g3 and g3 - g7 are inferred at |r| > 0.5
+        assert status[p("g3", "g7")] == "indirect" and same[p("g3", "g7")] is False
+        assert status[p("g0", "g3")] == "indirect" and same[p("g0", "g3")] is True
+    # the "indirect" g3 - g7 has the r of the unprogrammed g3 - g8: both are composition
+    assert abs(_r(a, R, "g3", "g7") - _r(a, R, "g3", "g8")) < 0.05
+    assert res["recall_within_types"] == 1.0 and res["n_true_cross_type"] == 2
+    assert res["recall"] == pytest.approx(2 / 3)
 
 
 def test_truth_as_design_or_tuples() -> None:

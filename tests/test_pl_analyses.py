@@ -87,6 +87,17 @@ def test_umap_of_both_cases(cases, tmp_path) -> None:
     plt.close("all")
 
 
+def test_umap_without_scanpy_says_what_to_install() -> None:
+    from conftest import run_python
+
+    code = ("import sys; sys.modules['scanpy'] = None\n"
+            "import qsimcells as qs\n"
+            "adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 20, rng=0)\n"
+            "qs.pl.umap(adata, show=False)\n")
+    out = run_python(code)
+    assert "ImportError: qs.pl.umap needs scanpy: pip install 'qsimcells[analysis]'" in out.stderr
+
+
 def test_umap_uses_a_stored_embedding() -> None:
     adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 50, rng=0)
     adata.obsm["X_umap"] = np.column_stack([np.arange(adata.n_obs), np.zeros(adata.n_obs)])

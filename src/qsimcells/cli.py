@@ -57,7 +57,8 @@ def demo(out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto",
             score = tl.score_network(adata, key)
             score["edges"].to_csv(out / f"{case}_{method}_edges.csv", index=False)
             networks[method] = {m: _plain(score[m]) for m in
-                                ("precision", "recall", "f1", "aupr", "auroc")}
+                                ("precision", "recall", "recall_within_types", "f1", "aupr",
+                                 "auroc")}
             networks[method]["edges"] = {
                 status: [f"{a}-{b}" for a, b in zip(part["source"], part["target"])]
                 for status, part in score["edges"].groupby("status")}

@@ -51,7 +51,11 @@ def umap(adata: AnnData, *, color: str = "cell_type", rng: RngLike = 0, n_pcs: i
     """
     import matplotlib.pyplot as plt
     import numpy as np
-    import scanpy as sc
+
+    try:
+        import scanpy as sc
+    except ImportError:
+        raise ImportError("qs.pl.umap needs scanpy: pip install 'qsimcells[analysis]'") from None
 
     from .._utils import as_generator, check_positive_int
 

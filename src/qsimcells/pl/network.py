@@ -87,7 +87,8 @@ def network(adata: AnnData, key: str, *, directed: bool = False, layout: str = "
         _draw_nodes(programmed, positions, axes[0], adata)
         nx.draw_networkx_edges(programmed, positions, ax=axes[0], arrows=True, arrowsize=16,
                                edge_color="black", width=1.8, node_size=700)
-        axes[0].set_title(f"programmed ({len(truth)} CX gates)")
+        axes[0].set_title(f"programmed ({len(truth)} CX gate{'s' if len(truth) != 1 else ''})")
+        axes[0].margins(0.15)  # room for the node circles at the layout's edge
         axes[0].set_axis_off()
 
     inferred = nx.Graph()
@@ -106,11 +107,12 @@ def network(adata: AnnData, key: str, *, directed: bool = False, layout: str = "
     axes[1].set_title(title or f"inferred: {params.get('method', key)}"
                       + (f", |r| > {params['threshold']}" if "threshold" in params else "")
                       + f"\nprecision {score['precision']:.2f}, recall {score['recall']:.2f}")
+    axes[1].margins(0.15)
     axes[1].set_axis_off()
     present = [s for s in STATUS_COLORS if (shown["status"] == s).any()]
     axes[1].legend(handles=[Line2D([], [], color=STATUS_COLORS[s], lw=2.2,
                                    ls="--" if s == "missed" else "-", label=s) for s in present],
-                   loc="lower right", fontsize=8, frameon=False)
+                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     finish(fig, save, show)
     return fig
 

@@ -1,9 +1,21 @@
 """CellChat-style cell-cell communication: probabilities, permutation p-values and shifts.
 
 :func:`cellchat` re-implements the core of CellChat's ``computeCommunProb`` (Jin et al., Nat.
-Commun. 2021) for single genes: normalise, scale by the global maximum, aggregate ligand and
-receptor per group (truncated mean or trimean), ``P = LR / (K + LR)`` and a label permutation
-test. :func:`communication_shift` compares two such results (the paper's Table 3).
+Commun. 2021) for single genes: normalise, scale by a maximum, aggregate ligand and receptor
+per group (truncated mean or trimean), ``P = LR / (K + LR)`` and a label permutation test.
+:func:`communication_shift` compares two such results (the paper's Table 3).
+
+Two choices differ from R CellChat's defaults:
+
+* the aggregate: R's ``computeCommunProb`` defaults to ``type = "triMean"`` (with
+  ``trim = 0.1`` for ``"truncatedMean"``); the default here is the truncated mean, the option
+  the paper used, with ``trim = 0.01``. ``mean="trimean"`` gives CellChat's (and liana's)
+  ``triMean``;
+* the scaling: R CellChat divides by the maximum over the database's signalling genes
+  (``data.signaling``, ``data / max(data)``), whereas liana divides by the maximum of the whole
+  normalised matrix. The whole-matrix maximum is used here, as in liana: it is what reproduces
+  the control column of the paper's Table 3 (the signalling-gene maximum roughly doubles the
+  probabilities, e.g. 0.027 instead of the paper's 0.0148 for CT1 -> CT2, g3 -> g5).
 """
 
 from __future__ import annotations
@@ -51,8 +63,11 @@ def cellchat(
     every ligand-receptor pair, as in CellChat's ``computeCommunProb``:
 
     1. raw counts are normalised per cell to 1e4 and ``log1p``-transformed (CellChat's
-       ``normalizeData``), then divided by the maximum of the whole normalised matrix (all genes,
-       CellChat's ``data / max(data)``);
+       ``normalizeData``), then divided by the maximum of the whole normalised matrix (all
+       genes), as liana does. R CellChat instead divides by the maximum over the database's
+       signalling genes only (``data.signaling``); the whole-matrix maximum is what reproduces
+       the control column of the paper's Table 3, while the signalling-gene maximum roughly
+       doubles the probabilities (0.027 instead of the paper's 0.0148 for g3 -> g5);
     2. the ligand is aggregated over the source cells and the receptor over the target cells:
        ``mean="truncated"`` is R's ``mean(x, trim=trim)`` (``floor(n * trim)`` values cut at each
        end, as :func:`scipy.stats.trim_mean`), ``mean="trimean"`` is CellChat's ``triMean``,
@@ -63,7 +78,9 @@ def cellchat(
        shared by every pair and group, as CellChat does) and ``pval`` is the fraction of
        permutations whose probability is strictly greater than the observed one (CellChat's
        rule). As in CellChat, ``pval = 1`` where ``prob == 0`` (no evidence, e.g. an all-zero
-       gene).
+       gene). With fewer than 2 non-empty groups permuting the labels changes nothing: every
+       permutation ties the observed value, the strict rule gives ``pval = 0`` and the
+       p-values are meaningless (a warning says so).
 
     Parameters
     ----------
@@ -72,7 +89,8 @@ def cellchat(
         :func:`qsimcells.sim.simulate`.
     groupby
         Column of ``adata.obs`` with the groups (cell types); its categories define the groups.
-        A category without cells gives rows with ``prob`` and ``pval`` NaN and a warning.
+        A category without cells gives rows with ``prob`` and ``pval`` NaN and a warning;
+        missing labels (NaN) are an error.
     pairs
         Ligand-receptor pairs: a list of ``(ligand, receptor)`` tuples or a DataFrame with
         columns ``ligand``, ``receptor`` (optional ``pathway`` and ``name`` are carried into the
@@ -83,12 +101,15 @@ def cellchat(
         Instead of ``pairs``: a liana resource name (e.g. ``"consensus"``, loaded with
         ``liana.resource.select_resource``, which needs liana) or a DataFrame with columns
         ``ligand``, ``receptor``. Only pairs whose two genes are in ``var_names`` are kept;
-        complexes (names with ``"_"``) are skipped, since subunits are not aggregated here.
+        complexes (names with ``"_"`` that are not themselves in ``var_names``) are skipped,
+        since subunits are not aggregated here.
     mean
-        Group aggregate: ``"truncated"`` (CellChat's default ``truncatedMean``) or
-        ``"trimean"`` (CellChat's ``triMean``, the only one in liana).
+        Group aggregate: ``"truncated"`` (CellChat's ``truncatedMean``, the option the paper
+        used) or ``"trimean"`` (CellChat's ``triMean``, the default of R's
+        ``computeCommunProb(type = "triMean")`` and the only one in liana).
     trim
-        Fraction cut at each end by the truncated mean, in ``[0, 0.5)``.
+        Fraction cut at each end by the truncated mean, in ``[0, 0.5)`` (0.01 here; R
+        CellChat's default is 0.1).
     k
         Half-saturation constant ``K`` of the Hill function (CellChat's ``Kh = 0.5``), > 0.
     n_perms
@@ -157,6 +178,11 @@ def cellchat(
     if empty:
         warnings.warn(f"cellchat: group(s) {empty} of obs[{groupby!r}] have no cells; their "
                       "rows get prob and pval NaN", UserWarning, stacklevel=2)
+    if n_perms and np.count_nonzero(sizes) < 2:
+        warnings.warn(f"cellchat: obs[{groupby!r}] has fewer than 2 non-empty groups, so "
+                      "permuting the labels changes nothing: every permutation ties the "
+                      "observed value, the strict rule gives pval = 0 and the p-values are "
+                      "meaningless", UserWarning, stacklevel=2)
 
     gene_pos = {g: i for i, g in enumerate(genes)}
     lig = table["ligand"].map(gene_pos).to_numpy()
@@ -283,7 +309,11 @@ def _resolve_pairs(adata: Any, pairs: Any, resource: Any) -> tuple[pd.DataFrame,
             raise TypeError("resource: expected a liana resource name or a DataFrame with "
                             f"columns ligand, receptor, got {type(resource).__name__}")
         n = len(table)
-        complex_ = table["ligand"].str.contains("_") | table["receptor"].str.contains("_")
+        # a name with "_" is a complex unless that exact name is a gene of the data
+        complex_ = pd.Series(False, index=table.index)
+        for side in ("ligand", "receptor"):
+            complex_ |= table[side].str.contains("_", regex=False) \
+                & ~table[side].isin(adata.var_names)
         present = table["ligand"].isin(adata.var_names) & table["receptor"].isin(adata.var_names)
         table = table[~complex_ & present].reset_index(drop=True)
         logger.info("cellchat: %d of %d resource pairs kept (%d complexes skipped)", len(table),

@@ -42,6 +42,8 @@ STATUSES = ("true", "reversed", "indirect", "spurious", "missed")
 _SOURCE_COLUMNS = ("source", "TF", "tf", "regulator")
 _TARGET_COLUMNS = ("target",)
 _WEIGHT_COLUMNS = ("weight", "importance", "score", "abs_weight")
+#: var["cell_type"] labels of genes that belong to no cell type (expressed in every cell)
+_NOT_A_CELL_TYPE = ("housekeeping", "background")
 
 
 # -- ground truth ----------------------------------------------------------------------------
@@ -96,13 +98,34 @@ def true_network(data: AnnData | CellCircuit, *, kind: str | None = None) -> pd.
 
 
 # -- inference -------------------------------------------------------------------------------
+def _flag_column(adata: AnnData, column: str) -> np.ndarray:
+    """``var[column]`` as a boolean mask (missing values False). Accepts bool, nullable
+    boolean, categorical or object columns whose values are booleans (or 0/1); anything else,
+    e.g. strings such as ``"yes"`` or ``"False"`` (truthy as text), is an error."""
+    values = adata.var[column].astype(object)
+    present = values[values.notna()]
+
+    def boolean_like(v: Any) -> bool:
+        if isinstance(v, (bool, np.bool_)):
+            return True
+        return isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1)
+
+    bad = [v for v in pd.unique(present.to_numpy()) if not boolean_like(v)]
+    if bad:
+        raise ValueError(f"var[{column!r}]: expected a boolean column (True/False), got "
+                         f"non-boolean value(s) {bad[:5]!r} (dtype {adata.var[column].dtype})")
+    mask = np.zeros(adata.n_vars, dtype=bool)
+    mask[values.notna().to_numpy()] = present.astype(bool).to_numpy(dtype=bool)
+    return mask
+
+
 def _default_genes(adata: AnnData, exclude_housekeeping: bool) -> np.ndarray:
     """All genes, minus housekeeping and background genes when asked and marked in ``var``."""
     keep = np.ones(adata.n_vars, dtype=bool)
     if exclude_housekeeping:
         for column in ("housekeeping", "background"):
             if column in adata.var.columns:
-                keep &= ~adata.var[column].fillna(False).to_numpy(dtype=bool)
+                keep &= ~_flag_column(adata, column)
     return np.flatnonzero(keep)
 
 
@@ -281,8 +304,17 @@ def _edge_table(edges: Any, field: str) -> pd.DataFrame:
                          f"{list(_SOURCE_COLUMNS)}) and a 'target' column; got columns "
                          f"{list(table.columns)}")
     wcol = _pick(table.columns, _WEIGHT_COLUMNS)
-    weight = (pd.to_numeric(table[wcol], errors="raise").to_numpy(dtype=float)
-              if wcol is not None else np.ones(len(table)))
+    if wcol is None:
+        weight = np.ones(len(table))
+    else:
+        column = table[wcol]
+        numeric = pd.to_numeric(column, errors="coerce")
+        bad = column[numeric.isna() & column.notna()]
+        if len(bad):
+            raise ValueError(f"{field}: the weight column {wcol!r} must be numeric, got "
+                             f"dtype {column.dtype} with non-numeric value(s) "
+                             f"{list(pd.unique(bad.astype(object)))[:5]!r}")
+        weight = numeric.to_numpy(dtype=float)
     return pd.DataFrame({"source": table[src].astype(str).to_numpy(dtype=object),
                          "target": table[tgt].astype(str).to_numpy(dtype=object),
                          "weight": weight})
@@ -357,7 +389,8 @@ def score_network(
         The programmed edges: a table with ``source``/``target`` (e.g. :func:`true_network`
         output) or a :class:`~qsimcells.sim.CellCircuit`. Default ``true_network(adata)``.
     genes
-        The candidate genes (all their pairs are scored). Default: the analysed genes of the
+        The candidate genes (all their pairs are scored); with ``adata``, each must be in
+        ``adata.var_names`` (a KeyError lists the missing ones). Default: the analysed genes of the
         stored network; for an ``edges`` table, the genes of ``adata`` minus housekeeping and
         background genes (or the genes of ``edges`` and ``truth`` without ``adata``), plus every
         gene of the table.
@@ -374,10 +407,17 @@ def score_network(
         ``aupr`` (average precision) and ``auroc`` over all candidate pairs scored by
         ``|weight|`` (pairs not in the inferred table score 0; NaN when the candidates hold no
         true or no false pair), ``n_true`` (truth pairs among the candidates), ``n_inferred``,
-        ``n_true_positives``, ``n_candidates``, ``directed``, and ``edges``: a DataFrame of every
-        inferred and every programmed pair with ``source``, ``target``, ``weight`` (NaN if not
-        inferred), ``inferred``, ``programmed`` (this pair, this way if directed), ``analysed``
-        (both genes among the candidates), ``sign_agrees`` (for a found programmed pair:
+        ``n_true_positives``, ``n_candidates``, ``recall_within_types`` (the recall over the
+        programmed candidate pairs whose two genes are in one cell type; NaN when there are
+        none), ``n_true_cross_type`` (programmed candidate pairs whose genes are in two
+        different cell types; pairs of unknown cell type count in neither), ``directed``, and
+        ``edges``: a DataFrame of every inferred and every programmed pair with ``source``,
+        ``target``, ``weight`` (NaN if not inferred), ``inferred``, ``programmed`` (this pair,
+        this way if directed), ``analysed`` (both genes among the candidates),
+        ``same_cell_type`` (nullable boolean: whether both genes are of one cell type in
+        ``adata.var["cell_type"]``; housekeeping and background genes belong to no type, so
+        False with any gene; NA without ``adata``, without that column, for a gene not in
+        ``var_names`` or with a missing type), ``sign_agrees`` (for a found programmed pair:
         whether the sign of ``weight`` is the programmed one, activation ``+``, repression
         ``-``; NA otherwise; in the paper's case 1 the ligand-receptor pair g3-g5 is found with
         a *negative* r, because cells of two types never co-express, so a found pair is not
@@ -387,6 +427,20 @@ def score_network(
         ``"missed"`` (programmed, not inferred). Programmed edges with a gene outside the
         candidates are listed (``analysed=False``, status ``"missed"``) but left out of every
         metric.
+
+    Notes
+    -----
+    In ``qs.sim`` output every cell expresses only the genes of its own cell type. A
+    correlation across cells between genes of two different types therefore measures only
+    the two types' ON fractions (the composition), never a dependence, programmed or not:
+    it cannot see a dependence between genes that are never expressed in the same cell, such
+    as a ligand-receptor edge, whose dependence lives in the pairing of cells of one niche
+    (``obs["niche"]``). In the paper's case 1 (seed 0) the programmed pair g3-g5 is "found"
+    with r = -0.54 and the "indirect" g3-g7 has r = -0.507, while the unprogrammed g3-g8 (on no
+    programmed path) has r = -0.498: all three are the same composition effect. ``recall``
+    and ``precision`` mix such pairs with genuine within-type findings; ``same_cell_type``,
+    ``recall_within_types`` and ``n_true_cross_type`` separate them. Score cross-type edges
+    with a method that pairs the cells of a niche, not with a per-cell correlation.
     """
     import networkx as nx
 
@@ -400,6 +454,12 @@ def score_network(
         raise ValueError("adata: needed unless both edges and truth are given")
     if adata is not None:
         check_adata(adata)
+    if genes is not None:
+        if isinstance(genes, str):
+            raise TypeError("genes: expected a list of gene names, got a single string")
+        genes = [str(g) for g in genes]
+        if adata is not None:
+            gene_indices(adata, genes, "genes")  # a KeyError listing every missing gene
 
     scores_matrix = None
     if key is not None:
@@ -425,8 +485,6 @@ def score_network(
     # -- candidate genes --------------------------------------------------------------------
     table_genes = list(dict.fromkeys([*inferred["source"], *inferred["target"]]))
     if genes is not None:
-        if isinstance(genes, str):
-            raise TypeError("genes: expected a list of gene names, got a single string")
         base = [str(g) for g in genes]
     elif adata is not None:
         base = [str(g) for g in adata.var_names[_default_genes(adata, True)]]
@@ -493,6 +551,24 @@ def score_network(
             i, j = position[s], position[t]
             label[_ordered_index(i, j, n) if directed else _triu_index(i, j, n)] = True
 
+    # -- cell types of the genes (qs.sim: var["cell_type"]) ---------------------------------
+    cell_type: dict[str, Any] | None = None
+    if adata is not None and "cell_type" in adata.var.columns:
+        cell_type = dict(zip((str(g) for g in adata.var_names),
+                             adata.var["cell_type"].astype(object)))
+
+    def same_type(s: str, t: str) -> bool | None:
+        """Both genes in one cell type; None when unknown. Housekeeping and background genes
+        belong to no type (False with any gene)."""
+        if cell_type is None or s not in cell_type or t not in cell_type:
+            return None
+        a, b = cell_type[s], cell_type[t]
+        if pd.isna(a) or pd.isna(b):
+            return None
+        if str(a) in _NOT_A_CELL_TYPE or str(b) in _NOT_A_CELL_TYPE:
+            return False
+        return str(a) == str(b)
+
     # -- the edge report --------------------------------------------------------------------
     reach: dict[str, set[str]] = {}  # descendants per gene, computed once on demand
 
@@ -518,17 +594,18 @@ def score_network(
             status = "spurious"
         agrees = (bool(np.sign(w) == truth_sign[p])
                   if p in truth_set and truth_sign.get(p, 0) != 0 and np.isfinite(w) else None)
-        rows.append((s, t, w, True, p in truth_set, True, agrees, status))
+        rows.append((s, t, w, True, p in truth_set, True, same_type(s, t), agrees, status))
     for p in truth_pairs:
         if p not in best:
             s, t = p if directed else next((a, b) for a, b in truth_rows if pair(a, b) == p)
-            rows.append((s, t, np.nan, False, True, s in position and t in position, None,
-                         "missed"))
+            rows.append((s, t, np.nan, False, True, s in position and t in position,
+                         same_type(s, t), None, "missed"))
     report = pd.DataFrame(rows, columns=["source", "target", "weight", "inferred", "programmed",
-                                         "analysed", "sign_agrees", "status"])
+                                         "analysed", "same_cell_type", "sign_agrees", "status"])
     report = report.astype({"source": object, "target": object, "weight": float,
                             "inferred": bool, "programmed": bool, "analysed": bool,
-                            "sign_agrees": "boolean", "status": object})
+                            "same_cell_type": "boolean", "sign_agrees": "boolean",
+                            "status": object})
     inferred_first = report.assign(_abs=report["weight"].abs().fillna(-1.0))
     report = (inferred_first.sort_values(["inferred", "_abs"], ascending=[False, False],
                                          kind="stable")
@@ -544,6 +621,11 @@ def score_network(
         f1 = float("nan")
     else:
         f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    scored_truth = [p for p in truth_pairs if p[0] in position and p[1] in position]
+    within = [p for p in scored_truth if same_type(*p) is True]
+    n_cross = sum(1 for p in scored_truth if same_type(*p) is False)
+    recall_within = (sum(1 for p in within if p in best) / len(within) if within
+                     else float("nan"))
     result: dict[str, Any] = {
         "precision": float(precision),
         "recall": float(recall),
@@ -554,6 +636,8 @@ def score_network(
         "n_inferred": n_inferred,
         "n_true_positives": tp,
         "n_candidates": int(ii.size),
+        "recall_within_types": float(recall_within),
+        "n_true_cross_type": int(n_cross),
         "directed": directed,
         "edges": report,
     }
