@@ -1,6 +1,29 @@
 """Trainable hybrid quantum-classical models (QBM-VAE, QPerturb, SpiQGAN).
 
-Models land here as they are built; importing this namespace imports no torch or scvi-tools.
+Models land here as they are built; importing this namespace imports no torch or scvi-tools:
+each model's module loads on first touch (``qs.model.QBMVAE``).
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__: list[str] = ["QBMVAE"]
+
+_LAZY = {"QBMVAE": ".qbmvae"}
+
+if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
+    from .qbmvae import QBMVAE
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'qsimcells.model' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

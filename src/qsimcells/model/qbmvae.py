@@ -1,0 +1,302 @@
+"""QBM-VAE as a scvi-tools model: a binary-latent VAE with a (quantum) Boltzmann-machine prior.
+
+The negative phase of the prior is drawn every training step by a registered Ising sampler, by
+name (``"gibbs"``, ``"exact"``, ``"neal"`` or a plugin's CIM / annealer), from persistent chains.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+from scvi.utils import setup_anndata_dsp
+
+from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
+from ._qbmvae_module import QBMVAEModule
+from ._qbmvae_plan import QBMVAETrainingPlan
+
+__all__ = ["QBMVAE"]
+
+logger = logging.getLogger(__name__)
+
+LIKELIHOODS = ("nb", "mse")
+
+
+def _check_counts(X: Any, likelihood: str) -> None:
+    """NaN/inf, negative values and (for ``"nb"``) non-integers fail before training."""
+    values = X.data if hasattr(X, "tocsr") else np.asarray(X)
+    values = np.asarray(values)
+    if not np.isfinite(values).all():
+        raise ValueError("adata.X (or the registered layer): contains NaN or infinite values")
+    if (values < 0).any():
+        raise ValueError("adata.X (or the registered layer): contains negative values; QBM-VAE "
+                         "takes raw counts")
+    if likelihood == "nb" and not np.array_equal(values, np.round(values)):
+        raise ValueError("adata.X (or the registered layer): likelihood='nb' needs integer "
+                         "counts, got non-integer values (use raw counts, or likelihood='mse')")
+
+
+class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+    """Binary-latent VAE with a Boltzmann-machine prior sampled by a named Ising sampler.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (raw counts).
+    n_latent
+        Number of binary latent units (the BM's size).
+    n_hidden
+        Width of the hidden layers of encoder and decoder.
+    n_layers
+        Hidden layers of encoder and decoder.
+    likelihood
+        ``"nb"``: negative binomial on the counts with the observed library size (scVI-style);
+        ``"mse"``: squared error on the log-normalised data ``log1p(1e4 * x / library)``, computed
+        inside the module (the paper's input).
+    prior_sampler
+        Name of a registered Ising sampler (``qs.plugins.available("ising_sampler")``) for the
+        negative phase.
+    prior_sampler_kwargs
+        Options of that sampler (plain values, so that the model saves).
+    beta
+        Sharpness of the spike-and-exponential relaxation (the paper: 0.5).
+    num_reads
+        Negative samples (persistent chains) per step.
+    dropout_rate
+        Dropout of the encoder's hidden layers.
+    seed
+        Seeds the prior's initial parameters and its sampler stream.
+
+    Examples
+    --------
+    >>> qs.model.QBMVAE.setup_anndata(adata, batch_key="batch")
+    >>> model = qs.model.QBMVAE(adata, n_latent=64)
+    >>> model.train(max_epochs=100)
+    >>> adata.obsm["X_qbmvae"] = model.get_latent_representation()
+    """
+
+    _module_cls = QBMVAEModule
+    _training_plan_cls = QBMVAETrainingPlan
+
+    def __init__(self, adata: AnnData, n_latent: int = 64, n_hidden: int = 256,
+                 n_layers: int = 2, likelihood: str = "nb", prior_sampler: str = "gibbs",
+                 prior_sampler_kwargs: dict[str, Any] | None = None, beta: float = 0.5,
+                 num_reads: int = 256, dropout_rate: float = 0.1, seed: int = 0) -> None:
+        if adata is None:
+            raise ValueError("adata: QBM-VAE needs an AnnData registered with "
+                             "QBMVAE.setup_anndata")
+        check_choice("likelihood", likelihood, LIKELIHOODS)
+        n_latent = check_positive_int("n_latent", n_latent)
+        n_hidden = check_positive_int("n_hidden", n_hidden)
+        n_layers = check_positive_int("n_layers", n_layers)
+        num_reads = check_positive_int("num_reads", num_reads)
+        beta = check_finite("beta", beta, low=0.0, low_open=True)
+        dropout_rate = check_finite("dropout_rate", dropout_rate, low=0.0, high=1.0)
+        self._check_sampler(prior_sampler, prior_sampler_kwargs, n_latent)
+        super().__init__(adata)
+        _check_counts(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), likelihood)
+
+        self.module = self._module_cls(
+            self.summary_stats.n_vars, n_batch=self.summary_stats.n_batch, n_latent=n_latent,
+            n_hidden=n_hidden, n_layers=n_layers, likelihood=likelihood,
+            prior_sampler=prior_sampler, prior_sampler_kwargs=prior_sampler_kwargs, beta=beta,
+            num_reads=num_reads, dropout_rate=dropout_rate, seed=seed)
+        self._model_summary_string = (
+            f"QBMVAE: n_latent={n_latent} binary units, n_hidden={n_hidden}, "
+            f"n_layers={n_layers}, likelihood={likelihood!r}, prior_sampler={prior_sampler!r}, "
+            f"beta={beta}, num_reads={num_reads}")
+        self.init_params_ = self._get_init_params(locals())
+
+    @staticmethod
+    def _check_sampler(name: Any, kwargs: Any, n_latent: int) -> None:
+        from ..plugins import get_ising_sampler
+        from ..plugins.registry import PluginError
+
+        if not isinstance(name, str):
+            raise TypeError(f"prior_sampler: expected a registered Ising sampler name (so the "
+                            f"model saves), got {type(name).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError("prior_sampler_kwargs: expected a dict of sampler options or None")
+        try:
+            spec = get_ising_sampler(name).spec
+        except PluginError as err:
+            raise ValueError(f"prior_sampler: {err}") from None
+        if spec.max_variables is not None and n_latent > spec.max_variables:
+            raise ValueError(f"prior_sampler: {name!r} takes at most {spec.max_variables} "
+                             f"variables, n_latent is {n_latent}")
+
+    @classmethod
+    @setup_anndata_dsp.dedent
+    def setup_anndata(cls, adata: AnnData, layer: str | None = None,
+                      batch_key: str | None = None, labels_key: str | None = None,
+                      **kwargs: Any) -> None:
+        """%(summary)s.
+
+        Parameters
+        ----------
+        %(param_adata)s
+        %(param_layer)s
+        %(param_batch_key)s
+        %(param_labels_key)s
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+        ]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def train(self, max_epochs: int | None = None, lr: float = 1e-2, lr_prior: float = 1e-3,
+              batch_size: int = 128, early_stopping: bool = False,
+              early_stopping_patience: int = 10, plan_kwargs: dict | None = None,
+              **kwargs: Any) -> Any:
+        """Train with Adam (``lr`` for the VAE, ``lr_prior`` for the BM, ``eps=1e-8``).
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs (default: scvi-tools' heuristic from the number of cells).
+        lr
+            Learning rate of encoder and decoder.
+        lr_prior
+            Learning rate of the Boltzmann machine.
+        batch_size
+            Minibatch size.
+        early_stopping
+            Stop when the validation ELBO (``elbo_validation``) has not improved for
+            ``early_stopping_patience`` epochs.
+        early_stopping_patience
+            Patience in epochs (the paper: 10).
+        plan_kwargs
+            More keyword arguments of :class:`~qsimcells.model._qbmvae_plan.QBMVAETrainingPlan`
+            (``lr`` and ``lr_prior`` go as arguments here).
+        **kwargs
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``train_size``,
+            ``accelerator``, ``enable_progress_bar``, trainer options, ...).
+        """
+        plan_kwargs = dict(plan_kwargs or {})
+        for key in ("lr", "lr_prior"):
+            if key in plan_kwargs:
+                raise ValueError(f"plan_kwargs: pass {key!r} as an argument of train()")
+        plan_kwargs.update(lr=check_finite("lr", lr, low=0.0, low_open=True),
+                           lr_prior=check_finite("lr_prior", lr_prior, low=0.0))
+        kwargs.setdefault("early_stopping_monitor", "elbo_validation")
+        # a sampler that fails or returns the wrong shape fails here, before Lightning starts
+        self.module.prior.sample(2, rng=0)
+        return super().train(max_epochs=max_epochs, batch_size=batch_size,
+                             early_stopping=early_stopping,
+                             early_stopping_patience=early_stopping_patience,
+                             plan_kwargs=plan_kwargs, **kwargs)
+
+    @torch.inference_mode()
+    def get_latent_representation(self, adata: AnnData | None = None,
+                                  indices: Sequence[int] | None = None, give_mean: bool = True,
+                                  batch_size: int | None = None, rng: RngLike = None
+                                  ) -> np.ndarray:
+        """Posterior probabilities ``q`` (``give_mean``) or binary samples ``z ~ Bernoulli(q)``.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the training genes (default: the model's).
+        indices
+            Cells to use (default: all).
+        give_mean
+            Return ``q`` in ``(0, 1)``; else one binary sample per cell.
+        batch_size
+            Minibatch size of the forward pass.
+        rng
+            Seed or generator of the binary samples.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n_cells, n_latent)`` float32.
+        """
+        self._check_if_trained(warn=True)
+        adata = self._validate_anndata(adata)
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            parts = []
+            for tensors in loader:
+                inputs = self.module._get_inference_input(tensors)
+                parts.append(self.module.inference(**inputs)["q"].cpu())
+        finally:
+            self.module.train(was_training)
+        q = torch.cat(parts).numpy().astype(np.float32)
+        if give_mean:
+            return q
+        return (as_generator(rng).random(q.shape) < q).astype(np.float32)
+
+    def get_elbo(self, adata: AnnData | None = None, indices: Sequence[int] | None = None,
+                 batch_size: int | None = None, log_z_method: str | None = None,
+                 **kwargs: Any) -> Any:
+        """ELBO (higher is better); honest with ``log_z_method`` (``"exact"`` or ``"ais"``).
+
+        Without ``log_z_method`` the KL term is the training surrogate, whose value is the true
+        KL minus ``log Z + E_p[E]``; with it, ``log Z`` is computed and the KL is exact (up to
+        the AIS error). Other arguments as :meth:`scvi.model.base.VAEMixin.get_elbo`.
+        """
+        if log_z_method is not None:
+            loss_kwargs = dict(kwargs.pop("loss_kwargs", None) or {})
+            loss_kwargs["log_z"] = self.log_partition(log_z_method)
+            kwargs["loss_kwargs"] = loss_kwargs
+        return super().get_elbo(adata=adata, indices=indices, batch_size=batch_size, **kwargs)
+
+    def log_partition(self, method: str = "exact", **kwargs: Any) -> float:
+        """``log Z`` of the BM prior (``"exact"`` for ``n_latent <= 20``, or ``"ais"``)."""
+        return self.module.prior.log_partition(method, **kwargs)
+
+    def sample_prior(self, n: int, *, batch: int = 0, rng: RngLike = None) -> np.ndarray:
+        """New cells from the prior: ``z ~ BM``, decoded (counts for ``"nb"``, else log-norm).
+
+        Parameters
+        ----------
+        n
+            Number of cells.
+        batch
+            Batch code fed to the decoder.
+        rng
+            Seed of the prior's sampler (the decoder's NB draw uses torch's generator).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, n_genes)``.
+        """
+        n = check_positive_int("n", n)
+        n_batch = self.summary_stats.n_batch
+        if not 0 <= int(batch) < n_batch:
+            raise ValueError(f"batch: expected a code in [0, {n_batch}), got {batch}")
+        z = torch.as_tensor(self.module.prior.sample(n, rng=rng), dtype=torch.float32)
+        mod = self.module
+        was_training = mod.training
+        mod.eval()
+        try:
+            with torch.inference_mode():
+                z = z.to(mod.device)
+                library = torch.full((n, 1), float(np.median(self._library_sizes())),
+                                     device=mod.device)
+                out = mod.generative(z, library, torch.full((n, 1), int(batch),
+                                                              device=mod.device))
+                values = out["px"].sample() if mod.likelihood == "nb" else out["px_mean"]
+        finally:
+            mod.train(was_training)
+        return values.cpu().numpy()
+
+    def _library_sizes(self) -> np.ndarray:
+        X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        return np.asarray(X.sum(axis=1)).ravel()
