@@ -31,7 +31,7 @@ def test_available_lists_builtins_first_with_capabilities() -> None:
     assert set(samplers.distribution[:2]) == {"qsimcells"}
     assert samplers.iloc[1].capabilities["max_qubits"] == 24
     generators = table[table.kind == "generator"]
-    assert {"qsimcells", "independent"} <= set(generators.name)
+    assert {"qsimcells", "independent", "qbmvae"} <= set(generators.name)
     with pytest.raises(ValueError, match="kind: 'nope'.*circuit_sampler"):
         qs.plugins.available("nope")
 
@@ -74,7 +74,7 @@ def test_spec_validation() -> None:
 
 def test_unknown_name_lists_available() -> None:
     reg = PluginRegistry(load_entry_points=False)
-    with pytest.raises(PluginError, match=r"unknown generator 'nope'; available: \['independent', 'qsimcells'\]"):
+    with pytest.raises(PluginError, match=r"unknown generator 'nope'; available: \['independent', 'qbmvae', 'qsimcells'\]"):
         reg.get("generator", "nope")
 
 

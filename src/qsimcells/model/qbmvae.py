@@ -6,11 +6,14 @@ name (``"gibbs"``, ``"exact"``, ``"neal"`` or a plugin's CIM / annealer), from p
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
@@ -20,7 +23,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
-from ._qbmvae_module import QBMVAEModule
+from ._qbmvae_module import QBMVAEModule, spike_exponential
 from ._qbmvae_plan import QBMVAETrainingPlan
 
 __all__ = ["QBMVAE"]
@@ -260,42 +263,241 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         """``log Z`` of the BM prior (``"exact"`` for ``n_latent <= 20``, or ``"ais"``)."""
         return self.module.prior.log_partition(method, **kwargs)
 
-    def sample_prior(self, n: int, *, batch: int = 0, rng: RngLike = None) -> np.ndarray:
-        """New cells from the prior: ``z ~ BM``, decoded (counts for ``"nb"``, else log-norm).
+    # -- decoded expression, posterior predictive and prior samples ------------------------
+    @contextlib.contextmanager
+    def _eval_mode(self) -> Iterator[None]:
+        """Evaluation mode (no dropout) and no autograd, restoring the training flag after."""
+        mod = self.module
+        was_training = mod.training
+        mod.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            mod.train(was_training)
+
+    def _posterior_draws(self, adata: AnnData | None, indices: Sequence[int] | None,
+                         batch_size: int | None, n_samples: int) -> Iterator[list[dict]]:
+        """Per minibatch: ``n_samples`` decoder outputs, each from a fresh relaxation draw
+        ``zeta(rho, q)`` of the cells' posterior ``q`` (the encoder runs once per minibatch)."""
+        mod = self.module
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        for tensors in loader:
+            inference = mod.inference(**mod._get_inference_input(tensors))
+            draws = []
+            for _ in range(n_samples):
+                zeta = spike_exponential(inference["q"], torch.rand_like(inference["q"]),
+                                         mod.beta)
+                draws.append(mod.generative(zeta, inference["library"],
+                                            tensors[REGISTRY_KEYS.BATCH_KEY].to(mod.device)))
+            yield draws
+
+    def get_normalized_expression(self, adata: AnnData | None = None,
+                                  indices: Sequence[int] | None = None,
+                                  library_size: float = 1, n_samples: int = 1,
+                                  batch_size: int | None = None, return_mean: bool = True
+                                  ) -> pd.DataFrame | np.ndarray:
+        """Decoded expression of each cell on a common library size (scVI's ``rho * L``).
+
+        Each of the ``n_samples`` draws takes a fresh relaxed latent ``zeta(rho, q)`` of the
+        cell's posterior (torch's global random stream, seeded by ``scvi.settings.seed``) and
+        decodes it with the cell's observed batch.
+
+        - ``likelihood="nb"``: the decoder's softmax ``scale`` (frequencies summing to one per
+          cell) times ``library_size``.
+        - ``likelihood="mse"``: the decoder predicts ``y = log1p(1e4 * x / library)``, so the
+          expression is ``expm1(max(y, 0)) / 1e4 * library_size``: the model's estimate of
+          ``x / library`` times ``library_size``. Rows need not sum to exactly
+          ``library_size`` (the MSE decoder has no sum constraint).
+
+        Parameters
+        ----------
+        adata
+            AnnData with the training genes (default: the model's).
+        indices
+            Cells to use (default: all).
+        library_size
+            Common library size the frequencies are scaled to (``1``: frequencies; ``1e4``:
+            counts per 10k).
+        n_samples
+            Relaxation draws per cell.
+        batch_size
+            Minibatch size of the forward pass.
+        return_mean
+            Average over the draws; else (with ``n_samples > 1``) return every draw.
+
+        Returns
+        -------
+        pandas.DataFrame or numpy.ndarray
+            ``(n_cells, n_genes)`` DataFrame (obs names x var names) of the mean over the draws;
+            with ``return_mean=False`` and ``n_samples > 1``, as scvi-tools, a float32 array
+            ``(n_samples, n_cells, n_genes)``.
+        """
+        self._check_if_trained(warn=True)
+        adata = self._validate_anndata(adata)
+        n_samples = check_positive_int("n_samples", n_samples)
+        library_size = check_finite("library_size", library_size, low=0.0, low_open=True)
+        mod = self.module
+        parts = []
+        with self._eval_mode():
+            for draws in self._posterior_draws(adata, indices, batch_size, n_samples):
+                if mod.likelihood == "nb":
+                    values = [out["px_scale"] * library_size for out in draws]
+                else:
+                    values = [torch.expm1(out["px_mean"].clamp(min=0.0)) * (library_size / 1e4)
+                              for out in draws]
+                parts.append(torch.stack(values).cpu())
+        expr = torch.cat(parts, dim=1).numpy().astype(np.float32)
+        if n_samples > 1 and not return_mean:
+            return expr
+        cells = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
+        return pd.DataFrame(expr.mean(0), index=cells, columns=adata.var_names)
+
+    def posterior_predictive_sample(self, adata: AnnData | None = None,
+                                    indices: Sequence[int] | None = None, n_samples: int = 1,
+                                    batch_size: int | None = None
+                                    ) -> sp.csr_matrix | np.ndarray:
+        """Counts from the posterior predictive ``x' ~ NB(L * scale(zeta)), zeta ~ q(.|x)``.
+
+        ``L`` is the cell's observed library size; each sample takes a fresh relaxation draw
+        and an NB draw (torch's global random stream, seeded by ``scvi.settings.seed``). Only for
+        ``likelihood="nb"``: the ``"mse"`` model has no count distribution (it regresses
+        log-normalised values), so this raises a ``ValueError``; use
+        :meth:`get_normalized_expression` for its decoded values.
+
+        Parameters
+        ----------
+        adata
+            AnnData with the training genes (default: the model's).
+        indices
+            Cells to use (default: all).
+        n_samples
+            Samples per cell.
+        batch_size
+            Minibatch size of the forward pass.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix or numpy.ndarray
+            ``n_samples == 1``: a CSR int64 matrix ``(n_cells, n_genes)``; else a dense int64
+            array ``(n_cells, n_genes, n_samples)`` (scvi-tools' axis order).
+        """
+        if self.module.likelihood != "nb":
+            raise ValueError("posterior_predictive_sample: likelihood='mse' has no count "
+                             "model to sample from; use get_normalized_expression for the "
+                             "decoded values, or train with likelihood='nb'")
+        self._check_if_trained(warn=True)
+        adata = self._validate_anndata(adata)
+        n_samples = check_positive_int("n_samples", n_samples)
+        parts = []
+        with self._eval_mode():
+            for draws in self._posterior_draws(adata, indices, batch_size, n_samples):
+                parts.append(torch.stack([out["px"].sample() for out in draws], -1).cpu())
+        counts = torch.cat(parts).numpy().round().astype(np.int64)
+        if n_samples == 1:
+            return sp.csr_matrix(counts[..., 0])
+        return counts
+
+    def _batch_code(self, batch: int | str | None) -> tuple[int, str | None]:
+        """The decoder's batch code and the batch label (``None`` without a batch key)."""
+        batch_key = self.adata_manager.registry["setup_args"].get("batch_key")
+        mapping = list(self.adata_manager.get_state_registry(
+            REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        if batch is None:
+            code = 0
+        elif isinstance(batch, str):
+            if batch not in [str(c) for c in mapping] or batch_key is None:
+                raise ValueError(f"batch: unknown batch {batch!r}; the model's batches are "
+                                 f"{[str(c) for c in mapping] if batch_key else []}")
+            code = [str(c) for c in mapping].index(batch)
+        elif isinstance(batch, (int, np.integer)) and not isinstance(batch, bool):
+            code = int(batch)
+            if not 0 <= code < len(mapping):
+                raise ValueError(f"batch: expected a code in [0, {len(mapping)}) or a batch "
+                                 f"label, got {batch}")
+        else:
+            raise TypeError(f"batch: expected a batch code, a batch label or None, got "
+                            f"{type(batch).__name__}")
+        return code, (str(mapping[code]) if batch_key is not None else None)
+
+    def sample_prior(self, n: int, *, batch: int | str | None = None,
+                     library_size: float | Sequence[float] | None = None,
+                     rng: RngLike = None) -> AnnData:
+        """New cells from the generative model: ``z ~ BM prior``, ``zeta | z``, ``x | zeta``.
+
+        ``z`` are ``n`` binary states drawn by the prior's sampler
+        (:meth:`BoltzmannPrior.sample <qsimcells.model._boltzmann.BoltzmannPrior.sample>`);
+        ``zeta`` is their relaxation as in training (``0`` where ``z = 0``, an exponential draw on
+        ``(0, 1]`` of sharpness ``beta`` where ``z = 1``); the decoder reads ``zeta`` and the
+        batch one-hot. For ``likelihood="nb"`` the counts are drawn from
+        ``NB(library_size * scale, theta)``; for ``"mse"`` ``X`` holds the decoded
+        log-normalised values ``log1p(1e4 * x / library)`` (float32, dense) and
+        ``library_size`` is not used.
 
         Parameters
         ----------
         n
             Number of cells.
         batch
-            Batch code fed to the decoder.
+            Batch fed to the decoder: a code (``0 .. n_batch - 1``), a batch label of the
+            ``batch_key`` column, or ``None`` (code ``0``).
+        library_size
+            Library size of every cell (a number) or of each cell (``n`` numbers); default: the
+            median library size of the training data.
         rng
-            Seed of the prior's sampler (the decoder's NB draw uses torch's generator).
+            Seed or generator of everything random here (the prior's sampler, the relaxation and
+            the NB draw), so a seed gives the same cells.
 
         Returns
         -------
-        numpy.ndarray
-            ``(n, n_genes)``.
+        anndata.AnnData
+            ``n`` cells x the training genes: ``X`` the counts (CSR int64; ``"mse"``: the
+            decoded values), ``obsm["z"]`` the binary states (uint8), ``obs["batch"]`` the batch
+            label when the model has a batch key, ``obs["library_size"]`` (``"nb"``) and
+            ``uns["qsimcells"]`` a record (``generator="qbmvae"``, likelihood, sampler, batch).
         """
         n = check_positive_int("n", n)
-        n_batch = self.summary_stats.n_batch
-        if not 0 <= int(batch) < n_batch:
-            raise ValueError(f"batch: expected a code in [0, {n_batch}), got {batch}")
-        z = torch.as_tensor(self.module.prior.sample(n, rng=rng), dtype=torch.float32)
+        code, label = self._batch_code(batch)
         mod = self.module
-        was_training = mod.training
-        mod.eval()
-        try:
-            with torch.inference_mode():
-                z = z.to(mod.device)
-                library = torch.full((n, 1), float(np.median(self._library_sizes())),
-                                     device=mod.device)
-                out = mod.generative(z, library, torch.full((n, 1), int(batch),
-                                                              device=mod.device))
-                values = out["px"].sample() if mod.likelihood == "nb" else out["px_mean"]
-        finally:
-            mod.train(was_training)
-        return values.cpu().numpy()
+        gen = as_generator(rng)
+        if library_size is None:
+            library_size = float(np.median(self._library_sizes()))
+        library = np.asarray(library_size, dtype=np.float64).ravel()
+        if library.size not in (1, n):
+            raise ValueError(f"library_size: expected a number or {n} numbers, got "
+                             f"{library.size}")
+        if not (np.isfinite(library).all() and (library > 0).all()):
+            raise ValueError("library_size: expected positive finite values")
+        library = np.broadcast_to(library, (n,)).copy()
+        z = np.asarray(mod.prior.sample(n, rng=gen), dtype=np.uint8)
+        u = gen.random(z.shape)
+        zeta = z * np.log1p(u * np.expm1(mod.beta)) / mod.beta
+        with self._eval_mode():
+            out = mod.generative(
+                torch.as_tensor(zeta, dtype=torch.float32, device=mod.device),
+                torch.as_tensor(library[:, None], dtype=torch.float32, device=mod.device),
+                torch.full((n, 1), code, device=mod.device))
+            if mod.likelihood == "nb":
+                mu = (out["px_scale"].double().cpu().numpy() * library[:, None])
+                theta = torch.exp(mod.px_r).double().cpu().numpy()
+                X: Any = sp.csr_matrix(gen.poisson(gen.gamma(theta, mu / theta)).astype(np.int64))
+            else:
+                X = out["px_mean"].cpu().numpy().astype(np.float32)
+        obs = pd.DataFrame(index=pd.Index([f"prior-{i}" for i in range(n)]))
+        if label is not None:
+            obs["batch"] = pd.Categorical([label] * n, categories=[
+                str(c) for c in self.adata_manager.get_state_registry(
+                    REGISTRY_KEYS.BATCH_KEY).categorical_mapping])
+        if mod.likelihood == "nb":
+            obs["library_size"] = library
+        var = pd.DataFrame(index=self.adata.var_names.copy())
+        record = {"generator": "qbmvae", "likelihood": mod.likelihood,
+                  "X": "counts" if mod.likelihood == "nb" else "log1p(1e4 * x / library)",
+                  "prior_sampler": mod.prior.sampler_name, "n_latent": int(mod.n_latent),
+                  "batch_code": int(code)}
+        if label is not None:
+            record["batch"] = label
+        return AnnData(X=X, obs=obs, var=var, obsm={"z": z}, uns={"qsimcells": record})
 
     def _library_sizes(self) -> np.ndarray:
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)

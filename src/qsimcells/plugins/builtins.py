@@ -65,4 +65,11 @@ def qsimcells_generators() -> list[GeneratorSpec]:
             description="Classical control: the same design without entangling gates",
             tags=("classical", "control"),
         ),
+        GeneratorSpec(
+            name="qbmvae",
+            factory="qsimcells.sim.generators:qbmvae_generator",
+            description="Cells from a trained QBM-VAE: Boltzmann-prior states decoded to counts "
+            "(model=<QBMVAE or saved path>)",
+            tags=("model", "boltzmann", "learned"),
+        ),
     ]

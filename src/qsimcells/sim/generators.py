@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from .design import CellCircuit
@@ -52,14 +53,42 @@ def independent_generator(design: CellCircuit | str | None = None, n_cells: int 
     return adata
 
 
+def qbmvae_generator(model: Any = None, n_cells: int = 1000, *, adata: AnnData | None = None,
+                     batch: int | str | None = None, library_size: float | None = None,
+                     rng: Any = None) -> AnnData:
+    """New cells from a trained QBM-VAE's Boltzmann prior (see
+    :meth:`qsimcells.model.QBMVAE.sample_prior`).
+
+    ``model`` is a trained :class:`~qsimcells.model.QBMVAE` or the folder of a saved one
+    (``QBMVAE.load(model, adata=adata)``; ``adata`` may be omitted when the model was saved with
+    ``save_anndata=True``). torch and scvi-tools load only when this runs.
+    """
+    if model is None:
+        raise ValueError("model: the 'qbmvae' generator needs a trained QBMVAE or the path of "
+                         "a saved one (qs.sim.generate('qbmvae', model=..., n_cells=...))")
+    from ..model import QBMVAE
+
+    if isinstance(model, (str, os.PathLike)):
+        model = QBMVAE.load(os.fspath(model), adata=adata)
+    elif not isinstance(model, QBMVAE):
+        raise TypeError(f"model: expected a trained QBMVAE or the path of a saved one, got "
+                        f"{type(model).__name__}")
+    elif adata is not None:
+        raise ValueError("adata: only used with model=<path of a saved model>")
+    if not model.is_trained:
+        raise ValueError("model: the QBMVAE is not trained (call model.train() first)")
+    return model.sample_prior(n_cells, batch=batch, library_size=library_size, rng=rng)
+
+
 def generate(name: str, **params: Any) -> AnnData:
     """Run the registered generator ``name`` (see ``qs.plugins.available("generator")``).
 
     Parameters
     ----------
     name
-        ``"qsimcells"`` (the builtin simulator), ``"independent"`` (its classical control), or
-        any generator a plugin registers.
+        ``"qsimcells"`` (the builtin simulator), ``"independent"`` (its classical control),
+        ``"qbmvae"`` (cells from a trained QBM-VAE's prior: ``model=``, ``n_cells=``, ``rng=``),
+        or any generator a plugin registers.
     **params
         Passed to the generator.
 

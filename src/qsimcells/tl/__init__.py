@@ -6,12 +6,15 @@
 - Cell-cell communication: :func:`cellchat` (CellChat's communication probability with
   permutation p-values) and :func:`communication_shift` (the fold change between two datasets,
   the paper's Table 3).
+- Representation learning: :func:`qbmvae` (train a QBM-VAE, a binary-latent VAE with a
+  Boltzmann-machine prior, and store its latent; torch and scvi-tools load only when it runs).
 """
 
 from __future__ import annotations
 
 from .communication import cellchat, communication_shift
 from .grn import correlation_network, score_network, true_network
+from ._qbmvae import qbmvae
 
-__all__ = ["cellchat", "communication_shift", "correlation_network", "score_network",
-           "true_network"]
+__all__ = ["cellchat", "communication_shift", "correlation_network", "qbmvae",
+           "score_network", "true_network"]
