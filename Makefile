@@ -42,8 +42,10 @@ docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
+	$(PIP) install --quiet -e ".[bench]"
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/ising.py
+	$(PY) benchmarks/qbmvae.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)
