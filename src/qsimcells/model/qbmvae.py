@@ -202,7 +202,6 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
                              early_stopping_patience=early_stopping_patience,
                              plan_kwargs=plan_kwargs, **kwargs)
 
-    @torch.inference_mode()
     def get_latent_representation(self, adata: AnnData | None = None,
                                   indices: Sequence[int] | None = None, give_mean: bool = True,
                                   batch_size: int | None = None, rng: RngLike = None
@@ -230,15 +229,9 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         self._check_if_trained(warn=True)
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        was_training = self.module.training
-        self.module.eval()
-        try:
-            parts = []
-            for tensors in loader:
-                inputs = self.module._get_inference_input(tensors)
-                parts.append(self.module.inference(**inputs)["q"].cpu())
-        finally:
-            self.module.train(was_training)
+        with self._eval_mode():
+            parts = [self.module.inference(**self.module._get_inference_input(tensors))["q"].cpu()
+                     for tensors in loader]
         q = torch.cat(parts).numpy().astype(np.float32)
         if give_mean:
             return q
@@ -403,13 +396,14 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         batch_key = self.adata_manager.registry["setup_args"].get("batch_key")
         mapping = list(self.adata_manager.get_state_registry(
             REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        labels = [str(c) for c in mapping]
         if batch is None:
             code = 0
         elif isinstance(batch, str):
-            if batch not in [str(c) for c in mapping] or batch_key is None:
+            if batch not in labels or batch_key is None:
                 raise ValueError(f"batch: unknown batch {batch!r}; the model's batches are "
-                                 f"{[str(c) for c in mapping] if batch_key else []}")
-            code = [str(c) for c in mapping].index(batch)
+                                 f"{labels if batch_key else []}")
+            code = labels.index(batch)
         elif isinstance(batch, (int, np.integer)) and not isinstance(batch, bool):
             code = int(batch)
             if not 0 <= code < len(mapping):
@@ -418,7 +412,7 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         else:
             raise TypeError(f"batch: expected a batch code, a batch label or None, got "
                             f"{type(batch).__name__}")
-        return code, (str(mapping[code]) if batch_key is not None else None)
+        return code, (labels[code] if batch_key is not None else None)
 
     def sample_prior(self, n: int, *, batch: int | str | None = None,
                      library_size: float | Sequence[float] | None = None,

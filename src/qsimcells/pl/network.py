@@ -32,7 +32,9 @@ def network(adata: AnnData, key: str, *, directed: bool = False, layout: str = "
     key
         Key of the inferred network.
     directed
-        Score directions too (see :func:`qsimcells.tl.score_network`).
+        Score directions too (see :func:`qsimcells.tl.score_network`). The score that
+        ``score_network`` stored in ``adata.uns[key]["score"]`` is reused when its ``directed``
+        matches; otherwise the network is scored (and the score stored) here.
     layout
         networkx layout: ``"circular"``, ``"spring"``, ``"kamada_kawai"`` or ``"shell"``; both
         panels share the node positions.
@@ -59,7 +61,13 @@ def network(adata: AnnData, key: str, *, directed: bool = False, layout: str = "
     from ..tl import score_network, true_network
 
     check_choice("layout", layout, _LAYOUTS)
-    score = score_network(adata, key, directed=directed)
+    if key not in adata.uns:
+        raise KeyError(f"key: {key!r} is not in adata.uns; run qs.tl.correlation_network "
+                       "(or store a network there) first")
+    # the score stored by qs.tl.score_network when it ran with these settings; else score now
+    score = adata.uns[key].get("score")
+    if not score or bool(score.get("directed", False)) != directed:
+        score = score_network(adata, key, directed=directed)
     truth = true_network(adata)
     edges = score["edges"]
     genes = list(adata.uns[key].get("genes", [])) or sorted(

@@ -381,11 +381,12 @@ class IBMSampler:
         if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
             raise ValueError(f"shots: expected a positive integer, got {shots!r}")
         shots = int(shots)
-        reason = self.supports(circuit)
-        if reason:
-            raise ValueError(f"sampler 'ibm' cannot sample this circuit: {reason}")
         device = self.backend
-        compiled = self._compile(circuit, device)
+        try:  # fitted once per call: the same check as supports(), and the circuit to compile
+            measured = self._fit(circuit, device)
+        except ValueError as err:
+            raise ValueError(f"sampler 'ibm' cannot sample this circuit: {err}") from None
+        compiled = self._compile(measured, circuit.num_qubits, device)
         per_job = self.max_shots_per_job or _max_shots(device)
         sizes = [min(per_job, shots - start) for start in range(0, shots, per_job)]
         seeds = _job_seeds(rng, len(sizes))
@@ -420,23 +421,22 @@ class IBMSampler:
         return fit_to_device(circuit, device.num_qubits, self.backend_name,
                              qubit_reuse=self.qubit_reuse)
 
-    def _compile(self, circuit: Any, device: Any) -> Any:
-        """The circuit measured into ``qsimcells_final`` and mapped to the device's ISA; the last
-        one is reused when the same circuit comes again (``qs.sim`` samples chunk by chunk)."""
+    def _compile(self, measured: Any, n_qubits: int, device: Any) -> Any:
+        """``measured`` (from :meth:`_fit`) mapped to the device's ISA; the last one is reused
+        when the same circuit comes again (``qs.sim`` samples chunk by chunk)."""
         from qiskit.transpiler import generate_preset_pass_manager
 
-        measured = self._fit(circuit, device)
         if self._compiled is not None and self._compiled[0] == measured:
             return self._compiled[1]
         pass_manager = generate_preset_pass_manager(
             optimization_level=self.optimization_level, backend=device,
             seed_transpiler=SEED_TRANSPILER)
         compiled = pass_manager.run(measured)
-        physical = final_measurement_map(compiled, circuit.num_qubits)
+        physical = final_measurement_map(compiled, n_qubits)
         self.last_layout, self.last_circuit = physical, compiled
         self._compiled = (measured, compiled)
         logger.info("ibm: logical qubits 0..%d of the circuit run on physical qubits %s of %s",
-                    circuit.num_qubits - 1, physical, self.backend_name)
+                    n_qubits - 1, physical, self.backend_name)
         return compiled
 
     def _run(self, target: Any, compiled: Any, sizes: list[int], seeds: list[int], *,
