@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/ising.py
 	$(PY) benchmarks/qbmvae.py
+	$(PY) benchmarks/pqc.py
+	$(PY) benchmarks/perturbation.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)

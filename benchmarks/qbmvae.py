@@ -55,7 +55,10 @@ modest number of genes (select highly variable genes first), ``--label-key`` is 
 ``--batch-key`` optional.
 
 Targets (from the issue): QBM-VAE reaches at least SCVI's kNN accuracy on the real PBMCs, and
-its epoch takes at most 1.5x SCVI's. The document states met / not met with the numbers.
+its epoch takes at most 1.5x SCVI's. The document states met / not met with the numbers. As one
+seed's kNN accuracy moves by about 0.01 between training runs, the kNN target's models (QBM-VAE
+nb and mse, SCVI) on the real data are refitted with ``--seeds`` seeds (default 3) and the target
+is also judged on the seed means.
 
 Usage: ``.venv/bin/python benchmarks/qbmvae.py`` (full run, also ``make bench``, which installs
 the ``bench`` extra: scib-metrics, xgboost, scikit-learn; writes ``docs/benchmarks/qbmvae.md``)
@@ -225,19 +228,19 @@ def model_specs(latent: int, qbm_latent: int) -> list[dict]:
     return specs
 
 
-def fit_model(spec: dict, adata, batch_key: str | None, epochs: int) -> dict:
+def fit_model(spec: dict, adata, batch_key: str | None, epochs: int, seed: int = SEED) -> dict:
     import scvi
     import torch
 
     import qsimcells as qs
 
-    scvi.settings.seed = SEED
-    np.random.seed(SEED)
+    scvi.settings.seed = seed
+    np.random.seed(seed)
     data = adata.copy()
     clock = None
     if spec["kind"] == "qbmvae":
         qs.model.QBMVAE.setup_anndata(data, batch_key=batch_key)
-        model = qs.model.QBMVAE(data, n_latent=spec["latent"], seed=SEED, **spec["kwargs"])
+        model = qs.model.QBMVAE(data, n_latent=spec["latent"], seed=seed, **spec["kwargs"])
         clock = _SamplerClock(model.module.prior)
     else:
         cls = {"scvi": scvi.model.SCVI, "ldvae": scvi.model.LinearSCVI,
@@ -406,6 +409,53 @@ def run_dataset(title: str, adata, label_key: str, batch_key: str | None, epochs
             "n_labels": adata.obs[label_key].nunique(), "label_key": label_key,
             "batch_key": batch_key, "n_batches": n_batches, "epochs": epochs, "rows": rows,
             "scib_path": scib_path, "info": info}
+
+
+#: the models refitted with further seeds for the kNN target
+REPEATED = ("QBMVAE (nb)", "QBMVAE (mse)", "SCVI")
+
+
+def seed_repeats(ds: dict, adata, n_seeds: int, latent: int, qbm_latent: int) -> None:
+    """Refit the target's models with seeds 1..n_seeds-1 (same folds) and store, per model, the
+    kNN accuracy of every seed (seed 0 from the main table) in ``ds["repeats"]``."""
+    labels = adata.obs[ds["label_key"]].astype(str).to_numpy()
+    by_name = {r["name"]: r for r in ds["rows"]}
+    repeats = {}
+    for spec in model_specs(latent, qbm_latent):
+        if spec["name"] not in REPEATED or "knn_acc" not in by_name.get(spec["name"], {}):
+            continue
+        accs = [by_name[spec["name"]]["knn_acc"][0]]
+        for seed in range(1, n_seeds):
+            fitted = fit_model(spec, adata, ds["batch_key"], ds["epochs"], seed=seed)
+            accs.append(classify(fitted["latent"], labels)["knn_acc"][0])
+        repeats[spec["name"]] = accs
+        print(f"  seeds {spec['name']:14s} kNN " + " ".join(f"{a:.3f}" for a in accs), flush=True)
+    ds["repeats"] = repeats
+
+
+def repeats_section(ds: dict) -> list[str]:
+    reps = ds.get("repeats") or {}
+    if not reps:
+        return []
+    n = len(next(iter(reps.values())))
+    lines = ["", f"**Seeds.** kNN accuracy (same folds) of the target's models trained with "
+             f"{n} seeds (0..{n - 1}; seed 0 is the table above): mean +- sd over seeds, and "
+             "each seed.", "", "| model | kNN acc over seeds | per seed |", "|---|---:|---|"]
+    for name, accs in reps.items():
+        lines.append(f"| {name} | {np.mean(accs):.3f} +- {np.std(accs, ddof=1):.3f} | "
+                     + ", ".join(f"{a:.3f}" for a in accs) + " |")
+    if "SCVI" in reps:
+        ref = np.asarray(reps["SCVI"])
+        for name in ("QBMVAE (nb)", "QBMVAE (mse)"):
+            if name in reps:
+                diff = np.asarray(reps[name]) - ref
+                met = "met" if diff.mean() >= 0 else "not met"
+                lines.append("")
+                lines.append(f"- **{name}** over seeds: {np.mean(reps[name]):.3f} vs SCVI's "
+                             f"{ref.mean():.3f} (difference {diff.mean():+.3f}, sd of the "
+                             f"per-seed difference {np.std(diff, ddof=1):.3f}); target >= SCVI "
+                             f"on the seed mean: **{met}**.")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,6 +637,7 @@ def markdown(cmd: str, info: dict, source: str, source_after: str, datasets: lis
                   + f", {ds['epochs']} epochs." + _data_note(ds), ""]
         lines += md_table(ds["rows"])
         lines += ["", *(f"- {s}" for s in verdict(ds, real))]
+        lines += repeats_section(ds)
     return "\n".join(lines) + "\n"
 
 
@@ -642,6 +693,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--sim-shots", type=int, default=None,
                         help="cells per type of the simulated dataset (default 500; --quick "
                         "150)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds for the kNN target's models on the real data (default 3; "
+                        "--quick 1)")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--out", type=Path, default=None, help="markdown output")
     args = parser.parse_args(argv)
@@ -649,6 +703,7 @@ def main(argv: list[str]) -> None:
         parser.error("--label-key is required with DATA")
     epochs = args.epochs or (5 if args.quick else 100)
     shots = args.sim_shots or (150 if args.quick else 500)
+    n_seeds = args.seeds or (1 if args.quick else 3)
 
     _quiet()
     t_start = time.perf_counter()
@@ -668,6 +723,7 @@ def main(argv: list[str]) -> None:
         adata, info = load_pbmc()
         datasets.append(run_dataset("pbmc68k_reduced (real PBMCs)", adata, PBMC_LABEL, None,
                                     info=info, **common))
+        seed_repeats(datasets[-1], adata, n_seeds, args.latent, args.qbm_latent)
         adata, info = load_sim(shots)
         datasets.append(run_dataset("simulated, 3 batches (qs.sim random_network(200, 4))",
                                     adata, SIM_LABEL, SIM_BATCH, info=info, **common))
@@ -676,6 +732,7 @@ def main(argv: list[str]) -> None:
         ds = run_dataset(args.data.name, adata, args.label_key, args.batch_key, info=info,
                          **common)
         ds["real"] = True
+        seed_repeats(ds, adata, n_seeds, args.latent, args.qbm_latent)
         datasets.append(ds)
     print(f"total {time.perf_counter() - t_start:.0f} s", flush=True)
     for ds in datasets:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__: list[str] = ["QBMVAE"]
+__all__: list[str] = ["QBMVAE", "QPerturb"]
 
-_LAZY = {"QBMVAE": ".qbmvae"}
+_LAZY = {"QBMVAE": ".qbmvae", "QPerturb": ".qperturb"}
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from .qbmvae import QBMVAE
+    from .qperturb import QPerturb
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,59 @@
-"""The torch quantum engine (batched statevector layers).
+"""The torch quantum engine: a batched statevector and the ``QuantumLayer`` built on it.
 
-The engine lands here as it is built; importing this namespace imports no torch.
+``qs.nn.zero_state`` makes a batch of ``|0...0>`` states; the gates (``rx``, ``ry``, ``rz`` with
+shared or per-sample angles, ``cnot``, ``cz``) return new states, so autograd flows through
+them; ``expectation``, ``probabilities``, ``marginal_ones`` and ``to_amplitudes`` read them out
+in Qiskit's bit order. ``qs.nn.QuantumLayer`` is the re-uploading PQC of the hybrid perturbation
+model as a ``torch.nn.Module``; ``to_qiskit`` exports it and ``expectations_from_sampler``
+evaluates the export with shots on a registered circuit sampler.
+
+Importing this namespace imports no torch: each name loads its module on first touch.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_ENGINE = ("zero_state", "rx", "ry", "rz", "cnot", "cz", "apply_matrix", "apply_product",
+           "apply_permutation", "permutation_of_cnots", "expectation", "expectations_xyz",
+           "marginal_ones", "probabilities", "to_amplitudes", "n_qubits_of", "z_signs")
+_LAYER = ("QuantumLayer", "expectations_from_sampler", "entangling_pairs")
+
+__all__: list[str] = [*_ENGINE, *_LAYER]
+
+_LAZY = {**dict.fromkeys(_ENGINE, ".statevector"), **dict.fromkeys(_LAYER, ".layer")}
+
+if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
+    from .layer import QuantumLayer, entangling_pairs, expectations_from_sampler
+    from .statevector import (
+        apply_matrix,
+        apply_permutation,
+        apply_product,
+        cnot,
+        cz,
+        expectation,
+        expectations_xyz,
+        marginal_ones,
+        n_qubits_of,
+        permutation_of_cnots,
+        probabilities,
+        rx,
+        ry,
+        rz,
+        to_amplitudes,
+        z_signs,
+        zero_state,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'qsimcells.nn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

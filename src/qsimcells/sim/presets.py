@@ -100,6 +100,89 @@ def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = No
                        name=f"random_network_{n_genes}g_{n_cell_types}t_{len(edges)}e")
 
 
+def random_dag(n_genes: int, n_cell_types: int = 1, n_edges: int | None = None,
+               rng: RngLike = None, *, p_range: tuple[float, float] = (0.05, 0.3),
+               regulator_p_range: tuple[float, float] = (0.7, 0.95),
+               mu_range: tuple[float, float] = (1.0, 10.0), r: float = 1.0,
+               n_housekeeping: int = 50) -> CellCircuit:
+    """A random regulatory DAG with hubs, its gates in cascade order (for perturbation screens).
+
+    Gene ``Gi`` can only regulate genes ``Gj`` with ``j > i``. Each edge picks a target
+    uniformly and a source among the earlier genes with probability proportional to one plus
+    the source's current number of targets (preferential attachment, so a few regulators become
+    hubs, as transcription factors are). Gates run sorted by source gene: every edge into a gene
+    acts before any edge out of it, so the effect of a knockout reaches every descendant in the
+    graph (in :func:`random_network`'s random gate order it often does not). Regulators (genes
+    with targets) are active with ``p`` in ``regulator_p_range``, the other genes in
+    ``p_range``: with CX gates a target flips when its regulator is ON, so the response of a
+    single-regulator target to its regulator's knockout is ``(1 - 2 p_target) P(regulator ON)``,
+    largest for active regulators of rarely-ON targets. Genes are split evenly over cell types ``CT1..``; an edge
+    across types is a ligand-receptor edge.
+
+    Parameters
+    ----------
+    n_genes
+        Circuit genes (qubits), at least 2.
+    n_cell_types
+        Number of cell types (each gets at least one gene).
+    n_edges
+        Number of distinct edges (default ``n_genes``), at most ``n_genes (n_genes - 1) / 2``.
+    rng
+        Seed or generator.
+    p_range, regulator_p_range
+        Ranges of the uniform activation probability of target-only genes and of regulators.
+    mu_range
+        ``mu`` is log-uniform in this range.
+    r
+        Negative-binomial dispersion of every circuit gene.
+    n_housekeeping
+        Housekeeping genes.
+    """
+    n_genes = check_positive_int("n_genes", n_genes)
+    if n_genes < 2:
+        raise ValueError(f"n_genes: a regulatory DAG needs at least 2 genes, got {n_genes}")
+    n_cell_types = check_positive_int("n_cell_types", n_cell_types)
+    if n_cell_types > n_genes:
+        raise ValueError(f"n_cell_types: {n_cell_types} cell types need at least as many genes, "
+                         f"got n_genes={n_genes}")
+    n_edges = n_genes if n_edges is None else n_edges
+    if isinstance(n_edges, bool) or not isinstance(n_edges, (int, np.integer)) or n_edges < 0:
+        raise ValueError(f"n_edges: expected an integer >= 0, got {n_edges!r}")
+    if n_edges > n_genes * (n_genes - 1) // 2:
+        raise ValueError(f"n_edges: {n_edges} edges requested but a DAG on {n_genes} genes has "
+                         f"at most {n_genes * (n_genes - 1) // 2}")
+    p_range = _check_range("p_range", p_range, 0.0, 1.0)
+    regulator_p_range = _check_range("regulator_p_range", regulator_p_range, 0.0, 1.0)
+    mu_range = _check_range("mu_range", mu_range, 0.0, 1e6, low_open=True)
+    gen = as_generator(rng)
+    names = [f"G{i}" for i in range(n_genes)]
+    bounds = np.linspace(0, n_genes, n_cell_types + 1).round().astype(int)
+    cell_types = {f"CT{k + 1}": names[bounds[k]:bounds[k + 1]] for k in range(n_cell_types)}
+
+    max_pairs = n_genes * (n_genes - 1) // 2
+    chosen: set[tuple[int, int]] = set()
+    if n_edges > max_pairs // 2:  # dense: drawing pairs one by one would stall, take any pairs
+        pairs = [(s, t) for t in range(1, n_genes) for s in range(t)]
+        chosen = {pairs[i] for i in gen.choice(max_pairs, size=n_edges, replace=False)}
+    out_degree = np.zeros(n_genes)
+    for source, _ in chosen:
+        out_degree[source] += 1
+    while len(chosen) < n_edges:
+        target = int(gen.integers(1, n_genes))
+        weights = out_degree[:target] + 1.0
+        source = int(gen.choice(target, p=weights / weights.sum()))
+        if (source, target) not in chosen:
+            chosen.add((source, target))
+            out_degree[source] += 1
+    edges = sorted(chosen)  # by source: a gene's inputs all act before it acts
+    regulator = out_degree > 0
+    p = gen.uniform(*p_range, size=n_genes)
+    p[regulator] = gen.uniform(*regulator_p_range, size=int(regulator.sum()))
+    mu = np.exp(gen.uniform(np.log(mu_range[0]), np.log(mu_range[1]), size=n_genes))
+    return CellCircuit(cell_types, p=p, edges=edges, mu=mu, r=r, n_housekeeping=n_housekeeping,
+                       name=f"random_dag_{n_genes}g_{n_cell_types}t_{len(edges)}e")
+
+
 def _check_range(field: str, value: Any, low: float, high: float, low_open: bool = False
                  ) -> tuple[float, float]:
     if isinstance(value, str) or np.ndim(value) != 1 or len(value) != 2:
@@ -133,11 +216,12 @@ def _random_pairs(gen: np.random.Generator, type_of: np.ndarray, n: int, cross: 
     return sorted(chosen)
 
 
-_PRESETS = {"romero2025": romero2025, "random_network": random_network}
+_PRESETS = {"romero2025": romero2025, "random_network": random_network, "random_dag": random_dag}
 
 
 def get(name: str, **params: Any) -> CellCircuit:
-    """Build the preset ``name`` (``"romero2025"`` or ``"random_network"``) with ``params``."""
+    """Build the preset ``name`` (``"romero2025"``, ``"random_network"`` or ``"random_dag"``)
+    with ``params``."""
     if name not in _PRESETS:
         raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(_PRESETS)}")
     return _PRESETS[name](**params)

@@ -8,6 +8,9 @@
   the paper's Table 3).
 - Representation learning: :func:`qbmvae` (train a QBM-VAE, a binary-latent VAE with a
   Boltzmann-machine prior, and store its latent; torch and scvi-tools load only when it runs).
+- Perturbation prediction: :func:`vcc_metrics` (the Virtual Cell Challenge's DES, PDS, MAE and
+  scaled scores, as cell-eval computes them), :func:`cell_mean_baseline`, and the seed paper's
+  diagnostics :func:`participation_ratio` and :func:`perturbation_similarity`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from __future__ import annotations
 from .communication import cellchat, communication_shift
 from .grn import correlation_network, score_network, true_network
 from ._qbmvae import qbmvae
+from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbation_similarity,
+                  vcc_metrics, vcc_scaled_scores)
 
-__all__ = ["cellchat", "communication_shift", "correlation_network", "qbmvae",
-           "score_network", "true_network"]
+__all__ = ["VCCResult", "cell_mean_baseline", "cellchat", "communication_shift",
+           "correlation_network", "participation_ratio", "perturbation_similarity", "qbmvae",
+           "score_network", "true_network", "vcc_metrics", "vcc_scaled_scores"]

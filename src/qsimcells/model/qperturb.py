@@ -1,0 +1,479 @@
+"""``QPerturb``: the hybrid PQC perturbation-response model of the VCC seed ("delta prediction").
+
+For a control cell ``c`` and a perturbation ``p`` the model predicts the cell's state under
+``p`` as ``x_c + delta(c, p)`` (the skip connection), in log-normalised expression: ``log1p`` of counts
+scaled to the training screen's median library size, the space the VCC metrics (cell-eval) score
+counts in; :meth:`QPerturb.normalize` puts any cells on that scale::
+
+    u      = [z_c, f_p]                      frozen backbone latent of c, feature of p
+    angles = Linear(u)                       (n_qubits RX angles)
+    q      = QuantumLayer(angles)            re-uploading PQC, <X>, <Y>, <Z> of every qubit
+    delta  = Linear(q)  [+ MLP(u)]           linear decoder [+ the seed's classical bypass]
+
+``z_c`` comes from a frozen backbone (:mod:`qsimcells.model._backbone`: PCA fitted on control
+cells by default, or a trained scvi-tools model), and ``f_p`` is the mean latent shift of an
+in-silico knockout / overexpression of the perturbed gene(s), made from control cells alone, so
+it exists for genes never perturbed in training. Both are scaled by the control latent's
+standard deviation. ``core="mlp"`` swaps the PQC for a small tanh MLP with the same inputs and
+outputs (the classical control of the benchmark).
+
+Training pairs every perturbed cell of the training perturbations with a random control cell
+and minimises the mean squared error of ``x_c + delta`` against the perturbed cell: as cells are
+not paired, the optimum is ``delta = E[x | p] - x_c``, the shift of the mean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
+from ..tl._preprocess import check_adata, counts, log_normalize
+from ._backbone import PCABackbone, make_backbone, perturbation_features
+
+__all__ = ["QPerturb"]
+
+SETUP_KEY = "_qperturb"
+KINDS = ("knockout", "overexpress")
+#: control cells used to build a perturbation's feature (an in-silico intervention)
+FEATURE_CELLS = 500
+
+
+class QPerturb:
+    """Hybrid quantum-classical model of perturbation responses (the VCC seed's prototype).
+
+    Parameters
+    ----------
+    adata
+        A screen set up with :meth:`setup_anndata` (raw counts; e.g. from
+        :func:`qsimcells.sim.perturbation_screen`). Its perturbations are the training set.
+    backbone
+        ``"pca"`` (fitted on the control cells, ``n_components`` wide), a trained scvi-tools model
+        on the same genes (its latent mean is used, frozen), or any object with ``n_latent`` and
+        ``encode(counts) -> (cells, n_latent)``.
+    n_components
+        Width of the PCA backbone.
+    n_qubits, n_layers, entanglement
+        The :class:`~qsimcells.nn.QuantumLayer` (XYZ readout, re-uploading).
+    core
+        ``"quantum"`` (the PQC) or ``"mlp"`` (a tanh MLP ``n_qubits -> mlp_hidden -> 3 n_qubits``
+        in its place: the classical model of the same shape).
+    bypass
+        Add the seed's classical bypass, an MLP from ``u`` to the delta, in parallel.
+    bypass_hidden, mlp_hidden
+        Hidden widths of the bypass and of the MLP core.
+    seed
+        Seeds the weights and the training minibatches.
+    """
+
+    def __init__(self, adata: AnnData, *, backbone: Any = "pca", n_components: int = 32,
+                 n_qubits: int = 8, n_layers: int = 3, entanglement: str = "ring",
+                 core: str = "quantum", bypass: bool = False, bypass_hidden: int = 128,
+                 mlp_hidden: int = 24, seed: int = 0) -> None:
+        setup = _setup_of(adata)
+        check_choice("core", core, ["quantum", "mlp"])
+        if not isinstance(bypass, bool):
+            raise TypeError(f"bypass: expected True or False, got {bypass!r}")
+        self.adata = adata
+        self.setup = setup
+        self.config = {
+            "n_components": check_positive_int("n_components", n_components),
+            "n_qubits": check_positive_int("n_qubits", n_qubits),
+            "n_layers": check_positive_int("n_layers", n_layers),
+            "entanglement": entanglement, "core": core, "bypass": bypass,
+            "bypass_hidden": check_positive_int("bypass_hidden", bypass_hidden),
+            "mlp_hidden": check_positive_int("mlp_hidden", mlp_hidden),
+            "seed": int(seed)}
+        X = counts(adata, setup["layer"])
+        labels = adata.obs[setup["perturbation_key"]].astype(str).to_numpy()
+        control_rows = np.flatnonzero(labels == setup["control"])
+        self.genes = adata.var_names.astype(str).tolist()
+        self._control_counts = X[control_rows]
+        # the VCC metrics' scale (cell-eval / scanpy normalize_total): the median library size
+        self.target_sum = float(np.median(np.asarray(X.sum(axis=1)).ravel()))
+        self.backbone = make_backbone(backbone, n_components, self._control_counts)
+        control_expr = log_normalize(self._control_counts, self.target_sum)
+        self._control_expr = control_expr.toarray().astype(np.float32)
+        latent = np.asarray(self.backbone.encode(self._control_counts), dtype=np.float64)
+        self._latent_scale = latent.std(axis=0) + 1e-8
+        self._control_latent = (latent / self._latent_scale).astype(np.float32)
+        self._feature_cache: dict[tuple[str, str], np.ndarray] = {}
+        self.perturbations = _training_perturbations(adata, setup)
+        self.module = self._build_module()
+        self.history_: list[dict[str, float]] = []
+        self.is_trained = False
+
+    # ----------------------------------------------------------------------------------------
+    # set-up
+
+    @staticmethod
+    def setup_anndata(adata: AnnData, perturbation_key: str = "perturbation",
+                      control: str = "control", layer: str | None = None,
+                      kind_key: str | None = "perturbation_kind") -> None:
+        """Register the screen's fields (stored in ``adata.uns["_qperturb"]``).
+
+        Parameters
+        ----------
+        adata
+            Raw counts of control and perturbed cells.
+        perturbation_key
+            ``obs`` column of perturbation labels: gene names, ``"G1+G5"`` for combinations.
+        control
+            The label of the unperturbed cells.
+        layer
+            Layer of the counts (default ``X``).
+        kind_key
+            ``obs`` column with ``"knockout"`` / ``"overexpress"`` per cell (as
+            :func:`~qsimcells.sim.perturbation_screen` writes); missing or ``None``: knockouts.
+        """
+        check_adata(adata)
+        if perturbation_key not in adata.obs:
+            raise KeyError(f"perturbation_key: {perturbation_key!r} is not an obs column; "
+                           f"available: {list(adata.obs.columns)}")
+        counts(adata, layer)  # raw counts, finite and >= 0
+        labels = adata.obs[perturbation_key].astype(str)
+        if not (labels == control).any():
+            raise ValueError(f"control: no cell has {perturbation_key} == {control!r}; labels "
+                             f"present: {sorted(labels.unique())[:12]}")
+        if (labels == control).sum() < 2:
+            raise ValueError("control: at least 2 control cells are needed")
+        if labels.nunique() < 2:
+            raise ValueError("adata: no perturbed cells (only the control label is present)")
+        genes = set(adata.var_names.astype(str))
+        unknown = sorted({g for lab in labels.unique() if lab != control
+                          for g in lab.split("+") if g not in genes})
+        if unknown:
+            raise ValueError(f"{perturbation_key}: perturbations must name genes of var_names "
+                             f"('G1' or 'G1+G5'); not genes: {unknown[:12]}")
+        if kind_key is not None and kind_key in adata.obs:
+            kinds = set(adata.obs.loc[(labels != control).to_numpy(), kind_key].astype(str))
+            if not kinds <= set(KINDS):
+                raise ValueError(f"kind_key: obs[{kind_key!r}] must be one of {list(KINDS)} for "
+                                 f"perturbed cells, got {sorted(kinds - set(KINDS))}")
+        else:
+            kind_key = None
+        adata.uns[SETUP_KEY] = {"perturbation_key": perturbation_key, "control": str(control),
+                                "layer": layer, "kind_key": kind_key}
+
+    def _build_module(self) -> Any:
+        import torch
+
+        from ._qperturb_module import QPerturbModule
+
+        torch.manual_seed(self.config["seed"])
+        c = self.config
+        return QPerturbModule(n_inputs=2 * self._control_latent.shape[1],
+                              n_genes=len(self.genes), n_qubits=c["n_qubits"],
+                              n_layers=c["n_layers"], entanglement=c["entanglement"],
+                              core=c["core"], bypass=c["bypass"],
+                              bypass_hidden=c["bypass_hidden"], mlp_hidden=c["mlp_hidden"])
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable parameters (the backbone is frozen and not counted)."""
+        return int(sum(p.numel() for p in self.module.parameters() if p.requires_grad))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"QPerturb(core={c['core']!r}, n_qubits={c['n_qubits']}, "
+                f"n_layers={c['n_layers']}, bypass={c['bypass']}, backbone="
+                f"{getattr(self.backbone, 'kind', type(self.backbone).__name__)}, "
+                f"{len(self.perturbations)} training perturbations, "
+                f"{self.n_parameters} parameters, trained={self.is_trained})")
+
+    # ----------------------------------------------------------------------------------------
+    # features
+
+    def _feature(self, label: str, kind: str) -> np.ndarray:
+        """The perturbation feature (latent shift of an in-silico intervention; a combination
+        sums its genes' features), cached per label."""
+        key = (label, kind)
+        if key not in self._feature_cache:
+            n = min(FEATURE_CELLS, self._control_counts.shape[0])
+            cells = self._control_counts[:n]
+            reference = np.asarray(self.backbone.encode(cells), dtype=np.float64)
+            total = np.zeros(self._control_latent.shape[1])
+            for gene in label.split("+"):
+                total += perturbation_features(self.backbone, cells,
+                                               self.genes.index(gene), kind, reference)
+            self._feature_cache[key] = (total / self._latent_scale).astype(np.float32)
+        return self._feature_cache[key]
+
+    def _parse(self, perturbations: Any, kind: str) -> dict[str, str]:
+        """label -> kind for ``predict``; labels must name genes of the screen."""
+        check_choice("kind", kind, list(KINDS))
+        if isinstance(perturbations, str):
+            perturbations = [perturbations]
+        if isinstance(perturbations, Mapping):
+            parsed = {str(k): str(v) for k, v in perturbations.items()}
+        elif isinstance(perturbations, Iterable):
+            parsed = {str(label): kind for label in perturbations}
+        else:
+            raise TypeError(f"perturbations: expected gene labels or a mapping label -> kind, "
+                            f"got {type(perturbations).__name__}")
+        if not parsed:
+            raise ValueError("perturbations: is empty")
+        for label, k in parsed.items():
+            check_choice(f"perturbations[{label!r}]", k, list(KINDS))
+            missing = [g for g in label.split("+") if g not in self.genes]
+            if label == self.setup["control"] or missing:
+                raise ValueError(f"perturbations: {label!r} is not a gene of the screen (or a "
+                                 f"'G1+G5' combination); genes: {self.genes[:8]} ...")
+        return parsed
+
+    # ----------------------------------------------------------------------------------------
+    # training
+
+    def train(self, max_epochs: int = 30, batch_size: int = 128, lr: float = 1e-2,
+              weight_decay: float = 0.0, *, progress: bool | None = None) -> QPerturb:
+        """Fit the PQC, the projections and the decoder (the backbone stays frozen).
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the perturbed training cells.
+        batch_size
+            Perturbed cells per step, each paired with a random control cell.
+        lr, weight_decay
+            Adam's learning rate and L2 weight decay.
+        progress
+            Progress bar over epochs (``None``: only in an interactive terminal).
+
+        Returns
+        -------
+        The model (trained in place); ``history_`` holds the mean loss of every epoch.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        max_epochs = check_positive_int("max_epochs", max_epochs)
+        batch_size = check_positive_int("batch_size", batch_size)
+        lr = check_finite("lr", lr, low=0.0, low_open=True)
+        weight_decay = check_finite("weight_decay", weight_decay, low=0.0)
+        target, features = self._training_tensors()
+        gen = as_generator(np.random.SeedSequence([self.config["seed"], len(self.history_)]))
+        optimizer = torch.optim.Adam(self.module.parameters(), lr=lr, weight_decay=weight_decay)
+        control_x = torch.from_numpy(self._control_expr)
+        control_z = torch.from_numpy(self._control_latent)
+        n_cells, n_control = target.shape[0], control_x.shape[0]
+        self.module.train()
+        bar = tqdm(range(max_epochs), desc="QPerturb", disable=_no_bar(progress))
+        for _ in bar:
+            order = torch.from_numpy(gen.permutation(n_cells))
+            total = 0.0
+            for start in range(0, n_cells, batch_size):
+                rows = order[start:start + batch_size]
+                pick = torch.from_numpy(gen.integers(0, n_control, rows.numel()))
+                pred = self.module(control_x[pick], control_z[pick], features[rows])
+                loss = torch.mean((pred - target[rows]) ** 2)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * rows.numel()
+            self.history_.append({"epoch": len(self.history_), "loss": total / n_cells})
+            bar.set_postfix(loss=f"{total / n_cells:.4g}")
+        self.module.eval()
+        self.is_trained = True
+        return self
+
+    def _training_tensors(self) -> tuple[Any, Any]:
+        import torch
+
+        setup = self.setup
+        labels = self.adata.obs[setup["perturbation_key"]].astype(str).to_numpy()
+        rows = np.flatnonzero(labels != setup["control"])
+        expr = log_normalize(counts(self.adata, setup["layer"])[rows], self.target_sum).toarray()
+        features = np.stack([self._feature(labels[i], self.perturbations[labels[i]])
+                             for i in rows])
+        return (torch.from_numpy(expr.astype(np.float32)), torch.from_numpy(features))
+
+    # ----------------------------------------------------------------------------------------
+    # prediction
+
+    def predict(self, perturbations: Any = None, n_cells: int = 200, *, kind: str = "knockout",
+                rng: RngLike = None, include_control: bool = True) -> AnnData:
+        """Predicted cells: ``n_cells`` sampled control cells per perturbation plus the delta.
+
+        Parameters
+        ----------
+        perturbations
+            Gene labels (``"G3"``, ``"G3+G7"``) or a mapping label -> ``"knockout"`` |
+            ``"overexpress"``; default the training perturbations. Unseen genes are allowed.
+        n_cells
+            Control cells sampled (with replacement when fewer exist) per perturbation, as the
+            seed does with 200.
+        kind
+            Intervention for labels given as a list.
+        rng
+            Seed or generator for the control cells.
+        include_control
+            Also return the sampled control cells themselves (label ``control``), which the
+            VCC metrics need as the reference.
+
+        Returns
+        -------
+        anndata.AnnData
+            Log-normalised expression (``log1p`` at :attr:`target_sum`, clipped at 0) in
+            ``X``; ``obs`` holds
+            the perturbation key and ``control_cell`` (the control cell each prediction starts
+            from); ``uns["log1p"]`` marks the scale as scanpy does.
+        """
+        import torch
+
+        if not self.is_trained:
+            raise ValueError("model: QPerturb is not trained (call train() first)")
+        parsed = dict(self.perturbations) if perturbations is None else self._parse(
+            perturbations, kind)
+        n_cells = check_positive_int("n_cells", n_cells)
+        gen = as_generator(rng)
+        n_control = self._control_expr.shape[0]
+        blocks, labels, sources = [], [], []
+        if include_control:
+            pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
+            blocks.append(self._control_expr[pick])
+            labels += [self.setup["control"]] * n_cells
+            sources.append(pick)
+        with torch.no_grad():
+            for label, k in parsed.items():
+                pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
+                feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
+                pred = self.module(torch.from_numpy(self._control_expr[pick]),
+                                   torch.from_numpy(self._control_latent[pick]), feature)
+                blocks.append(pred.clamp_min(0.0).numpy())
+                labels += [label] * n_cells
+                sources.append(pick)
+        obs = pd.DataFrame({self.setup["perturbation_key"]: pd.Categorical(
+            labels, categories=list(dict.fromkeys(labels))),
+            "control_cell": np.concatenate(sources)})
+        obs.index = [f"pred_{i}" for i in range(len(obs))]
+        out = AnnData(np.vstack(blocks).astype(np.float32), obs=obs,
+                      var=pd.DataFrame(index=self.genes))
+        out.uns["log1p"] = {"base": None}
+        out.uns["qperturb"] = {"config": dict(self.config), "target_sum": self.target_sum,
+                               "perturbations": {k: v for k, v in parsed.items()}}
+        return out
+
+    def normalize(self, adata: AnnData, layer: str | None = None) -> AnnData:
+        """Cells of raw counts on the model's scale (``log1p`` of counts scaled to
+        :attr:`target_sum`), e.g. the real held-out cells to score :meth:`predict` against."""
+        check_adata(adata)
+        if adata.var_names.astype(str).tolist() != self.genes:
+            raise ValueError("adata: its genes differ from the model's (same genes, same order "
+                             "needed)")
+        out = AnnData(log_normalize(counts(adata, layer), self.target_sum).astype(np.float32),
+                      obs=adata.obs.copy(), var=adata.var.copy())
+        out.uns["log1p"] = {"base": None}
+        return out
+
+    def quantum_outputs(self, perturbations: Any = None, n_cells: int = 200, *,
+                        kind: str = "knockout", rng: RngLike = None) -> np.ndarray:
+        """The core's outputs (``<X>, <Y>, <Z>`` of the qubits for ``core="quantum"``) for
+        ``n_cells`` control cells per perturbation, stacked: the input of the seed's
+        participation-ratio diagnostic (:func:`qsimcells.tl.participation_ratio`)."""
+        import torch
+
+        parsed = dict(self.perturbations) if perturbations is None else self._parse(
+            perturbations, kind)
+        n_cells = check_positive_int("n_cells", n_cells)
+        gen = as_generator(rng)
+        n_control = self._control_expr.shape[0]
+        out = []
+        with torch.no_grad():
+            for label, k in parsed.items():
+                pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
+                feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
+                out.append(self.module.core_outputs(
+                    torch.from_numpy(self._control_latent[pick]), feature).numpy())
+        return np.vstack(out)
+
+    # ----------------------------------------------------------------------------------------
+    # persistence
+
+    def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the weights, the configuration and the PCA backbone to ``dir_path``.
+
+        A model on an scvi-tools backbone saves its own weights; pass the backbone model to
+        :meth:`load` again.
+        """
+        import torch
+
+        path = Path(dir_path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise FileExistsError(f"dir_path: {str(path)!r} exists and is not empty; pass "
+                                  "overwrite=True to replace it")
+        path.mkdir(parents=True, exist_ok=True)
+        state = {"config": self.config, "setup": self.setup, "genes": self.genes,
+                 "history": self.history_, "is_trained": self.is_trained,
+                 "backbone": getattr(self.backbone, "kind", "custom")}
+        arrays: dict[str, np.ndarray] = {}
+        if isinstance(self.backbone, PCABackbone):
+            arrays = {"pca_mean": self.backbone.mean_, "pca_components": self.backbone.components_}
+        torch.save(self.module.state_dict(), path / "module.pt")
+        np.savez(path / "backbone.npz", **arrays)
+        (path / "qperturb.json").write_text(json.dumps(state, indent=1))
+
+    @classmethod
+    def load(cls, dir_path: str | os.PathLike, adata: AnnData, *, backbone: Any = None
+             ) -> QPerturb:
+        """Load a saved model; ``adata`` is the screen it was trained on (set up again if its
+        set-up is missing), ``backbone`` the scvi-tools model for a non-PCA backbone."""
+        import torch
+
+        path = Path(dir_path)
+        if not (path / "qperturb.json").exists():
+            raise FileNotFoundError(f"dir_path: no saved QPerturb in {str(path)!r}")
+        state = json.loads((path / "qperturb.json").read_text())
+        if SETUP_KEY not in adata.uns:
+            cls.setup_anndata(adata, **state["setup"])
+        if adata.var_names.astype(str).tolist() != state["genes"]:
+            raise ValueError("adata: its genes differ from the saved model's")
+        if state["backbone"] == "pca":
+            arrays = np.load(path / "backbone.npz")
+            pca = PCABackbone.from_state({"n_latent": arrays["pca_components"].shape[0],
+                                          "mean": arrays["pca_mean"],
+                                          "components": arrays["pca_components"]})
+            backbone = pca
+        elif backbone is None:
+            raise ValueError(f"backbone: the model was trained on a {state['backbone']!r} "
+                             "backbone; pass it again (QPerturb.load(path, adata, backbone=m))")
+        model = cls(adata, backbone=backbone, **state["config"])
+        model.module.load_state_dict(torch.load(path / "module.pt", weights_only=True))
+        model.module.eval()
+        model.history_ = list(state["history"])
+        model.is_trained = bool(state["is_trained"])
+        return model
+
+
+def _setup_of(adata: Any) -> dict[str, Any]:
+    check_adata(adata)
+    setup = adata.uns.get(SETUP_KEY)
+    if not isinstance(setup, Mapping):
+        raise ValueError("adata: not set up; call QPerturb.setup_anndata(adata, "
+                         "perturbation_key=..., control=...) first")
+    return dict(setup)
+
+
+def _training_perturbations(adata: AnnData, setup: Mapping[str, Any]) -> dict[str, str]:
+    labels = adata.obs[setup["perturbation_key"]].astype(str)
+    perturbed = labels != setup["control"]
+    kinds = (adata.obs.loc[perturbed.to_numpy(), setup["kind_key"]].astype(str)
+             if setup.get("kind_key") else pd.Series("knockout", index=labels.index[perturbed]))
+    out: dict[str, str] = {}
+    for label, kind in zip(labels[perturbed], kinds):
+        if out.setdefault(label, kind) != kind:
+            raise ValueError(f"{setup['kind_key']}: perturbation {label!r} is labelled both "
+                             f"{out[label]!r} and {kind!r}")
+    return out
+
+
+def _no_bar(progress: bool | None) -> bool:
+    import sys
+
+    return not (progress if progress is not None else sys.stderr.isatty())

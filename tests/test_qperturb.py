@@ -1,0 +1,191 @@
+"""QPerturb: set-up checks, training, prediction for unseen genes, cores, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import qsimcells as qs
+
+torch = pytest.importorskip("torch")
+
+from qsimcells.model._backbone import PCABackbone, perturbation_features  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def screen():
+    design, perts = qs.sim.preset_screen("random_50")
+    adata = qs.sim.perturbation_screen(design, perts, 60, rng=1)
+    return adata, perts
+
+
+@pytest.fixture(scope="module")
+def split(screen):
+    """Train on all but 3 perturbations; the 3 held out are unseen genes."""
+    adata, perts = screen
+    held_out = perts[-3:]
+    train = adata[~adata.obs["perturbation"].isin(held_out)].copy()
+    qs.model.QPerturb.setup_anndata(train)
+    return train, held_out
+
+
+@pytest.fixture(scope="module")
+def trained(split):
+    train, _ = split
+    model = qs.model.QPerturb(train, n_components=12, seed=0)
+    model.train(max_epochs=8, batch_size=128, progress=False)
+    return model
+
+
+def _mean_profiles(adata, key="perturbation"):
+    X = np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X)
+    labels = adata.obs[key].astype(str).to_numpy()
+    return {lab: X[labels == lab].mean(0) for lab in np.unique(labels)}
+
+
+def test_setup_rejects_bad_input(screen):
+    adata, _ = screen
+    ad = adata.copy()
+    with pytest.raises(KeyError, match="perturbation_key: 'guide'"):
+        qs.model.QPerturb.setup_anndata(ad, perturbation_key="guide")
+    with pytest.raises(ValueError, match="control: no cell has perturbation == 'ctrl'"):
+        qs.model.QPerturb.setup_anndata(ad, control="ctrl")
+    with pytest.raises(ValueError, match="adata: not set up"):
+        qs.model.QPerturb(adata[:10].copy())
+    bad = ad.copy()
+    bad.obs["perturbation"] = bad.obs["perturbation"].astype(str).replace("G0", "NOTAGENE")
+    with pytest.raises(ValueError, match=r"not genes: \['NOTAGENE'\]"):
+        qs.model.QPerturb.setup_anndata(bad)
+    only_control = ad[ad.obs["perturbation"] == "control"].copy()
+    with pytest.raises(ValueError, match="no perturbed cells"):
+        qs.model.QPerturb.setup_anndata(only_control)
+    negative = ad.copy()
+    negative.X = negative.X.toarray() - 1.0
+    with pytest.raises(ValueError, match="negative values"):
+        qs.model.QPerturb.setup_anndata(negative)
+    qs.model.QPerturb.setup_anndata(ad)
+    with pytest.raises(ValueError, match="core: 'classical' is not allowed"):
+        qs.model.QPerturb(ad, core="classical")
+    with pytest.raises(ValueError, match="backbone: 'umap' is not allowed"):
+        qs.model.QPerturb(ad, backbone="umap")
+    with pytest.raises(TypeError, match="backbone: expected 'pca'"):
+        qs.model.QPerturb(ad, backbone=object())
+
+
+def test_parameters_and_skip_connection(split):
+    train, _ = split
+    quantum = qs.model.QPerturb(train, n_components=12)
+    mlp = qs.model.QPerturb(train, n_components=12, core="mlp")
+    both = qs.model.QPerturb(train, n_components=12, bypass=True, bypass_hidden=16)
+    n_genes = train.n_vars
+    decoder = 24 * n_genes + n_genes
+    projection = 24 * 8 + 8
+    assert quantum.n_parameters == projection + 3 * 8 * 3 + decoder
+    assert mlp.n_parameters == projection + (8 * 24 + 24) + (24 * 24 + 24) + decoder
+    assert both.n_parameters == quantum.n_parameters + (24 * 16 + 16) + (16 * n_genes + n_genes)
+    # an untrained model predicts "no change": the output is the control cell itself
+    x = torch.rand(5, n_genes)
+    z, f = torch.randn(5, 12), torch.randn(5, 12)
+    assert torch.equal(quantum.module(x, z, f), x)
+    with pytest.raises(ValueError, match="not trained"):
+        quantum.predict(["G0"])
+
+
+def test_training_learns_the_shift_and_predicts_unseen_genes(split, screen, trained):
+    adata, _ = screen
+    _, held_out = split
+    losses = [h["loss"] for h in trained.history_]
+    assert losses[-1] < losses[0]
+    pred = trained.predict(held_out, n_cells=100, rng=0)
+    assert pred.n_obs == 100 * (len(held_out) + 1)
+    assert list(pred.obs["perturbation"].cat.categories) == ["control", *held_out]
+    assert pred.var_names.tolist() == adata.var_names.tolist()
+    assert np.isfinite(pred.X).all() and (pred.X >= 0).all()
+    # seen perturbations: the predicted mean profile is closer to the truth than "no change"
+    seen = trained.predict(n_cells=200, rng=1)
+    real = _mean_profiles(trained.normalize(adata))
+    predicted = _mean_profiles(seen)
+    control = real["control"]
+    gains = []
+    for label in trained.perturbations:
+        gains.append(np.abs(real[label] - control).mean() - np.abs(real[label] - predicted[label])
+                     .mean())
+    assert np.mean(gains) > 0, gains
+    scaled = trained.normalize(adata)
+    assert "log1p" in scaled.uns and scaled.shape == adata.shape
+    with pytest.raises(ValueError, match="genes differ"):
+        trained.normalize(adata[:, ::-1].copy())
+
+
+def test_seeded_and_saved_models_agree(split, trained, tmp_path):
+    train, held_out = split
+    first, again = (qs.model.QPerturb(train, n_components=6, seed=3).train(
+        max_epochs=1, batch_size=256, progress=False) for _ in range(2))
+    np.testing.assert_allclose(again.predict(held_out, n_cells=30, rng=5).X,
+                               first.predict(held_out, n_cells=30, rng=5).X, atol=1e-5)
+    a = trained.predict(held_out, n_cells=30, rng=5).X
+    trained.save(tmp_path / "m")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        trained.save(tmp_path / "m")
+    loaded = qs.model.QPerturb.load(tmp_path / "m", train)
+    np.testing.assert_array_equal(loaded.predict(held_out, n_cells=30, rng=5).X, a)
+    assert loaded.history_ == trained.history_
+    with pytest.raises(FileNotFoundError, match="no saved QPerturb"):
+        qs.model.QPerturb.load(tmp_path / "nothing", train)
+
+
+def test_predict_rejects_bad_perturbations(trained):
+    with pytest.raises(ValueError, match="'NOPE' is not a gene of the screen"):
+        trained.predict(["NOPE"])
+    with pytest.raises(ValueError, match="'control' is not a gene"):
+        trained.predict(["control"])
+    with pytest.raises(ValueError, match=r"perturbations\['G1'\]: 'activate' is not allowed"):
+        trained.predict({"G1": "activate"})
+    with pytest.raises(ValueError, match="kind: 'silence' is not allowed"):
+        trained.predict(["G1"], kind="silence")
+    # combinations and overexpression are predicted too
+    out = trained.predict({"G1+G2": "knockout", "G3": "overexpress"}, n_cells=10, rng=0,
+                          include_control=False)
+    assert out.obs["perturbation"].value_counts().to_dict() == {"G1+G2": 10, "G3": 10}
+
+
+def test_mlp_core_and_bypass_train(split):
+    train, held_out = split
+    for kwargs in ({"core": "mlp"}, {"bypass": True, "bypass_hidden": 16}):
+        model = qs.model.QPerturb(train, n_components=8, **kwargs)
+        model.train(max_epochs=2, batch_size=256, progress=False)
+        assert model.history_[-1]["loss"] < model.history_[0]["loss"]
+        assert np.isfinite(model.predict(held_out, n_cells=20, rng=0).X).all()
+    outputs = model.quantum_outputs(held_out, n_cells=20, rng=0)
+    assert outputs.shape == (60, 24) and np.abs(outputs).max() <= 1 + 1e-6
+
+
+def test_knockout_feature_is_an_in_silico_knockout(split):
+    train, _ = split
+    X = qs.tl._preprocess.counts(train)[:60]
+    pca = PCABackbone(6).fit(X)
+    reference = pca.encode(X)
+    silent = int(np.flatnonzero(np.asarray(X.sum(0)).ravel() == 0)[0]) if (
+        np.asarray(X.sum(0)).ravel() == 0).any() else None
+    if silent is not None:  # a gene no control cell expresses: knocking it out changes nothing
+        np.testing.assert_allclose(perturbation_features(pca, X, silent, "knockout", reference),
+                                   0, atol=1e-12)
+    g = int(np.argmax(np.asarray(X.sum(0)).ravel()))
+    Y = X.tolil()
+    Y[:, g] = 0
+    expected = (pca.encode(Y.tocsr()) - reference).mean(0)
+    np.testing.assert_allclose(perturbation_features(pca, X, g, "knockout", reference), expected)
+    assert np.abs(expected).max() > 0
+
+
+def test_scvi_backbone(split):
+    pytest.importorskip("scvi")
+    train, held_out = split
+    backbone_data = train.copy()
+    qs.model.QBMVAE.setup_anndata(backbone_data)
+    qbm = qs.model.QBMVAE(backbone_data, n_latent=8, n_hidden=32, n_layers=1)
+    qbm.train(max_epochs=2, enable_progress_bar=False, accelerator="cpu")
+    model = qs.model.QPerturb(train, backbone=qbm, seed=0)
+    assert model._control_latent.shape[1] == 8
+    model.train(max_epochs=2, progress=False)
+    assert np.isfinite(model.predict(held_out, n_cells=10, rng=0).X).all()
