@@ -78,6 +78,9 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# idle OpenMP workers that spin steal the cores from the main thread on a shared machine and
+# slow small torch steps (the Ising sampler's) most; sleeping workers avoid it, for every model
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
@@ -583,7 +586,8 @@ def markdown(cmd: str, info: dict, source: str, source_after: str, datasets: lis
         "",
         f"- Command: `{cmd}`" + (" (quick smoke run)" if quick else ""),
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} RAM; Python "
-        f"{info['python']}, torch {info['torch']} (CPU, {info['threads']} threads), scvi-tools "
+        f"{info['python']}, torch {info['torch']} (CPU, {info['threads']} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), scvi-tools "
         f"{info['scvi']}, scanpy {info['scanpy']}, scib-metrics {info['scib_metrics']}, "
         f"xgboost {info['xgboost']}, scikit-learn {info['sklearn']}",
         f"- Date: {info['date']}",

@@ -143,6 +143,10 @@ def test_predict_rejects_bad_perturbations(trained):
         trained.predict({"G1": "activate"})
     with pytest.raises(ValueError, match="kind: 'silence' is not allowed"):
         trained.predict(["G1"], kind="silence")
+    # the knockout rule: a knocked-out gene's own prediction is 0 unless turned off
+    assert (trained.predict(["G1"], n_cells=20, rng=0)[:, "G1"].X[20:] == 0).all()
+    raw = trained.predict(["G1"], n_cells=20, rng=0, zero_knockouts=False)
+    assert (raw[:, "G1"].X[20:] > 0).any()
     # combinations and overexpression are predicted too
     out = trained.predict({"G1+G2": "knockout", "G3": "overexpress"}, n_cells=10, rng=0,
                           include_control=False)

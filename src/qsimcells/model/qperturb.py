@@ -17,9 +17,13 @@ it exists for genes never perturbed in training. Both are scaled by the control 
 standard deviation. ``core="mlp"`` swaps the PQC for a small tanh MLP with the same inputs and
 outputs (the classical control of the benchmark).
 
-Training pairs every perturbed cell of the training perturbations with a random control cell
-and minimises the mean squared error of ``x_c + delta`` against the perturbed cell: as cells are
-not paired, the optimum is ``delta = E[x | p] - x_c``, the shift of the mean.
+Training pairs every perturbed cell ``x`` of the training perturbations with a random control
+cell ``c`` and minimises the mean squared error of ``delta(c, p)`` against ``x - mean(control)``.
+Cells are not paired, so the target is the perturbed cell's shift from the *mean* control: its
+optimum is the shift of the means, ``E[x | p] - E[x_c]``, and a prediction keeps the spread of
+real control cells. (Fitting ``x_c + delta`` to ``x`` instead would teach the delta to cancel
+each control cell's own noise, i.e. to predict every cell as the mean, which collapses the
+predicted cells and is not the seed's "delta prediction".)
 """
 
 from __future__ import annotations
@@ -260,9 +264,8 @@ class QPerturb:
         target, features = self._training_tensors()
         gen = as_generator(np.random.SeedSequence([self.config["seed"], len(self.history_)]))
         optimizer = torch.optim.Adam(self.module.parameters(), lr=lr, weight_decay=weight_decay)
-        control_x = torch.from_numpy(self._control_expr)
         control_z = torch.from_numpy(self._control_latent)
-        n_cells, n_control = target.shape[0], control_x.shape[0]
+        n_cells, n_control = target.shape[0], control_z.shape[0]
         self.module.train()
         bar = tqdm(range(max_epochs), desc="QPerturb", disable=_no_bar(progress))
         for _ in bar:
@@ -271,8 +274,8 @@ class QPerturb:
             for start in range(0, n_cells, batch_size):
                 rows = order[start:start + batch_size]
                 pick = torch.from_numpy(gen.integers(0, n_control, rows.numel()))
-                pred = self.module(control_x[pick], control_z[pick], features[rows])
-                loss = torch.mean((pred - target[rows]) ** 2)
+                delta = self.module.delta(control_z[pick], features[rows])
+                loss = torch.mean((delta - target[rows]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -290,15 +293,17 @@ class QPerturb:
         labels = self.adata.obs[setup["perturbation_key"]].astype(str).to_numpy()
         rows = np.flatnonzero(labels != setup["control"])
         expr = log_normalize(counts(self.adata, setup["layer"])[rows], self.target_sum).toarray()
+        shift = expr - self._control_expr.mean(axis=0)  # the target of the delta
         features = np.stack([self._feature(labels[i], self.perturbations[labels[i]])
                              for i in rows])
-        return (torch.from_numpy(expr.astype(np.float32)), torch.from_numpy(features))
+        return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(features))
 
     # ----------------------------------------------------------------------------------------
     # prediction
 
     def predict(self, perturbations: Any = None, n_cells: int = 200, *, kind: str = "knockout",
-                rng: RngLike = None, include_control: bool = True) -> AnnData:
+                rng: RngLike = None, include_control: bool = True,
+                zero_knockouts: bool = True) -> AnnData:
         """Predicted cells: ``n_cells`` sampled control cells per perturbation plus the delta.
 
         Parameters
@@ -316,6 +321,10 @@ class QPerturb:
         include_control
             Also return the sampled control cells themselves (label ``control``), which the
             VCC metrics need as the reference.
+        zero_knockouts
+            Set a knocked-out gene's own predicted expression to 0: the intervention itself
+            (a do-intervention holds the gene off), known without learning. The delta still
+            predicts every other gene; ``False`` leaves the knocked-out gene to the delta too.
 
         Returns
         -------
@@ -346,7 +355,10 @@ class QPerturb:
                 feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
                 pred = self.module(torch.from_numpy(self._control_expr[pick]),
                                    torch.from_numpy(self._control_latent[pick]), feature)
-                blocks.append(pred.clamp_min(0.0).numpy())
+                pred = pred.clamp_min(0.0).numpy()
+                if zero_knockouts and k == "knockout":
+                    pred[:, [self.genes.index(g) for g in label.split("+")]] = 0.0
+                blocks.append(pred)
                 labels += [label] * n_cells
                 sources.append(pick)
         obs = pd.DataFrame({self.setup["perturbation_key"]: pd.Categorical(
