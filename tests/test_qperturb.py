@@ -102,7 +102,7 @@ def test_training_learns_the_shift_and_predicts_unseen_genes(split, screen, trai
     assert pred.var_names.tolist() == adata.var_names.tolist()
     assert np.isfinite(pred.X).all() and (pred.X >= 0).all()
     # seen perturbations: the predicted mean profile is closer to the truth than "no change"
-    seen = trained.predict(n_cells=200, rng=1)
+    seen = trained.predict(n_cells=200, rng=1, zero_knockouts=False)  # the learnt delta only
     real = _mean_profiles(trained.normalize(adata))
     predicted = _mean_profiles(seen)
     control = real["control"]
@@ -117,7 +117,7 @@ def test_training_learns_the_shift_and_predicts_unseen_genes(split, screen, trai
         trained.normalize(adata[:, ::-1].copy())
 
 
-def test_seeded_and_saved_models_agree(split, trained, tmp_path):
+def test_seeded_and_saved_models_agree(split, screen, trained, tmp_path):
     train, held_out = split
     first, again = (qs.model.QPerturb(train, n_components=6, seed=3).train(
         max_epochs=1, batch_size=256, progress=False) for _ in range(2))
@@ -130,6 +130,18 @@ def test_seeded_and_saved_models_agree(split, trained, tmp_path):
     loaded = qs.model.QPerturb.load(tmp_path / "m", train)
     np.testing.assert_array_equal(loaded.predict(held_out, n_cells=30, rng=5).X, a)
     assert loaded.history_ == trained.history_
+    fresh = train.copy()
+    del fresh.uns["_qperturb"]  # set up again from the saved set-up
+    np.testing.assert_array_equal(
+        qs.model.QPerturb.load(tmp_path / "m", fresh).predict(held_out, n_cells=30, rng=5).X, a)
+    # another screen (here: the held-out perturbations too) is refused, not silently used
+    full, _ = screen
+    with pytest.raises(ValueError, match="not the screen the model was trained on"):
+        qs.model.QPerturb.load(tmp_path / "m", full.copy())
+    other = train.copy()
+    qs.model.QPerturb.setup_anndata(other, kind_key=None)
+    with pytest.raises(ValueError, match="the model was trained with"):
+        qs.model.QPerturb.load(tmp_path / "m", other)
     with pytest.raises(FileNotFoundError, match="no saved QPerturb"):
         qs.model.QPerturb.load(tmp_path / "nothing", train)
 
@@ -151,6 +163,19 @@ def test_predict_rejects_bad_perturbations(trained):
     out = trained.predict({"G1+G2": "knockout", "G3": "overexpress"}, n_cells=10, rng=0,
                           include_control=False)
     assert out.obs["perturbation"].value_counts().to_dict() == {"G1+G2": 10, "G3": 10}
+    assert out.obs["perturbation_kind"].astype(str).tolist() == ["knockout"] * 10 + [
+        "overexpress"] * 10
+    assert not np.allclose(trained._feature("G3", "overexpress"),
+                           trained._feature("G3", "knockout"))
+    np.testing.assert_allclose(trained._feature("G1+G2", "knockout"),
+                               trained._feature("G1", "knockout")
+                               + trained._feature("G2", "knockout"), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"repeated: \['G1'\]"):
+        trained.predict(["G1", "G1"])
+    with pytest.raises(ValueError, match=r"not genes: \['NOPE'\]"):
+        trained.predict(["G1+NOPE"])
+    with pytest.raises(ValueError, match="kind: 'silence' is not allowed"):
+        trained.predict(kind="silence")
 
 
 def test_mlp_core_and_bypass_train(split):
@@ -193,3 +218,49 @@ def test_scvi_backbone(split):
     assert model._control_latent.shape[1] == 8
     model.train(max_epochs=2, progress=False)
     assert np.isfinite(model.predict(held_out, n_cells=10, rng=0).X).all()
+    # a model set up with labels is encoded too; genes out of order are refused
+    labelled = train.copy()
+    qs.model.QBMVAE.setup_anndata(labelled, labels_key="cell_type")
+    qbm2 = qs.model.QBMVAE(labelled, n_latent=4, n_hidden=16, n_layers=1)
+    qbm2.train(max_epochs=1, enable_progress_bar=False, accelerator="cpu")
+    assert qs.model.QPerturb(train, backbone=qbm2)._control_latent.shape[1] == 4
+    shuffled = train[:, ::-1].copy()
+    qs.model.QPerturb.setup_anndata(shuffled)
+    with pytest.raises(ValueError, match="not the screen's genes"):
+        qs.model.QPerturb(shuffled, backbone=qbm)
+
+
+def test_overexpression_screens_and_kind_checks(screen):
+    adata, perts = screen
+    design = qs.sim.preset_screen("random_50")[0]
+    mixed = qs.sim.perturbation_screen(design, {perts[0]: "knockout", perts[1]: "overexpress"},
+                                       40, rng=2)
+    with pytest.raises(KeyError, match="kind_key: 'kindd' is not an obs column"):
+        qs.model.QPerturb.setup_anndata(mixed.copy(), kind_key="kindd")
+    clash = mixed.copy()
+    kinds = clash.obs["perturbation_kind"].astype(str).to_numpy().copy()
+    kinds[np.flatnonzero(clash.obs["perturbation"] == perts[1])[0]] = "knockout"
+    clash.obs["perturbation_kind"] = kinds
+    with pytest.raises(ValueError, match=f"perturbation {perts[1]!r} is labelled both"):
+        qs.model.QPerturb.setup_anndata(clash)
+    bad = mixed.copy()
+    bad.obs["perturbation_kind"] = bad.obs["perturbation_kind"].astype(str).replace(
+        "overexpress", "activate")
+    with pytest.raises(ValueError, match="kind_key: obs\\['perturbation_kind'\\] must be one"):
+        qs.model.QPerturb.setup_anndata(bad)
+    qs.model.QPerturb.setup_anndata(mixed)
+    model = qs.model.QPerturb(mixed, n_components=6, seed=0)
+    assert model.perturbations == {perts[0]: "knockout", perts[1]: "overexpress"}
+    model.train(max_epochs=1, batch_size=256, progress=False)
+    pred = model.predict(n_cells=10, rng=0, include_control=False)  # the training kinds
+    assert pred.obs.groupby("perturbation", observed=True)["perturbation_kind"].first(
+        ).astype(str).to_dict() == {perts[0]: "knockout", perts[1]: "overexpress"}
+    # an overexpressed gene is not zeroed by the knockout rule
+    assert (pred[pred.obs["perturbation"] == perts[1], perts[1]].X > 0).any()
+    with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
+        qs.model.QPerturb(mixed, seed=-1)
+    with pytest.raises(ValueError, match="entanglement: 'star' is not allowed"):
+        qs.model.QPerturb(mixed, entanglement="star", core="mlp")
+    state = torch.random.get_rng_state()
+    qs.model.QPerturb(mixed, n_components=6, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the user's torch RNG untouched

@@ -9,8 +9,9 @@ party adds its own by implementing the same small interface (:class:`Backbone`).
 Perturbation features must exist for genes never perturbed in training, so they are made from
 control cells only: the feature of a knockout of gene ``g`` is the mean latent shift of control
 cells when ``g``'s counts are set to zero (an in-silico knockout through the backbone), and of an
-overexpression the shift when they are set to the gene's mean non-zero count. For PCA this is
-the gene's loading vector scaled by its mean expression.
+overexpression the shift when they are set to the gene's mean non-zero count (1 if no control
+cell expresses it). For PCA this is close to the gene's loading vector scaled by its mean
+expression (not exactly: log1p and the per-cell renormalisation intervene).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from ..tl._preprocess import log_normalize
@@ -94,10 +96,15 @@ class ScviBackbone:
 
     kind = "scvi"
 
-    def __init__(self, model: Any, batch_size: int = 1024) -> None:
+    def __init__(self, model: Any, batch_size: int = 1024, genes: list[str] | None = None
+                 ) -> None:
         if not hasattr(model, "get_latent_representation") or not hasattr(model, "adata"):
             raise TypeError(f"backbone: expected 'pca' or a trained scvi-tools model, got "
                             f"{type(model).__name__}")
+        model_genes = model.adata.var_names.astype(str).tolist()
+        if genes is not None and model_genes != list(genes):
+            raise ValueError(f"backbone: the scvi-tools model's genes ({len(model_genes)}) are "
+                             f"not the screen's genes ({len(genes)}) in the same order")
         if not getattr(model, "is_trained", True):
             raise ValueError("backbone: the scvi-tools model is not trained")
         self.model = model
@@ -115,14 +122,18 @@ class ScviBackbone:
                              f"genes, the screen has {counts.shape[1]}")
         cells = ad.AnnData(sparse.csr_matrix(counts, dtype=np.float32),
                            var=reference.var[[]].copy())
-        # same layer / batch set-up as the model's own data; one batch if it had batches
+        # the model's own set-up: its layer, and every obs field it registered filled from
+        # its training data (the first category, the median of a number), so the screen's
+        # cells are encoded as cells of one batch / label of the model's data
         registry = self.model.adata_manager.registry["setup_args"]
         layer = registry.get("layer")
         if layer is not None:
             cells.layers[layer] = cells.X
-        batch_key = registry.get("batch_key")
-        if batch_key is not None:
-            cells.obs[batch_key] = reference.obs[batch_key].iloc[0]
+        for key in _registered_obs_keys(registry):
+            column = reference.obs[key]
+            numeric = pd.api.types.is_numeric_dtype(column) and not isinstance(
+                column.dtype, pd.CategoricalDtype)
+            cells.obs[key] = float(column.median()) if numeric else column.iloc[0]
         return np.asarray(self.model.get_latent_representation(
             cells, batch_size=self.batch_size), dtype=np.float64)
 
@@ -131,8 +142,16 @@ class ScviBackbone:
                          "only; pass the backbone model again to QPerturb.load(..., backbone=)")
 
 
-def make_backbone(backbone: Any, n_components: int, control_counts: sparse.csr_matrix
-                  ) -> PCABackbone | ScviBackbone | Backbone:
+def _registered_obs_keys(registry: dict[str, Any]) -> list[str]:
+    """The obs columns an scvi-tools model was set up with (batch, labels, covariates)."""
+    keys = [registry.get(name) for name in ("batch_key", "labels_key", "size_factor_key")]
+    for name in ("categorical_covariate_keys", "continuous_covariate_keys"):
+        keys += list(registry.get(name) or [])
+    return [k for k in keys if k is not None]
+
+
+def make_backbone(backbone: Any, n_components: int, control_counts: sparse.csr_matrix,
+                  genes: list[str] | None = None) -> PCABackbone | ScviBackbone | Backbone:
     """The backbone for ``QPerturb(backbone=...)``: ``"pca"`` (fitted on the control cells), a
     trained scvi-tools model, or any object implementing :class:`Backbone`."""
     if isinstance(backbone, str):
@@ -141,7 +160,7 @@ def make_backbone(backbone: Any, n_components: int, control_counts: sparse.csr_m
                              "scvi-tools model or an object with n_latent and encode(counts)")
         return PCABackbone(n_components).fit(control_counts)
     if hasattr(backbone, "get_latent_representation"):
-        return ScviBackbone(backbone)
+        return ScviBackbone(backbone, genes=genes)
     if isinstance(backbone, Backbone):
         return backbone
     raise TypeError(f"backbone: expected 'pca', a trained scvi-tools model or an object with "

@@ -83,6 +83,9 @@ class QPerturb:
                  mlp_hidden: int = 24, seed: int = 0) -> None:
         setup = _setup_of(adata)
         check_choice("core", core, ["quantum", "mlp"])
+        check_choice("entanglement", entanglement, ["ring", "linear", "none"])
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
         if not isinstance(bypass, bool):
             raise TypeError(f"bypass: expected True or False, got {bypass!r}")
         self.adata = adata
@@ -102,12 +105,26 @@ class QPerturb:
         self._control_counts = X[control_rows]
         # the VCC metrics' scale (cell-eval / scanpy normalize_total): the median library size
         self.target_sum = float(np.median(np.asarray(X.sum(axis=1)).ravel()))
-        self.backbone = make_backbone(backbone, n_components, self._control_counts)
+        self.backbone = make_backbone(backbone, n_components, self._control_counts,
+                                      self.genes)
         control_expr = log_normalize(self._control_counts, self.target_sum)
         self._control_expr = control_expr.toarray().astype(np.float32)
         latent = np.asarray(self.backbone.encode(self._control_counts), dtype=np.float64)
-        self._latent_scale = latent.std(axis=0) + 1e-8
-        self._control_latent = (latent / self._latent_scale).astype(np.float32)
+        # centred and scaled by the control cells' spread; a dimension that does not vary
+        # keeps scale 1 instead of being blown up
+        spread = latent.std(axis=0)
+        self._latent_mean = latent.mean(axis=0)
+        self._latent_scale = np.where(spread > 1e-6 * max(spread.max(), 1e-12), spread, 1.0)
+        self._control_latent = ((latent - self._latent_mean) / self._latent_scale).astype(
+            np.float32)
+        # the control cells that define perturbation features: a seeded random subset, so a
+        # screen sorted by batch or cell line does not bias them
+        n_feature = min(FEATURE_CELLS, len(control_rows))
+        pick = np.sort(np.random.default_rng(self.config["seed"]).choice(
+            len(control_rows), n_feature, replace=False))
+        self._feature_counts = self._control_counts[pick]
+        self._feature_reference = np.asarray(self.backbone.encode(self._feature_counts),
+                                             dtype=np.float64)
         self._feature_cache: dict[tuple[str, str], np.ndarray] = {}
         self.perturbations = _training_perturbations(adata, setup)
         self.module = self._build_module()
@@ -156,28 +173,37 @@ class QPerturb:
         if unknown:
             raise ValueError(f"{perturbation_key}: perturbations must name genes of var_names "
                              f"('G1' or 'G1+G5'); not genes: {unknown[:12]}")
-        if kind_key is not None and kind_key in adata.obs:
+        if kind_key is not None and kind_key not in adata.obs:
+            if kind_key != "perturbation_kind":  # only the default name may be absent
+                raise KeyError(f"kind_key: {kind_key!r} is not an obs column; available: "
+                               f"{list(adata.obs.columns)} (None: every perturbation is a "
+                               "knockout)")
+            kind_key = None
+        if kind_key is not None:
             kinds = set(adata.obs.loc[(labels != control).to_numpy(), kind_key].astype(str))
             if not kinds <= set(KINDS):
                 raise ValueError(f"kind_key: obs[{kind_key!r}] must be one of {list(KINDS)} for "
                                  f"perturbed cells, got {sorted(kinds - set(KINDS))}")
-        else:
-            kind_key = None
-        adata.uns[SETUP_KEY] = {"perturbation_key": perturbation_key, "control": str(control),
-                                "layer": layer, "kind_key": kind_key}
+        setup = {"perturbation_key": perturbation_key, "control": str(control), "layer": layer,
+                 "kind_key": kind_key}
+        _training_perturbations(adata, setup)  # one kind per label
+        adata.uns[SETUP_KEY] = setup
 
     def _build_module(self) -> Any:
         import torch
 
         from ._qperturb_module import QPerturbModule
 
-        torch.manual_seed(self.config["seed"])
         c = self.config
-        return QPerturbModule(n_inputs=2 * self._control_latent.shape[1],
-                              n_genes=len(self.genes), n_qubits=c["n_qubits"],
-                              n_layers=c["n_layers"], entanglement=c["entanglement"],
-                              core=c["core"], bypass=c["bypass"],
-                              bypass_hidden=c["bypass_hidden"], mlp_hidden=c["mlp_hidden"])
+        # the seed fixes every initial weight without touching the user's torch RNG
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(c["seed"])
+            return QPerturbModule(n_inputs=2 * self._control_latent.shape[1],
+                                  n_genes=len(self.genes), n_qubits=c["n_qubits"],
+                                  n_layers=c["n_layers"], entanglement=c["entanglement"],
+                                  core=c["core"], bypass=c["bypass"],
+                                  bypass_hidden=c["bypass_hidden"],
+                                  mlp_hidden=c["mlp_hidden"])
 
     @property
     def n_parameters(self) -> int:
@@ -196,29 +222,36 @@ class QPerturb:
     # features
 
     def _feature(self, label: str, kind: str) -> np.ndarray:
-        """The perturbation feature (latent shift of an in-silico intervention; a combination
-        sums its genes' features), cached per label."""
-        key = (label, kind)
-        if key not in self._feature_cache:
-            n = min(FEATURE_CELLS, self._control_counts.shape[0])
-            cells = self._control_counts[:n]
-            reference = np.asarray(self.backbone.encode(cells), dtype=np.float64)
-            total = np.zeros(self._control_latent.shape[1])
-            for gene in label.split("+"):
-                total += perturbation_features(self.backbone, cells,
-                                               self.genes.index(gene), kind, reference)
-            self._feature_cache[key] = (total / self._latent_scale).astype(np.float32)
-        return self._feature_cache[key]
+        """The perturbation feature: the latent shift of an in-silico intervention of each gene
+        (cached per gene and kind), summed over the genes of a combination."""
+        total = np.zeros(self._control_latent.shape[1], dtype=np.float32)
+        for gene in label.split("+"):
+            key = (gene, kind)
+            if key not in self._feature_cache:
+                shift = perturbation_features(self.backbone, self._feature_counts,
+                                              self.genes.index(gene), kind,
+                                              self._feature_reference)
+                self._feature_cache[key] = (shift / self._latent_scale).astype(np.float32)
+            total += self._feature_cache[key]
+        return total
 
-    def _parse(self, perturbations: Any, kind: str) -> dict[str, str]:
-        """label -> kind for ``predict``; labels must name genes of the screen."""
-        check_choice("kind", kind, list(KINDS))
+    def _parse(self, perturbations: Any, kind: str | None) -> dict[str, str]:
+        """label -> kind for ``predict``; labels must name genes of the screen. ``kind=None``:
+        a label's training kind, a knockout for an unseen one."""
+        if kind is not None:
+            check_choice("kind", kind, list(KINDS))
+        if perturbations is None:
+            return {label: kind or trained for label, trained in self.perturbations.items()}
         if isinstance(perturbations, str):
             perturbations = [perturbations]
         if isinstance(perturbations, Mapping):
             parsed = {str(k): str(v) for k, v in perturbations.items()}
         elif isinstance(perturbations, Iterable):
-            parsed = {str(label): kind for label in perturbations}
+            labels = [str(label) for label in perturbations]
+            repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+            if repeated:
+                raise ValueError(f"perturbations: each label once, repeated: {repeated}")
+            parsed = {lab: kind or self.perturbations.get(lab, "knockout") for lab in labels}
         else:
             raise TypeError(f"perturbations: expected gene labels or a mapping label -> kind, "
                             f"got {type(perturbations).__name__}")
@@ -229,7 +262,7 @@ class QPerturb:
             missing = [g for g in label.split("+") if g not in self.genes]
             if label == self.setup["control"] or missing:
                 raise ValueError(f"perturbations: {label!r} is not a gene of the screen (or a "
-                                 f"'G1+G5' combination); genes: {self.genes[:8]} ...")
+                                 f"'G1+G5' combination); not genes: {missing or [label]}")
         return parsed
 
     # ----------------------------------------------------------------------------------------
@@ -242,7 +275,8 @@ class QPerturb:
         Parameters
         ----------
         max_epochs
-            Passes over the perturbed training cells.
+            Passes over the perturbed training cells (each call starts a fresh Adam
+            optimiser; the history continues).
         batch_size
             Perturbed cells per step, each paired with a random control cell.
         lr, weight_decay
@@ -294,14 +328,15 @@ class QPerturb:
         rows = np.flatnonzero(labels != setup["control"])
         expr = log_normalize(counts(self.adata, setup["layer"])[rows], self.target_sum).toarray()
         shift = expr - self._control_expr.mean(axis=0)  # the target of the delta
-        features = np.stack([self._feature(labels[i], self.perturbations[labels[i]])
-                             for i in rows])
-        return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(features))
+        names = list(self.perturbations)
+        table = np.stack([self._feature(name, self.perturbations[name]) for name in names])
+        index = pd.Index(names).get_indexer(labels[rows])
+        return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(table[index]))
 
     # ----------------------------------------------------------------------------------------
     # prediction
 
-    def predict(self, perturbations: Any = None, n_cells: int = 200, *, kind: str = "knockout",
+    def predict(self, perturbations: Any = None, n_cells: int = 200, *, kind: str | None = None,
                 rng: RngLike = None, include_control: bool = True,
                 zero_knockouts: bool = True) -> AnnData:
         """Predicted cells: ``n_cells`` sampled control cells per perturbation plus the delta.
@@ -315,7 +350,8 @@ class QPerturb:
             Control cells sampled (with replacement when fewer exist) per perturbation, as the
             seed does with 200.
         kind
-            Intervention for labels given as a list.
+            Intervention for labels given as a list (``None``: a label's training kind, a
+            knockout for a gene unseen in training).
         rng
             Seed or generator for the control cells.
         include_control
@@ -330,24 +366,26 @@ class QPerturb:
         -------
         anndata.AnnData
             Log-normalised expression (``log1p`` at :attr:`target_sum`, clipped at 0) in
-            ``X``; ``obs`` holds
-            the perturbation key and ``control_cell`` (the control cell each prediction starts
-            from); ``uns["log1p"]`` marks the scale as scanpy does.
+            ``X``; ``obs`` holds the perturbation key, ``control_cell`` (the control cell each
+            prediction starts from) and the kind of each perturbation; ``uns["log1p"]``
+            marks the scale as scanpy does. Score it against real cells put on the same scale
+            by :meth:`normalize` (``vcc_metrics`` would normalise raw counts to their own
+            median instead).
         """
         import torch
 
         if not self.is_trained:
             raise ValueError("model: QPerturb is not trained (call train() first)")
-        parsed = dict(self.perturbations) if perturbations is None else self._parse(
-            perturbations, kind)
+        parsed = self._parse(perturbations, kind)
         n_cells = check_positive_int("n_cells", n_cells)
         gen = as_generator(rng)
         n_control = self._control_expr.shape[0]
-        blocks, labels, sources = [], [], []
+        blocks, labels, sources, kinds = [], [], [], []
         if include_control:
             pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
             blocks.append(self._control_expr[pick])
             labels += [self.setup["control"]] * n_cells
+            kinds += ["control"] * n_cells
             sources.append(pick)
         with torch.no_grad():
             for label, k in parsed.items():
@@ -360,9 +398,11 @@ class QPerturb:
                     pred[:, [self.genes.index(g) for g in label.split("+")]] = 0.0
                 blocks.append(pred)
                 labels += [label] * n_cells
+                kinds += [k] * n_cells
                 sources.append(pick)
         obs = pd.DataFrame({self.setup["perturbation_key"]: pd.Categorical(
             labels, categories=list(dict.fromkeys(labels))),
+            self.setup.get("kind_key") or "perturbation_kind": pd.Categorical(kinds),
             "control_cell": np.concatenate(sources)})
         obs.index = [f"pred_{i}" for i in range(len(obs))]
         out = AnnData(np.vstack(blocks).astype(np.float32), obs=obs,
@@ -385,14 +425,15 @@ class QPerturb:
         return out
 
     def quantum_outputs(self, perturbations: Any = None, n_cells: int = 200, *,
-                        kind: str = "knockout", rng: RngLike = None) -> np.ndarray:
+                        kind: str | None = None, rng: RngLike = None) -> np.ndarray:
         """The core's outputs (``<X>, <Y>, <Z>`` of the qubits for ``core="quantum"``) for
         ``n_cells`` control cells per perturbation, stacked: the input of the seed's
         participation-ratio diagnostic (:func:`qsimcells.tl.participation_ratio`)."""
         import torch
 
-        parsed = dict(self.perturbations) if perturbations is None else self._parse(
-            perturbations, kind)
+        if not self.is_trained:
+            raise ValueError("model: QPerturb is not trained (call train() first)")
+        parsed = self._parse(perturbations, kind)
         n_cells = check_positive_int("n_cells", n_cells)
         gen = as_generator(rng)
         n_control = self._control_expr.shape[0]
@@ -423,13 +464,21 @@ class QPerturb:
         path.mkdir(parents=True, exist_ok=True)
         state = {"config": self.config, "setup": self.setup, "genes": self.genes,
                  "history": self.history_, "is_trained": self.is_trained,
-                 "backbone": getattr(self.backbone, "kind", "custom")}
+                 "backbone": getattr(self.backbone, "kind", "custom"),
+                 "n_latent": int(self._control_latent.shape[1]),
+                 "data": self._data_fingerprint()}
         arrays: dict[str, np.ndarray] = {}
         if isinstance(self.backbone, PCABackbone):
             arrays = {"pca_mean": self.backbone.mean_, "pca_components": self.backbone.components_}
         torch.save(self.module.state_dict(), path / "module.pt")
         np.savez(path / "backbone.npz", **arrays)
         (path / "qperturb.json").write_text(json.dumps(state, indent=1))
+
+    def _data_fingerprint(self) -> dict[str, Any]:
+        """What ties a saved model to its training screen (checked by :meth:`load`)."""
+        return {"target_sum": self.target_sum, "perturbations": self.perturbations,
+                "n_control": int(self._control_counts.shape[0]),
+                "control_total": float(self._control_counts.sum())}
 
     @classmethod
     def load(cls, dir_path: str | os.PathLike, adata: AnnData, *, backbone: Any = None
@@ -444,6 +493,9 @@ class QPerturb:
         state = json.loads((path / "qperturb.json").read_text())
         if SETUP_KEY not in adata.uns:
             cls.setup_anndata(adata, **state["setup"])
+        elif dict(adata.uns[SETUP_KEY]) != state["setup"]:
+            raise ValueError(f"adata: set up as {dict(adata.uns[SETUP_KEY])}, the model was "
+                             f"trained with {state['setup']}")
         if adata.var_names.astype(str).tolist() != state["genes"]:
             raise ValueError("adata: its genes differ from the saved model's")
         if state["backbone"] == "pca":
@@ -456,6 +508,16 @@ class QPerturb:
             raise ValueError(f"backbone: the model was trained on a {state['backbone']!r} "
                              "backbone; pass it again (QPerturb.load(path, adata, backbone=m))")
         model = cls(adata, backbone=backbone, **state["config"])
+        found = model._data_fingerprint()
+        for field, saved in state["data"].items():
+            same = (bool(np.isclose(found[field], saved, rtol=1e-9))
+                    if isinstance(saved, float) else found[field] == saved)
+            if not same:
+                raise ValueError(f"adata: is not the screen the model was trained on "
+                                 f"({field}: saved {saved!r}, found {found[field]!r})")
+        if model._control_latent.shape[1] != state["n_latent"]:
+            raise ValueError(f"backbone: gives {model._control_latent.shape[1]} latent "
+                             f"dimensions, the saved model used {state['n_latent']}")
         model.module.load_state_dict(torch.load(path / "module.pt", weights_only=True))
         model.module.eval()
         model.history_ = list(state["history"])
