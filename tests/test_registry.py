@@ -74,7 +74,7 @@ def test_spec_validation() -> None:
 
 def test_unknown_name_lists_available() -> None:
     reg = PluginRegistry(load_entry_points=False)
-    with pytest.raises(PluginError, match=r"unknown generator 'nope'; available: \['independent', 'qbmvae', 'qsimcells'\]"):
+    with pytest.raises(PluginError, match=r"unknown generator 'nope'; available: \['independent', 'qbmvae', 'qsimcells', 'spiqgan'\]"):
         reg.get("generator", "nope")
 
 

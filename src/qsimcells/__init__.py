@@ -9,6 +9,7 @@ itself stays light (no scanpy, scvi-tools, torch or qiskit-aer until they are ne
 ``qs.model``     trainable hybrid quantum-classical models
 ``qs.nn``        the torch quantum engine
 ``qs.samplers``  circuit and Ising samplers (``sample_bits``)
+``qs.datasets``  binary activity data: spike-time loaders, a synthetic Ising population
 ``qs.plugins``   the pluggy plugin registry (``available()``)
 """
 
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-_SUBMODULES = ("sim", "tl", "pl", "model", "nn", "samplers", "plugins", "circuits")
+_SUBMODULES = ("sim", "tl", "pl", "model", "nn", "samplers", "plugins", "circuits", "datasets")
 
 __all__ = ["__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
-    from . import circuits, model, nn, pl, plugins, samplers, sim, tl
+    from . import circuits, datasets, model, nn, pl, plugins, samplers, sim, tl
 
 
 def __getattr__(name: str) -> Any:

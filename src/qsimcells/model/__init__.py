@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__: list[str] = ["QBMVAE", "QPerturb"]
+__all__: list[str] = ["QBMVAE", "QPerturb", "SpiQGAN"]
 
-_LAZY = {"QBMVAE": ".qbmvae", "QPerturb": ".qperturb"}
+_LAZY = {"QBMVAE": ".qbmvae", "QPerturb": ".qperturb", "SpiQGAN": ".spiqgan"}
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from .qbmvae import QBMVAE
     from .qperturb import QPerturb
+    from .spiqgan import SpiQGAN
 
 
 def __getattr__(name: str) -> Any:

@@ -72,4 +72,11 @@ def qsimcells_generators() -> list[GeneratorSpec]:
             "(model=<QBMVAE or saved path>)",
             tags=("model", "boltzmann", "learned"),
         ),
+        GeneratorSpec(
+            name="spiqgan",
+            factory="qsimcells.sim.generators:spiqgan_generator",
+            description="Binary activity (spike trains) from a trained SpiQGAN patch quantum "
+            "GAN (model=<SpiQGAN or saved path>)",
+            tags=("model", "quantum", "gan", "learned"),
+        ),
     ]

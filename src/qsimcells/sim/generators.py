@@ -80,6 +80,28 @@ def qbmvae_generator(model: Any = None, n_cells: int = 1000, *, adata: AnnData |
     return model.sample_prior(n_cells, batch=batch, library_size=library_size, rng=rng)
 
 
+def spiqgan_generator(model: Any = None, n_cells: int = 1000, *, rng: Any = None) -> AnnData:
+    """Binary activity from a trained SpiQGAN (see :meth:`qsimcells.model.SpiQGAN.sample`).
+
+    ``model`` is a trained :class:`~qsimcells.model.SpiQGAN` or the folder of a saved one;
+    ``n_cells`` rows (samples of ``n_units * n_timesteps`` columns) come back as an activity
+    AnnData. torch loads only when this runs.
+    """
+    if model is None:
+        raise ValueError("model: the 'spiqgan' generator needs a trained SpiQGAN or the path of "
+                         "a saved one (qs.sim.generate('spiqgan', model=..., n_cells=...))")
+    from ..model import SpiQGAN
+
+    if isinstance(model, (str, os.PathLike)):
+        model = SpiQGAN.load(os.fspath(model))
+    elif not isinstance(model, SpiQGAN):
+        raise TypeError(f"model: expected a trained SpiQGAN or the path of a saved one, got "
+                        f"{type(model).__name__}")
+    if not model.is_trained:
+        raise ValueError("model: the SpiQGAN is not trained (call model.train() first)")
+    return model.sample(n_cells, rng, as_anndata=True)
+
+
 def generate(name: str, **params: Any) -> AnnData:
     """Run the registered generator ``name`` (see ``qs.plugins.available("generator")``).
 
@@ -88,6 +110,8 @@ def generate(name: str, **params: Any) -> AnnData:
     name
         ``"qsimcells"`` (the builtin simulator), ``"independent"`` (its classical control),
         ``"qbmvae"`` (cells from a trained QBM-VAE's prior: ``model=``, ``n_cells=``, ``rng=``),
+        ``"spiqgan"`` (binary activity from a trained SpiQGAN: ``model=``, ``n_cells=``,
+        ``rng=``),
         or any generator a plugin registers.
     **params
         Passed to the generator.

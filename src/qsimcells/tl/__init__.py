@@ -11,6 +11,9 @@
 - Perturbation prediction: :func:`vcc_metrics` (the Virtual Cell Challenge's DES, PDS, MAE and
   scaled scores, as cell-eval computes them), :func:`cell_mean_baseline`, and the seed paper's
   diagnostics :func:`participation_ratio` and :func:`perturbation_similarity`.
+- Binary activity (spike trains): :func:`spike_statistics` (SpiQGAN's Fig. 2-3 statistics,
+  real against generated), :func:`independent_surrogate` (the independent-units baseline) and
+  :func:`js_divergence`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from __future__ import annotations
 from .communication import cellchat, communication_shift
 from .grn import correlation_network, score_network, true_network
 from ._qbmvae import qbmvae
+from .spikes import independent_surrogate, js_divergence, spike_statistics
 from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbation_similarity,
                   vcc_metrics, vcc_scaled_scores)
 
 __all__ = ["VCCResult", "cell_mean_baseline", "cellchat", "communication_shift",
            "correlation_network", "participation_ratio", "perturbation_similarity", "qbmvae",
-           "score_network", "true_network", "vcc_metrics", "vcc_scaled_scores"]
+           "score_network", "true_network", "vcc_metrics", "vcc_scaled_scores",
+           "spike_statistics", "independent_surrogate", "js_divergence"]
