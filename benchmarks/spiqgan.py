@@ -42,9 +42,9 @@ Settings. At n = 5, t = 1 and n = 3, t = 3 the defaults are compared with the pa
 loss (``k_weight=0``), 300 steps at batch 64.
 
 Usage: ``.venv/bin/python benchmarks/spiqgan.py`` (writes ``docs/benchmarks/spiqgan.md``) or
-``--quick`` (a small grid, prints only unless ``--out``). torch runs on 1 or 2 threads,
-whichever a probe at the start finds faster (on a busy 2-core machine two OpenMP threads can be
-several times slower than one).
+``--quick`` (a small grid, prints only unless ``--out``). Each model trains on 1 or 2 torch
+threads, whichever a one-step probe before it finds faster (on a busy 2-core machine two OpenMP
+threads can be several times slower than one).
 """
 
 from __future__ import annotations
@@ -117,11 +117,12 @@ def score(held: np.ndarray, fake: np.ndarray, n: int, t: int) -> dict:
 
 
 def fit(model: SpiQGAN, steps: int, batch: int, held: np.ndarray) -> dict:
+    threads = pick_threads(model, batch)  # its two steps are the first of the `steps`
     t0 = time.perf_counter()
-    model.train(steps, batch, progress=False)
-    seconds = time.perf_counter() - t0
+    model.train(steps - 2, batch, progress=False)
+    seconds = time.perf_counter() - t0 + threads["probe_seconds"]
     fake = model.sample(N_HELD, rng=1)
-    return {"seconds": seconds, "params": model.n_parameters,
+    return {"seconds": seconds, "params": model.n_parameters, "threads": threads["threads"],
             **score(held, fake, model.n_units, model.n_timesteps)}
 
 
@@ -153,23 +154,27 @@ def part_grid(sizes: list[int], timesteps: list[int], steps: int, batch: int,
 
 def per_step(model: SpiQGAN, steps: int, batch: int, threads: int) -> float:
     torch.set_num_threads(threads)
-    model.train(1, batch, progress=False)  # warm-up
+    model.train(1, batch, progress=False)  # warm-up (and a change of batch size)
     t0 = time.perf_counter()
     model.train(steps, batch, progress=False)
     return (time.perf_counter() - t0) / steps
 
 
-def pick_threads() -> int:
-    """1 or 2 threads, whichever trains n = 10, t = 30 faster right now: on a 2-core machine
-    shared with other work, two OpenMP threads can be several times slower than one."""
-    train, _ = population(10, 30)
-    model = SpiQGAN(train[:64], 10, 30, rng=0)
-    times = {k: per_step(model, 2, 32, k) for k in (1, 2)}
+def pick_threads(model: SpiQGAN, batch: int) -> dict:
+    """Set 1 or 2 torch threads, whichever trains ``model`` faster right now (one training
+    step with each; the steps count as training). On a 2-core machine shared with other work,
+    two OpenMP threads can be several times slower than one, and the load changes during a
+    run, so this is decided again for every model."""
+    t0 = time.perf_counter()
+    times = {}
+    for k in (1, 2):
+        torch.set_num_threads(k)
+        t1 = time.perf_counter()
+        model.train(1, batch, progress=False)
+        times[k] = time.perf_counter() - t1
     best = min(times, key=times.get)
-    print(f"  threads: {times[1]:.2f} s/step with 1, {times[2]:.2f} s/step with 2 -> {best}",
-          flush=True)
     torch.set_num_threads(best)
-    return best
+    return {"threads": best, "probe_seconds": time.perf_counter() - t0}
 
 
 def part_timing(n: int, t: int, timed_steps: int, reference_steps: int) -> dict:
@@ -181,8 +186,9 @@ def part_timing(n: int, t: int, timed_steps: int, reference_steps: int) -> dict:
             seconds = per_step(model, timed_steps, batch, threads)
             out[(batch, threads)] = seconds
             print(f"  n={n} t={t}, batch {batch}, {threads} thread(s): {seconds:.3f} s per "
-                  f"step -> {reference_steps} steps in {seconds * reference_steps / 60:.1f} min",
-                  flush=True)
+                  f"step -> {reference_steps} steps in {seconds * reference_steps / 60:.1f} min "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+            out[(batch, threads, "load")] = os.getloadavg()[0]
     best = min(out[(64, 1)], out[(64, 2)])
     out["per_step"], out["total"] = best, best * reference_steps
     print(f"  target (1000 steps at batch 64 under 30 min): "
@@ -234,8 +240,9 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         f"- Command: `{cmd}`" + (" (quick smoke run)" if args.quick else ""),
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} RAM; Python "
         f"{info['python']}, numpy {info['numpy']}, torch {info['torch']} "
-        f"({args.threads} torch thread(s) for the grid and settings, the faster of 1 and 2 in a "
-        "probe at the start). The 2 cores were shared with other work during the run (load "
+        "(1 or 2 torch threads, whichever trained each model faster in a one-step probe before "
+        "it; the column *thr.* says which). The 2 cores were shared with other work during "
+        "the run (load "
         f"average {args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end), so the times "
         "are upper bounds.",
         f"- Date: {info['date']}; the whole run took {seconds / 60:.1f} min",
@@ -257,9 +264,9 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         "## Fit and training time: n units x t timesteps",
         "",
         "| t | n | JS scope | quantum params | classical params (Bern. / softmax) | quantum "
-        "train (s) | JS quantum | JS FC-Bernoulli | JS FC-softmax | JS independent | JS floor "
-        "| autocorr. MAE quantum / indep. | k-prob. TVD quantum / indep. |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "train (s) | thr. | JS quantum | JS FC-Bernoulli | JS FC-softmax | JS independent | "
+        "JS floor | autocorr. MAE quantum / indep. | k-prob. TVD quantum / indep. |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in grid:
         q, b, s, ind = r["quantum"], r["bernoulli"], r["softmax"], r["independent"]
@@ -268,7 +275,8 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         sm_js = f"{s['js']:.4f}" if s else "skipped"
         lines.append(
             f"| {r['t']} | {r['n']} | {scope} | {q['params']:,} | {b['params']:,} / {sm_par} | "
-            f"{q['seconds']:.1f} | {q['js']:.4f} | {b['js']:.4f} | {sm_js} | {ind['js']:.4f} | "
+            f"{q['seconds']:.1f} | {q['threads']} | {q['js']:.4f} | {b['js']:.4f} | {sm_js} | "
+            f"{ind['js']:.4f} | "
             f"{r['floor']['js']:.4f} | {q['autocorrelogram_mae']:.4f} / "
             f"{ind['autocorrelogram_mae']:.4f} | {q['k_probability_tvd']:.3f} / "
             f"{ind['k_probability_tvd']:.3f} |")
@@ -290,10 +298,11 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         f"{timing['reference_steps']} steps (the paper gives no step count; 1000 is the "
         "`train` default) is extrapolated from the timed portion.",
         "",
-        "| batch | threads | s / step | 1000 steps (min) |",
-        "|---:|---:|---:|---:|",
+        "| batch | threads | s / step | 1000 steps (min) | load average |",
+        "|---:|---:|---:|---:|---:|",
         *[f"| {b} | {k} | {timing[(b, k)]:.3f} | "
-          f"{timing[(b, k)] * timing['reference_steps'] / 60:.1f} |"
+          f"{timing[(b, k)] * timing['reference_steps'] / 60:.1f} | "
+          f"{timing[(b, k, 'load')]:.1f} |"
           for b in (64, 32) for k in (1, 2)],
         "",
         f"At the default batch 64 the faster setting trains {timing['reference_steps']} steps "
@@ -346,14 +355,11 @@ def main(argv: list[str]) -> None:
     source = source_state()
     load_start = os.getloadavg()[0]
     start = time.perf_counter()
-    print("[0] thread count", flush=True)
-    threads = args.threads = pick_threads()
     print(f"[1] grid: n in {sizes}, t in {timesteps}, {args.steps} steps, batch {args.batch}",
           flush=True)
     grid = part_grid(sizes, timesteps, args.steps, args.batch, args.max_softmax)
     print("[2] training time at n = 10, t = 30", flush=True)
     timing = part_timing(10, 30, args.timed_steps, args.reference_steps)
-    torch.set_num_threads(threads)
     print("[3] settings", flush=True)
     settings = part_settings(60 if args.quick else 300)
     print("[4] longer training", flush=True)

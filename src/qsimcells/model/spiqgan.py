@@ -19,8 +19,8 @@ Readout
     draw on hardware gives; units of one timestep are correlated through the entangled state.
     ``readout="marginal"``: each unit is an independent Bernoulli draw from its qubit's
     probability of reading 1, so units are correlated only through the shared noise. On a
-    correlated population this is barely better than independent units (see the tests and
-    ``docs/benchmarks/spiqgan.md``), so ``"born"`` is the default.
+    correlated population it fits worse (``docs/benchmarks/spiqgan.md``), so ``"born"`` is the
+    default.
 
 Noise
     The paper leaves ``P_z`` open ("e.g. a Gaussian or uniform distribution"). Full-turn noise,
@@ -56,7 +56,9 @@ Losses
     probabilities) and that of the training data, with cumulative distributions ``F``.
     ``k_weight = 0`` gives the standard loss. Two critic updates per generator update, Adam
     (the paper's ``lr_generator = 0.05``, ``lr_critic = 0.002`` are in :data:`PAPER_SETTINGS`;
-    the defaults are 0.02 and 0.01, see the class docstring).
+    the defaults are 0.02 and 0.01, see the class docstring). Samples come from a moving
+    average of the generator's parameters (``ema_decay``), which damps the oscillation of GAN
+    training.
 """
 
 from __future__ import annotations

@@ -30,6 +30,20 @@ def _labelled(stats: Any) -> dict[str, dict[str, Any]]:
                     "to such dicts")
 
 
+def _same_real(labelled: dict[str, dict[str, Any]]) -> bool:
+    first = next(iter(labelled.values()))
+    for s in labelled.values():
+        for key in ("k_probability", "autocorrelogram"):
+            this, that = s[key]["real"], first[key]["real"]
+            if this.shape != that.shape or not np.array_equal(this, that):
+                return False
+    return True
+
+
+def _positive(values: np.ndarray) -> np.ndarray:
+    return np.where(values > 0, values, np.nan)
+
+
 def _identity(a: Axes, values: list[np.ndarray]) -> None:
     both = np.concatenate([v for v in values if v.size]) if values else np.zeros(1)
     lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
@@ -85,7 +99,10 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
                              f"{len(axes)}")
         fig = axes[0].figure
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    multi = len(labelled) > 1
+    # one black "real" curve when every result compares with the same real data, else one
+    # dashed curve per label in its colour
+    multi = not _same_real(labelled)
+    drawn_real: set[str] = set()
     for a, panel in zip(axes, panels):
         for i, (label, s) in enumerate(labelled.items()):
             color = colors[i % len(colors)]
@@ -96,17 +113,23 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
                 a.set_ylabel("generated")
             elif panel == "k_probability":
                 k = s[panel]["k"]
-                a.plot(k, s[panel]["generated"], "o-", color=color, ms=3, label=label)
-                a.plot(k, s[panel]["real"], "--", color=color if multi else "k", lw=1,
-                       label=None if multi else "real")
+                # zeros have no place on a log axis: leave gaps
+                a.plot(k, _positive(s[panel]["generated"]), "o-", color=color, ms=3,
+                       label=label)
+                if multi or panel not in drawn_real:
+                    a.plot(k, _positive(s[panel]["real"]), "--", color=color if multi else "k",
+                           lw=1, label=None if multi else "real")
+                    drawn_real.add(panel)
                 a.set_yscale("log")
                 a.set_xlabel("k (active units per bin)")
                 a.set_ylabel("probability")
             elif panel == "autocorrelogram":
                 lag = s[panel]["lag"]
                 a.plot(lag, s[panel]["generated"], "o-", color=color, ms=3, label=label)
-                a.plot(lag, s[panel]["real"], "--", color=color if multi else "k", lw=1,
-                       label=None if multi else "real")
+                if multi or panel not in drawn_real:
+                    a.plot(lag, s[panel]["real"], "--", color=color if multi else "k", lw=1,
+                           label=None if multi else "real")
+                    drawn_real.add(panel)
                 a.set_xlabel("lag (bins)")
                 a.set_ylabel("P(spike at t and t + lag)")
             elif panel == "states" and i == 0:
