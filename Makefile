@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/qbmvae.py
 	$(PY) benchmarks/pqc.py
 	$(PY) benchmarks/perturbation.py
+	$(PY) benchmarks/spiqgan.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)

@@ -255,10 +255,10 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         "(*sample*, when 2^(n t) <= 4096) or the mean over bins of each bin's JS (*bin*, blind "
         "to correlations between bins); *floor* = training samples against held-out ones, the "
         "sampling noise alone. Quantum = `SpiQGAN` defaults (5 layers, Born readout, trainable "
-        "noise weights, parameter averaging); FC-Bernoulli / FC-softmax = classical fully connected generators "
-        "(noise -> 64 ReLU -> 64 ReLU -> n t sigmoids / a softmax over the 2^n states of "
-        "each bin) trained by the same loop, critic, losses and parameter averaging; independent = independent "
-        "units at the data's rates. Every GAN: "
+        "noise weights, parameter averaging); FC-Bernoulli / FC-softmax = classical fully "
+        "connected generators (noise -> 64 ReLU -> 64 ReLU -> n t sigmoids / a softmax over "
+        "the 2^n states of each bin) trained by the same loop, critic, losses and parameter "
+        "averaging; independent = independent units at the data's rates. Every GAN: "
         f"{args.steps} generator steps, batch {args.batch}, 2 critic steps per generator step.",
         "",
         "## Fit and training time: n units x t timesteps",

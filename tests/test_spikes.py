@@ -169,6 +169,7 @@ def test_plots(tmp_path) -> None:
                                  show=False)
     assert out == list(given)
     assert len(given[0].collections) == 2  # one scatter per label
+    assert len(given[1].lines) == 3  # two generated curves, one shared real curve
     assert "JS" in given[4].get_title()
     ax = qs.pl.raster(adata, samples=5, save=tmp_path / "raster.png", show=False,
                       title="real")
