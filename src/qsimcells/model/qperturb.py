@@ -379,17 +379,16 @@ class QPerturb:
         parsed = self._parse(perturbations, kind)
         n_cells = check_positive_int("n_cells", n_cells)
         gen = as_generator(rng)
-        n_control = self._control_expr.shape[0]
         blocks, labels, sources, kinds = [], [], [], []
         if include_control:
-            pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
+            pick = self._sample_controls(gen, n_cells)
             blocks.append(self._control_expr[pick])
             labels += [self.setup["control"]] * n_cells
             kinds += ["control"] * n_cells
             sources.append(pick)
         with torch.no_grad():
             for label, k in parsed.items():
-                pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
+                pick = self._sample_controls(gen, n_cells)
                 feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
                 pred = self.module(torch.from_numpy(self._control_expr[pick]),
                                    torch.from_numpy(self._control_latent[pick]), feature)
@@ -411,6 +410,11 @@ class QPerturb:
         out.uns["qperturb"] = {"config": dict(self.config), "target_sum": self.target_sum,
                                "perturbations": {k: v for k, v in parsed.items()}}
         return out
+
+    def _sample_controls(self, gen: np.random.Generator, n_cells: int) -> np.ndarray:
+        """Rows of ``n_cells`` control cells, drawn with replacement only when there are fewer."""
+        n_control = self._control_expr.shape[0]
+        return gen.choice(n_control, n_cells, replace=n_cells > n_control)
 
     def normalize(self, adata: AnnData, layer: str | None = None) -> AnnData:
         """Cells of raw counts on the model's scale (``log1p`` of counts scaled to
@@ -436,11 +440,10 @@ class QPerturb:
         parsed = self._parse(perturbations, kind)
         n_cells = check_positive_int("n_cells", n_cells)
         gen = as_generator(rng)
-        n_control = self._control_expr.shape[0]
         out = []
         with torch.no_grad():
             for label, k in parsed.items():
-                pick = gen.choice(n_control, n_cells, replace=n_cells > n_control)
+                pick = self._sample_controls(gen, n_cells)
                 feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
                 out.append(self.module.core_outputs(
                     torch.from_numpy(self._control_latent[pick]), feature).numpy())
