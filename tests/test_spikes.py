@@ -147,7 +147,7 @@ def test_spike_statistics_bad_input() -> None:
     with pytest.raises(ValueError, match="layer: only used when real is an AnnData"):
         qs.tl.spike_statistics(x, x, n_units=3, layer="binary")
     adata = qs.datasets.ising_population(3, 20, n_timesteps=2, rng=0)
-    with pytest.raises(KeyError, match="layer: 'binary' is not a layer"):
+    with pytest.raises(KeyError, match="layer: 'binary' is not in real.layers"):
         qs.tl.spike_statistics(adata, adata, layer="binary")
 
 

@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: randomness and argument checks."""
+"""Small helpers shared across the package: randomness, argument checks, AnnData layers."""
 
 from __future__ import annotations
 
@@ -64,3 +64,14 @@ def check_finite(field: str, value: Any, *, low: float = -math.inf, high: float 
         lo = "(" if low_open else "["
         raise ValueError(f"{field}: {x!r} is outside the allowed range {lo}{low}, {high}]")
     return x
+
+
+def layer_matrix(adata: Any, layer: str | None, field: str = "adata") -> Any:
+    """``adata.X`` (``layer=None``) or ``adata.layers[layer]``, as stored; a missing layer is a
+    ``KeyError`` that lists the layers there are."""
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(f"layer: {layer!r} is not in {field}.layers; available: "
+                       f"{sorted(adata.layers)}")
+    return adata.layers[layer]

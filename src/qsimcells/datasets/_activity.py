@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import check_finite, check_positive_int
+from .._utils import check_finite, check_positive_int, layer_matrix
 
 
 def binary_matrix(data: Any, *, layer: str | None = None, threshold: float | None = None,
@@ -38,13 +38,7 @@ def binary_matrix(data: Any, *, layer: str | None = None, threshold: float | Non
     from scipy import sparse
 
     if hasattr(data, "obs") and hasattr(data, "var"):  # AnnData, without importing anndata
-        if layer is None:
-            values = data.X
-        elif layer not in data.layers:
-            raise KeyError(f"layer: {layer!r} is not a layer of {field}; available: "
-                           f"{sorted(data.layers)}")
-        else:
-            values = data.layers[layer]
+        values = layer_matrix(data, layer, field)
     elif layer is not None:
         raise ValueError(f"layer: only used when {field} is an AnnData")
     else:

@@ -1,9 +1,24 @@
-"""Shared plumbing of the plotting functions: saving and showing."""
+"""Shared plumbing of the plotting functions: axes for several panels, saving and showing."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
+
+
+def panel_axes(ax: Any, n: int, *, what: str, size: tuple[float, float]) -> tuple[Any, list]:
+    """``(figure, axes)`` for ``n`` panels side by side: a new figure of ``n`` axes of ``size``
+    inches each when ``ax`` is ``None``, else the axes given (one, or a sequence of ``n``)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, grid = plt.subplots(1, n, figsize=(size[0] * n, size[1]), squeeze=False)
+        return fig, list(grid[0])
+    axes = [ax] if not isinstance(ax, Sequence) else list(ax)
+    if len(axes) != n:
+        raise ValueError(f"ax: expected {n} axes (one per {what}), got {len(axes)}")
+    return axes[0].figure, axes
 
 
 def finish(fig: Any, save: str | Path | None, show: bool | None) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import finish
+from ._common import finish, panel_axes
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -119,8 +119,6 @@ def bit_histogram(adata: AnnData, *, cell_types: Sequence[str] | None = None,
     -------
     list of matplotlib.axes.Axes
     """
-    import matplotlib.pyplot as plt
-
     if "binary" not in adata.layers:
         raise ValueError("adata: no layers['binary']; bit_histogram needs qs.sim.simulate output")
     known = list(adata.obs["cell_type"].cat.categories) if hasattr(
@@ -129,16 +127,7 @@ def bit_histogram(adata: AnnData, *, cell_types: Sequence[str] | None = None,
     for t in cell_types:
         if t not in known:
             raise ValueError(f"cell_types: unknown cell type {t!r}; allowed: {known}")
-    if ax is None:
-        fig, axes = plt.subplots(1, len(cell_types), figsize=(5 * len(cell_types), 3.5),
-                                 squeeze=False)
-        axes = list(axes[0])
-    else:
-        axes = [ax] if not isinstance(ax, Sequence) else list(ax)
-        if len(axes) != len(cell_types):
-            raise ValueError(f"ax: expected {len(cell_types)} axes (one per cell type), "
-                             f"got {len(axes)}")
-        fig = axes[0].figure
+    fig, axes = panel_axes(ax, len(cell_types), what="cell type", size=(5, 3.5))
     for a, t in zip(axes, cell_types):
         genes, bits = _register_bits(adata, t)
         n = len(genes)

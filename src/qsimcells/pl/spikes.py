@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import finish
+from ._common import finish, panel_axes
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -88,16 +88,7 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
         raise ValueError(f"panels: choose at least one of {list(PANELS)}")
     for p in panels:
         check_choice("panels", p, PANELS)
-    if ax is None:
-        fig, grid = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.3),
-                                 squeeze=False)
-        axes = list(grid[0])
-    else:
-        axes = [ax] if not isinstance(ax, Sequence) else list(ax)
-        if len(axes) != len(panels):
-            raise ValueError(f"ax: expected {len(panels)} axes (one per panel), got "
-                             f"{len(axes)}")
-        fig = axes[0].figure
+    fig, axes = panel_axes(ax, len(panels), what="panel", size=(3.6, 3.3))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     # one black "real" curve when every result compares with the same real data, else one
     # dashed curve per label in its colour

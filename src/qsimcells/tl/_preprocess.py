@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
+from .._utils import layer_matrix
+
 __all__ = ["check_adata", "counts", "gene_indices", "group_labels", "log_normalize"]
 
 
@@ -26,14 +28,7 @@ def check_adata(adata: Any, field: str = "adata") -> None:
 
 def counts(adata: Any, layer: str | None = None) -> sparse.csr_matrix:
     """Raw counts (``X`` or ``layers[layer]``) as float64 CSR, checked finite and >= 0."""
-    if layer is None:
-        X = adata.X
-    elif layer not in adata.layers:
-        raise KeyError(f"layer: {layer!r} is not in adata.layers; available: "
-                       f"{sorted(adata.layers)}")
-    else:
-        X = adata.layers[layer]
-    X = sparse.csr_matrix(X, dtype=np.float64)
+    X = sparse.csr_matrix(layer_matrix(adata, layer), dtype=np.float64)
     if not np.isfinite(X.data).all():
         raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: contains NaN or "
                          "infinite values; expected raw counts")

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._utils import check_choice, check_finite
+from .._utils import check_choice, check_finite, layer_matrix
 from ._preprocess import check_adata
 
 __all__ = ["VCCResult", "cell_mean_baseline", "log_expression", "participation_ratio",
@@ -64,13 +64,7 @@ METRICS = ("des", "pds", "mae")
 def _raw_matrix(adata: Any, layer: str | None, field: str
                 ) -> tuple[sparse.csr_matrix | np.ndarray, bool]:
     """The matrix as float64 (CSR if sparse) and whether it was stored as integers."""
-    if layer is None:
-        X = adata.X
-    elif layer not in adata.layers:
-        raise KeyError(f"layer: {layer!r} is not in {field}.layers; available: "
-                       f"{sorted(adata.layers)}")
-    else:
-        X = adata.layers[layer]
+    X = layer_matrix(adata, layer, field)
     if X is None:
         raise ValueError(f"{field}: X is empty (None)")
     integer = np.issubdtype(X.dtype, np.integer) or X.dtype == bool
