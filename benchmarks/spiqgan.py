@@ -241,10 +241,10 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} RAM; Python "
         f"{info['python']}, numpy {info['numpy']}, torch {info['torch']} "
         "(1 or 2 torch threads, whichever trained each model faster in a one-step probe before "
-        "it; the column *thr.* says which). The 2 cores were shared with other work during "
-        "the run (load "
-        f"average {args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end), so the times "
-        "are upper bounds.",
+        "it; the column *thr.* says which). Load average "
+        f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end of the run"
+        + (" (the cores were shared with other work, so the times are upper bounds)."
+           if max(args.load) > 1.5 else "."),
         f"- Date: {info['date']}; the whole run took {seconds / 60:.1f} min",
         f"- Source: {source}",
         "",
@@ -340,8 +340,8 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--steps", type=int, default=150, help="generator steps in the grid")
-    parser.add_argument("--batch", type=int, default=32, help="batch size in the grid")
+    parser.add_argument("--steps", type=int, default=500, help="generator steps in the grid")
+    parser.add_argument("--batch", type=int, default=64, help="batch size in the grid")
     parser.add_argument("--timed-steps", type=int, default=5)
     parser.add_argument("--reference-steps", type=int, default=1000)
     parser.add_argument("--max-softmax", type=int, default=100_000,

@@ -152,12 +152,30 @@ def test_k_loss_is_the_distance_between_count_distributions() -> None:
         np.testing.assert_allclose(dist[row].numpy(), brute, atol=1e-12)
     data = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1]], dtype=np.uint8)
     model = qs.model.SpiQGAN(data, 3, dtype="float64", rng=0)
-    np.testing.assert_allclose(model._k_data.numpy(), [0.25, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(model._k_data.numpy(), [[0.25, 0.25, 0.25, 0.25]])
     probs = model.generator(model._noise(8, torch.Generator().manual_seed(0)))
     k_gen = (probs[:, 0] @ model._popcount).mean(0).detach().numpy()
     # W1 on 0..n: the summed gap between the cumulative distributions
     expected = np.abs(np.cumsum(k_gen - 0.25)[:-1]).sum()
     assert model._k_loss(probs).item() == pytest.approx(expected)
+
+    # several timesteps: one W1 per timestep against that timestep's data, summed / sqrt(T)
+    data = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0],
+                     [1, 1, 1, 0, 1, 0]], dtype=np.uint8)  # 3 units x 2 timesteps
+    model = qs.model.SpiQGAN(data, 3, 2, dtype="float64", rng=0)
+    # active units per sample: 1, 2, 1, 3 at timestep 0 and 0, 3, 1, 1 at timestep 1
+    k_data = np.stack([np.bincount([1, 2, 1, 3], minlength=4) / 4,
+                       np.bincount([0, 3, 1, 1], minlength=4) / 4])
+    np.testing.assert_allclose(model._k_data.numpy(), k_data)
+    probs = model.generator(model._noise(8, torch.Generator().manual_seed(0)))
+    k_gen = (probs @ model._popcount).mean(0).detach().numpy()  # (T, n + 1)
+    expected = sum(np.abs(np.cumsum(k_gen[t] - k_data[t])[:-1]).sum() for t in range(2))
+    assert model._k_loss(probs).item() == pytest.approx(expected / math.sqrt(2))
+    marginal = qs.model.SpiQGAN(data, 3, 2, readout="marginal", dtype="float64", rng=0)
+    p = marginal._marginals(probs).reshape(8, 2, 3)
+    k_gen = np.stack([_poisson_binomial(p[:, t]).mean(0).detach().numpy() for t in range(2)])
+    expected = sum(np.abs(np.cumsum(k_gen[t] - k_data[t])[:-1]).sum() for t in range(2))
+    assert marginal._k_loss(probs).item() == pytest.approx(expected / math.sqrt(2))
 
 
 def test_training_beats_independent_units(population, trained) -> None:
@@ -183,6 +201,26 @@ def test_training_beats_independent_units(population, trained) -> None:
     np.testing.assert_allclose(gan["k_probability"]["generated"], k_fake)
     assert list(trained.history.columns) == ["critic_loss", "gradient_penalty", "wasserstein",
                                              "generator_loss", "k_loss"]
+
+
+def test_training_fits_correlations_across_timesteps() -> None:
+    """3 units x 3 bins, correlated in space and time: the JS of whole samples (512 states,
+    which sees the correlations between bins) and the autocorrelogram beat independent units.
+    Seeds 0-2 gave JS 0.049-0.071 against 0.119 (sampling floor 0.017)."""
+    x = qs.datasets.ising_population(3, 30_000, n_timesteps=3, rate=0.15, coupling=4.0,
+                                     coupling_mean=0.5, temporal_coupling=1.5,
+                                     rng=12).X.toarray()
+    train, held_out = x[:20_000], x[20_000:]
+    model = qs.model.SpiQGAN(train, 3, 3, rng=0)
+    model.train(300, 64, progress=False)
+    gan = qs.tl.spike_statistics(held_out, model.sample(10_000, rng=5), n_units=3,
+                                 n_timesteps=3)
+    independent = qs.tl.spike_statistics(
+        held_out, qs.tl.independent_surrogate(train, 10_000, rng=6), n_units=3, n_timesteps=3)
+    assert gan["js_scope"] == "sample"
+    assert gan["js"] < 0.7 * independent["js"]
+    assert (gan["summary"]["autocorrelogram_mae"]
+            < independent["summary"]["autocorrelogram_mae"])
 
 
 @pytest.mark.parametrize("k_weight", [0.0, 1.0])
