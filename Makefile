@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pqc.py
 	$(PY) benchmarks/perturbation.py
 	$(PY) benchmarks/spiqgan.py
+	$(PY) benchmarks/spiqgan_kloss.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)

@@ -55,14 +55,13 @@ Losses
     the generated distribution of ``k`` at timestep ``t`` (exact, from the batch's Born
     probabilities or, for ``"marginal"``, the Poisson-binomial of its firing probabilities)
     and that of the training data at ``t``, with cumulative distributions ``F``. Per
-    timestep, no bin can trade its spikes against another's (one distribution pooled over
-    the bins let a 2-unit, 5-bin generator fire at half the data's rate: JS 0.11 against
-    0.03). The gradient penalty holds the critic's gradient norm near 1 over all ``n T``
-    inputs, so the critic's pull on one timestep shrinks like ``1 / sqrt(T)``; dividing the sum
-    by ``sqrt(T)`` keeps the balance of the two terms per timestep at every ``T``. Measured
-    on ``ising_population`` data (500 steps, batch 64, JS of 10,000 held-out samples): 2 units
-    x 5 bins JS 0.030 (sum), 0.034 (``/ sqrt(T)``), 0.052 (mean over bins); 6 units x 10 bins
-    0.058, 0.031, 0.029; independent units 0.060 and 0.081.
+    timestep, no bin can trade its spikes against another's: one distribution pooled over the
+    bins lets a 2-unit, 5-bin generator fire too little in some bins (JS 0.11, worse than
+    independent units). The gradient penalty holds the critic's gradient norm near 1 over all
+    ``n T`` inputs, so the critic's pull on one timestep shrinks like ``1 / sqrt(T)``;
+    dividing the sum by ``sqrt(T)`` keeps the balance of the two terms per timestep at every
+    ``T``: the plain sum over-weights K at 10 bins, the mean under-weights it at 5
+    (docs/benchmarks/spiqgan_kloss.md).
     ``k_weight = 0`` gives the standard loss. Two critic updates per generator update, Adam
     (the paper's ``lr_generator = 0.05``, ``lr_critic = 0.002`` are in :data:`PAPER_SETTINGS`;
     the defaults are 0.02 and 0.01, see the class docstring). Samples come from a moving
