@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/perturbation.py
 	$(PY) benchmarks/spiqgan.py
 	$(PY) benchmarks/spiqgan_kloss.py
+	$(PY) benchmarks/atlas.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)

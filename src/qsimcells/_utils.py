@@ -28,6 +28,13 @@ def seed_sequence(rng: RngLike) -> np.random.SeedSequence:
     raise TypeError(f"rng: expected an int seed, a numpy Generator or None, got {type(rng).__name__}")
 
 
+def child_seeds(seq: np.random.SeedSequence, n: int) -> list[np.random.SeedSequence]:
+    """The first ``n`` children of ``seq``, the same on every call: ``seq.spawn`` would advance
+    its spawn counter, so a second call (a retried or recomputed dask task) would draw new data."""
+    fresh = np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size)
+    return fresh.spawn(n)
+
+
 def as_generator(rng: RngLike) -> np.random.Generator:
     """Return a :class:`numpy.random.Generator` for the public ``rng`` argument."""
     if isinstance(rng, np.random.Generator):

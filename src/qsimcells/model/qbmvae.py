@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from anndata import AnnData
+from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
@@ -33,18 +34,43 @@ logger = logging.getLogger(__name__)
 LIKELIHOODS = ("nb", "mse")
 
 
+# entries (stored values) or rows per block when streaming an on-disk sparse X
+_BLOCK_ENTRIES = 1 << 22
+_BLOCK_ROWS = 1 << 13
+
+
+def _on_disk(X: Any) -> bool:
+    """Whether ``X`` is anndata's on-disk CSR dataset (``qs.sim.read_backed``'s ``X``)."""
+    return isinstance(X, CSRDataset)
+
+
+def _stored_values(X: Any) -> Iterator[np.ndarray]:
+    """The stored values of ``X``: in one piece, or for an on-disk sparse dataset in blocks of
+    its ``data`` array (so the check below never holds all of an on-disk ``X`` in memory)."""
+    if not _on_disk(X):
+        yield np.asarray(X.data if hasattr(X, "tocsr") else X)
+        return
+    data = X.group["data"]
+    for start in range(0, int(data.shape[0]), _BLOCK_ENTRIES):
+        yield np.asarray(data[start:start + _BLOCK_ENTRIES])
+
+
 def _check_counts(X: Any, likelihood: str) -> None:
     """NaN/inf, negative values and (for ``"nb"``) non-integers fail before training."""
-    values = X.data if hasattr(X, "tocsr") else np.asarray(X)
-    values = np.asarray(values)
-    if not np.isfinite(values).all():
-        raise ValueError("adata.X (or the registered layer): contains NaN or infinite values")
-    if (values < 0).any():
-        raise ValueError("adata.X (or the registered layer): contains negative values; QBM-VAE "
-                         "takes raw counts")
-    if likelihood == "nb" and not np.array_equal(values, np.round(values)):
-        raise ValueError("adata.X (or the registered layer): likelihood='nb' needs integer "
-                         "counts, got non-integer values (use raw counts, or likelihood='mse')")
+    if isinstance(X, CSCDataset):
+        raise ValueError("adata.X (or the registered layer): an on-disk CSC matrix is read "
+                         "whole for every minibatch of cells; store it as CSR")
+    for values in _stored_values(X):
+        if not np.isfinite(values).all():
+            raise ValueError("adata.X (or the registered layer): contains NaN or infinite "
+                             "values")
+        if (values < 0).any():
+            raise ValueError("adata.X (or the registered layer): contains negative values; "
+                             "QBM-VAE takes raw counts")
+        if likelihood == "nb" and not np.array_equal(values, np.round(values)):
+            raise ValueError("adata.X (or the registered layer): likelihood='nb' needs integer "
+                             "counts, got non-integer values (use raw counts, or "
+                             "likelihood='mse')")
 
 
 class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
@@ -495,4 +521,7 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     def _library_sizes(self) -> np.ndarray:
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        return np.asarray(X.sum(axis=1)).ravel()
+        if not _on_disk(X):
+            return np.asarray(X.sum(axis=1)).ravel()
+        return np.concatenate([np.asarray(X[i:i + _BLOCK_ROWS].sum(axis=1)).ravel()
+                               for i in range(0, X.shape[0], _BLOCK_ROWS)])

@@ -1,13 +1,17 @@
-"""Simulation: qSimCells designs, presets and ``simulate`` (AnnData out)."""
+"""Simulation: qSimCells designs, presets and ``simulate`` (AnnData out, in memory or as dask),
+``simulate_to_zarr`` (atlas-sized, out of core) and ``read_backed`` (a store with ``X`` on disk)."""
 
 from __future__ import annotations
 
 from . import presets
+from .backed import read_backed
 from .design import CellCircuit
 from .generators import generate
 from .screen import (downstream_genes, exact_activation, perturbation_screen, preset_screen,
                      true_response)
 from .simulate import simulate
+from .zarr_store import simulate_to_zarr
 
 __all__ = ["CellCircuit", "downstream_genes", "exact_activation", "generate",
-           "perturbation_screen", "preset_screen", "presets", "simulate", "true_response"]
+           "perturbation_screen", "preset_screen", "presets", "read_backed", "simulate",
+           "simulate_to_zarr", "true_response"]

@@ -21,6 +21,12 @@ def _physical_memory() -> int:
         return 8 << 30
 
 
+def index_dtype(max_nnz: int, n_cols: int) -> type:
+    """The dtype of ``indices`` and ``indptr`` of a CSR matrix with at most ``max_nnz``
+    entries: int32 while it fits (scipy wants the two of one dtype), else int64."""
+    return np.int32 if max(max_nnz, n_cols) < 2**31 else np.int64
+
+
 class CSRBuilder:
     """Append blocks of rows; :meth:`finish` returns the CSR matrix.
 
@@ -43,7 +49,7 @@ class CSRBuilder:
         bytes_per_entry = 4 + (np.dtype(dtype).itemsize if dtype is not None else 0)
         fits = max_nnz * bytes_per_entry < 0.6 * _physical_memory()
         capacity = max(int(max_nnz if fits else min(max_nnz, 1.25 * expected_nnz)), 1)
-        self.index_dtype = np.int32 if max(max_nnz, n_cols) < 2**31 else np.int64
+        self.index_dtype = index_dtype(max_nnz, n_cols)
         self.indices = np.empty(capacity, dtype=self.index_dtype)
         self.data = np.empty(capacity, dtype=dtype) if dtype is not None else None
         self.indptr = np.zeros(n_rows + 1, dtype=np.int64)

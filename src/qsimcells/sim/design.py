@@ -405,6 +405,18 @@ class CellCircuit:
 
     __hash__ = None  # type: ignore[assignment]
 
+    def digest(self) -> str:
+        """A hex digest of every value of :meth:`to_dict`: equal designs give equal digests
+        (``repr`` of the tables would not do: pandas truncates it past 60 rows)."""
+        import hashlib
+        import json
+
+        state = self.to_dict()
+        tables = {key: state.pop(key).to_json(orient="split", double_precision=15)
+                  for key in ("genes", "edges")}
+        payload = json.dumps({"tables": tables, **state}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
     @classmethod
     def from_networkx(cls, graph: nx.DiGraph, **kwargs: Any) -> CellCircuit:
         """A design from a :class:`networkx.DiGraph` whose nodes carry ``cell_type`` and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -10,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-from .._utils import RngLike, check_finite, check_positive_int, seed_sequence
+from .._utils import (RngLike, check_choice, check_finite, check_positive_int, child_seeds,
+                      seed_sequence)
 from .._version import __version__
-from ._csr import CSRBuilder
+from ._csr import CSRBuilder, index_dtype
 from .counts import NBTable, nb_with_effects
 from .design import CellCircuit
 
@@ -113,6 +116,9 @@ def _check_batches(batches: Any) -> list[str] | None:
                      f"names, got {batches!r}")
 
 
+ENGINES = ("memory", "dask")
+
+
 def simulate(
     design: CellCircuit,
     n_cells: int,
@@ -123,6 +129,7 @@ def simulate(
     batch_scale: float = 0.3,
     library_size: float | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    engine: str = "memory",
     sampler_options: dict[str, Any] | None = None,
     progress: bool | None = None,
     **sampler_kwargs: Any,
@@ -142,7 +149,8 @@ def simulate(
     sampler
         Circuit sampler name, or ``"auto"`` (exact classical path when valid).
     rng
-        Seed or generator. The same seed and ``chunk_size`` give the same data, bit for bit.
+        Seed or generator. The same seed and ``chunk_size`` give the same data, bit for bit, with
+        either engine.
     batches
         Number of batches or their names. Each niche goes to one batch at random and each batch
         multiplies every gene's mean by its own log-normal factor (``sd = batch_scale``).
@@ -152,7 +160,13 @@ def simulate(
         Standard deviation of log per-cell size factors (log-normal with mean 1, at most 2);
         ``None`` for none.
     chunk_size
-        Shots per chunk; memory stays near the size of the output.
+        Shots (niches) per chunk. Each chunk is drawn from its own seed, spawned from ``rng``.
+    engine
+        ``"memory"``: ``X`` and ``layers["binary"]`` are scipy CSR matrices (memory stays near
+        the size of the output). ``"dask"``: they are lazy :mod:`dask.array` arrays of CSR
+        chunks, one chunk per ``chunk_size`` niches, computed on the current
+        ``dask.distributed`` client if there is one, else on dask's threaded scheduler; see
+        :func:`simulate_to_zarr` to write them to disk chunk by chunk.
     sampler_options
         Options for a named sampler (e.g. ``{"method": "statevector"}`` for ``aer``).
     progress
@@ -173,102 +187,228 @@ def simulate(
         that ran, the seed and the package version.
     """
     import anndata as ad
-    from tqdm.auto import tqdm
 
-    from ..samplers import resolve_sampler
-    from ..samplers._bits import validate_bits
+    check_choice("engine", engine, ENGINES)
+    run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
+                     batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
+                     sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
+                     for_workers=engine == "dask")
+    if engine == "dask":
+        from .lazy import lazy_matrices
 
-    if not isinstance(design, CellCircuit):
-        raise TypeError(f"design: expected a qs.sim.CellCircuit, got {type(design).__name__}")
-    n_cells = check_positive_int("n_cells", n_cells)
-    chunk_size = check_positive_int("chunk_size", chunk_size)
-    batch_names = _check_batches(batches)
-    batch_scale = check_finite("batch_scale", batch_scale, low=0.0, high=2.0)
-    if library_size is not None:
-        library_size = check_finite("library_size", library_size, low=0.0, high=2.0)
-    if sampler_options is not None and not isinstance(sampler_options, dict):
-        raise TypeError("sampler_options: expected a dict of options or None")
-    if sampler_kwargs and sampler == "auto":  # most likely a misspelt argument of simulate
-        raise TypeError(f"simulate: unexpected keyword argument(s) {sorted(sampler_kwargs)}; "
-                        "other keywords are sampler options, which need a named sampler "
-                        "(e.g. sampler='aer')")
-    twice = sorted(set(sampler_options or {}) & set(sampler_kwargs))
-    if twice:
-        raise ValueError(f"sampler_options: {twice} also given as keyword arguments; give each "
-                         "option once")
-    sampler_options = {**(sampler_options or {}), **sampler_kwargs}
+        X, binary = lazy_matrices(run)
+    else:
+        X, binary = run.in_memory(progress)
+    return ad.AnnData(X=X, obs=run.obs(), var=run.layout.var(), layers={"binary": binary},
+                      uns={"qsimcells": run.uns()})
 
-    circuit = design.to_qiskit(measure=True)
-    sampler_obj, info = resolve_sampler(circuit, sampler=sampler, **sampler_options)
-    logger.info("simulate: %d cells per type with sampler %r (%s)", n_cells, info.name,
-                info.reason)
 
-    root = seed_sequence(rng)
-    root = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key)  # fresh spawn counter
-    setup_seq, *chunk_seqs = root.spawn(1 + math.ceil(n_cells / chunk_size))
-    setup = np.random.default_rng(setup_seq)
+class Simulation:
+    """One simulation, prepared: the sampler, the seeds of every chunk and the cell-level effects.
 
-    layout = _Layout(design)
-    n_types = len(layout.types)
-    batch_of_niche = (setup.integers(len(batch_names), size=n_cells)
-                      if batch_names else None)
-    batch_factor = (np.exp(setup.normal(0.0, batch_scale, size=(len(batch_names),
-                                                                   layout.n_vars)))
-                    if batch_names else None)
-    size_factor = (np.exp(setup.normal(-library_size**2 / 2, library_size,
-                                       size=(n_cells, n_types)))
-                   if library_size is not None else None)
-    effects = _Effects(batch_of_niche, batch_factor, size_factor)
-    table = NBTable(layout.mu, layout.r) if not effects else None
+    Chunk ``i`` covers niches ``[i * chunk_size, (i + 1) * chunk_size)`` and is drawn from its own
+    spawned seed only, so chunks can be computed in any order, in any process, and give the same
+    data as one in-memory run. Arguments as in :func:`simulate`; ``for_workers`` refuses samplers
+    that cannot run in a worker process (credentials, hardware, objects that do not pickle).
+    """
 
-    # cells are niche-major: the cells of one shot are adjacent rows (one per cell type)
-    n_obs = n_cells * n_types
-    max_binary = n_cells * layout.n_circuit
-    expected_binary = int(n_cells * layout.p_on.sum())
-    X = CSRBuilder(n_obs, layout.n_vars, np.int32, max_binary + n_obs * layout.n_extra,
-                   expected_binary + n_obs * layout.n_extra)
-    binary = CSRBuilder(n_obs, layout.n_vars, None, max_binary, expected_binary)
-    block = max(1, _BLOCK_ENTRIES // (n_types * layout.width))
-    starts = range(0, n_cells, chunk_size)
-    for start, seq in tqdm(list(zip(starts, chunk_seqs)), desc="simulate", unit="chunk",
-                           disable=(not progress) if progress is not None else None):
-        stop = min(start + chunk_size, n_cells)
-        bits_rng, counts_rng = (np.random.default_rng(s) for s in seq.spawn(2))
-        bits = validate_bits(sampler_obj.sample(circuit, stop - start, rng=bits_rng),
-                             stop - start, circuit.num_qubits, info.name)
+    def __init__(self, design: CellCircuit, n_cells: int, *, sampler: str = "auto",
+                 rng: RngLike = None, batches: int | Sequence[str] | None = None,
+                 batch_scale: float = 0.3, library_size: float | None = None,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 sampler_options: dict[str, Any] | None = None,
+                 sampler_kwargs: dict[str, Any] | None = None, for_workers: bool = False) -> None:
+        from ..samplers import resolve_sampler
+
+        if not isinstance(design, CellCircuit):
+            raise TypeError(f"design: expected a qs.sim.CellCircuit, got {type(design).__name__}")
+        self.n_cells = check_positive_int("n_cells", n_cells)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.batch_names = _check_batches(batches)
+        self.batch_scale = check_finite("batch_scale", batch_scale, low=0.0, high=2.0)
+        if library_size is not None:
+            library_size = check_finite("library_size", library_size, low=0.0, high=2.0)
+        self.library_size = library_size
+        sampler_kwargs = sampler_kwargs or {}
+        if sampler_options is not None and not isinstance(sampler_options, dict):
+            raise TypeError("sampler_options: expected a dict of options or None")
+        if sampler_kwargs and sampler == "auto":  # most likely a misspelt argument of simulate
+            raise TypeError(f"simulate: unexpected keyword argument(s) {sorted(sampler_kwargs)}; "
+                            "other keywords are sampler options, which need a named sampler "
+                            "(e.g. sampler='aer')")
+        twice = sorted(set(sampler_options or {}) & set(sampler_kwargs))
+        if twice:
+            raise ValueError(f"sampler_options: {twice} also given as keyword arguments; give "
+                             "each option once")
+        options = {**(sampler_options or {}), **sampler_kwargs}
+        if for_workers:
+            _check_runs_in_workers(sampler)
+
+        self.design = design
+        self.circuit = design.to_qiskit(measure=True)
+        self.sampler, self.info = resolve_sampler(self.circuit, sampler=sampler, **options)
+        if for_workers:
+            _check_pickles(self.sampler, self.info.name)
+        logger.info("simulate: %d cells per type with sampler %r (%s)", self.n_cells,
+                    self.info.name, self.info.reason)
+
+        self.root = seed_sequence(rng)
+        setup_seq, *self.chunk_seeds = child_seeds(self.root, 1 + self.n_chunks)
+        setup = np.random.default_rng(setup_seq)
+
+        self.layout = _Layout(design)
+        names = self.batch_names
+        n_types = len(self.layout.types)
+        batch_of_niche = setup.integers(len(names), size=self.n_cells) if names else None
+        batch_factor = (np.exp(setup.normal(0.0, self.batch_scale,
+                                            size=(len(names), self.layout.n_vars)))
+                        if names else None)
+        size_factor = (np.exp(setup.normal(-library_size**2 / 2, library_size,
+                                           size=(self.n_cells, n_types)))
+                       if library_size is not None else None)
+        self.effects = _Effects(batch_of_niche, batch_factor, size_factor)
+        self.table = NBTable(self.layout.mu, self.layout.r) if not self.effects else None
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_cells / self.chunk_size)
+
+    @property
+    def n_types(self) -> int:
+        return len(self.layout.types)
+
+    def niches(self, chunk: int) -> tuple[int, int]:
+        """First and last + 1 niche of ``chunk``."""
+        start = chunk * self.chunk_size
+        return start, min(start + self.chunk_size, self.n_cells)
+
+    def _max_entries(self, n_niches: int) -> tuple[int, int]:
+        """Most entries ``X`` and ``binary`` of ``n_niches`` niches can hold."""
+        max_binary = n_niches * self.layout.n_circuit
+        return max_binary + n_niches * self.n_types * self.layout.n_extra, max_binary
+
+    def index_dtypes(self) -> tuple[type, type]:
+        """Index dtypes of ``X`` and ``binary`` of the whole simulation (as in memory)."""
+        return tuple(index_dtype(n, self.layout.n_vars) for n in self._max_entries(self.n_cells))
+
+    def _builders(self, n_niches: int) -> tuple[CSRBuilder, CSRBuilder]:
+        layout = self.layout
+        n_obs = n_niches * self.n_types
+        max_X, max_binary = self._max_entries(n_niches)
+        expected_binary = int(n_niches * layout.p_on.sum())
+        X = CSRBuilder(n_obs, layout.n_vars, np.int32, max_X,
+                       expected_binary + n_obs * layout.n_extra)
+        binary = CSRBuilder(n_obs, layout.n_vars, None, max_binary, expected_binary)
+        return X, binary
+
+    def chunk_effects(self, chunk: int) -> _Effects:
+        """The cell-level effects of the niches of ``chunk`` alone."""
+        return self.effects.rows(*self.niches(chunk))
+
+    def shared(self) -> Simulation:
+        """A copy without the cell-level effects, for the workers: each chunk's task carries
+        its own rows of them (:meth:`chunk_effects`), so no worker holds the effects of every
+        cell (0.8 GB of size factors at 10^8 cells)."""
+        plan = copy.copy(self)
+        plan.effects = None
+        return plan
+
+    def fill(self, chunk: int, X: CSRBuilder, binary: CSRBuilder,
+             effects: _Effects | None = None) -> None:
+        """Draw the cells of ``chunk`` and append their rows to the two builders (``effects``:
+        the chunk's own, default :meth:`chunk_effects`)."""
+        from ..samplers._bits import validate_bits
+
+        start, stop = self.niches(chunk)
+        effects = self.chunk_effects(chunk) if effects is None else effects
+        bits_rng, counts_rng = (np.random.default_rng(s)
+                              for s in child_seeds(self.chunk_seeds[chunk], 2))
+        bits = validate_bits(self.sampler.sample(self.circuit, stop - start, rng=bits_rng),
+                             stop - start, self.circuit.num_qubits, self.info.name)
+        block = max(1, _BLOCK_ENTRIES // (self.n_types * self.layout.width))
         for first in range(0, stop - start, block):
-            _count_block(bits[first:first + block], start + first, layout, table, effects,
-                         counts_rng, X, binary)
-        del bits
+            _count_block(bits[first:first + block], first, self.layout, self.table,
+                         effects, counts_rng, X, binary)
 
-    obs = pd.DataFrame(
-        {"cell_type": pd.Categorical(np.tile(layout.types, n_cells), categories=layout.types),
-         "niche": np.repeat(np.arange(n_cells), n_types)},
-        index=pd.Index([f"{t}_{i}" for i in range(n_cells) for t in layout.types]),
-    )
-    if batch_names:
-        obs["batch"] = pd.Categorical(
-            np.asarray(batch_names)[np.repeat(batch_of_niche, n_types)], categories=batch_names)
-    if size_factor is not None:
-        obs["size_factor"] = size_factor.ravel()
+    def chunk(self, chunk: int, effects: _Effects | None = None
+              ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """``(X, binary)`` CSR rows of one chunk, exactly the rows :meth:`in_memory` has there."""
+        start, stop = self.niches(chunk)
+        X, binary = self._builders(stop - start)
+        self.fill(chunk, X, binary, effects)
+        return X.finish(), binary.finish()
 
-    entropy = root.entropy
-    uns = {
-        "version": __version__,
-        "generator": "qsimcells",
-        "design": design.to_dict(),
-        "sampler": info.as_dict(),
-        "seed": int(entropy) if isinstance(entropy, int) and entropy < 2**63 else str(entropy),
-        "n_cells": n_cells,
-        "chunk_size": chunk_size,
-        "batches": np.asarray(batch_names if batch_names else [], dtype=object),
-        "batch_scale": batch_scale,
-        "library_size": library_size,
-    }
-    if batch_factor is not None:
-        uns["batch_factors"] = batch_factor
-    return ad.AnnData(X=X.finish(), obs=obs, var=layout.var(),
-                      layers={"binary": binary.finish()}, uns={"qsimcells": uns})
+    def in_memory(self, progress: bool | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """All chunks into one pair of CSR matrices, without a second copy of the data."""
+        from tqdm.auto import tqdm
+
+        X, binary = self._builders(self.n_cells)
+        for chunk in tqdm(range(self.n_chunks), desc="simulate", unit="chunk",
+                          disable=(not progress) if progress is not None else None):
+            self.fill(chunk, X, binary)
+        return X.finish(), binary.finish()
+
+    def obs(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """``obs`` of niches ``[start, stop)`` (cells niche-major: one row per cell type)."""
+        stop = self.n_cells if stop is None else stop
+        types = self.layout.types
+        niche = np.repeat(np.arange(start, stop), len(types))
+        obs = pd.DataFrame(
+            {"cell_type": pd.Categorical.from_codes(
+                np.tile(np.arange(len(types), dtype=np.int8), stop - start), categories=types),
+             "niche": niche},
+            index=pd.Index([f"{t}_{i}" for i in range(start, stop) for t in types]),
+        )
+        if self.batch_names:
+            obs["batch"] = pd.Categorical.from_codes(
+                self.effects.batch_of_niche[niche].astype(np.int16), categories=self.batch_names)
+        if self.effects.size_factor is not None:
+            obs["size_factor"] = self.effects.size_factor[start:stop].ravel()
+        return obs
+
+    def uns(self) -> dict[str, Any]:
+        """``uns["qsimcells"]``: the design (ground truth), the sampler, seed and settings."""
+        entropy = self.root.entropy
+        uns = {
+            "version": __version__,
+            "generator": "qsimcells",
+            "design": self.design.to_dict(),
+            "sampler": self.info.as_dict(),
+            "seed": int(entropy) if isinstance(entropy, int) and entropy < 2**63 else str(entropy),
+            "n_cells": self.n_cells,
+            "chunk_size": self.chunk_size,
+            "batches": np.asarray(self.batch_names or [], dtype=object),
+            "batch_scale": self.batch_scale,
+            "library_size": self.library_size,
+        }
+        if self.effects.batch_factor is not None:
+            uns["batch_factors"] = self.effects.batch_factor
+        return uns
+
+
+def _check_runs_in_workers(sampler: str) -> None:
+    """Refuse samplers that need an account or hardware: they cannot run in a dask worker."""
+    if sampler == "auto":
+        return  # auto never picks a sampler that needs credentials
+    from ..plugins import get_circuit_sampler
+
+    spec = get_circuit_sampler(sampler).spec
+    if spec.needs_credentials:
+        raise ValueError(
+            f"sampler: {sampler!r} needs credentials or quantum hardware and cannot run in a "
+            "dask worker; use engine='memory' for it, or a sampler that runs locally "
+            "(e.g. 'exact', 'statevector', 'aer')")
+
+
+def _check_pickles(sampler: Any, name: str) -> None:
+    """A dask.distributed worker gets the sampler by pickling: check it survives that now."""
+    import pickle
+
+    try:
+        pickle.dumps(sampler)
+    except Exception as err:  # noqa: BLE001 - any failure means it cannot travel
+        raise ValueError(f"sampler: {name!r} cannot be sent to a dask worker ({type(err).__name__}:"
+                         f" {err}); use engine='memory'") from None
 
 
 @dataclass
@@ -281,6 +421,12 @@ class _Effects:
 
     def __bool__(self) -> bool:
         return self.batch_factor is not None or self.size_factor is not None
+
+    def rows(self, start: int, stop: int) -> _Effects:
+        """The effects of niches ``[start, stop)``, indexed from 0."""
+        return _Effects(None if self.batch_of_niche is None else self.batch_of_niche[start:stop],
+                        self.batch_factor,
+                        None if self.size_factor is None else self.size_factor[start:stop])
 
     def scale(self, niche: np.ndarray, cell_type: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Multiplier of the mean of each entry."""
@@ -295,7 +441,8 @@ class _Effects:
 def _count_block(bits: np.ndarray, first_niche: int, layout: _Layout, table: NBTable | None,
                  effects: _Effects, rng: np.random.Generator, X: CSRBuilder,
                  binary: CSRBuilder) -> None:
-    """Counts and bits of the cells of a block of niches, appended to the two builders."""
+    """Counts and bits of the cells of a block of niches, appended to the two builders
+    (``first_niche``: the block's first niche in the rows of ``effects``)."""
     expressed = layout.expressed(bits)
     per_row = np.count_nonzero(expressed, axis=2).ravel()  # rows: (niche, type), niche-major
     # np.compress is several times faster than boolean indexing for these dense masks
