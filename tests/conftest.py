@@ -26,6 +26,27 @@ def test_plugins_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.fixture
+def scvi_quiet_seeded():
+    """One torch thread, scvi-tools seed 0, warnings off, for the small scvi-tools models: on a
+    busy 2-core machine torch's thread pool oversubscribes the cores (10x slower training), and
+    the statistical bounds of those tests assume one thread."""
+    import warnings
+
+    import scvi
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    scvi.settings.seed = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_python(code: str, *, extra_path: Path | None = None, env: dict[str, str] | None = None
                ) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (optionally with plugins on its path)."""

@@ -96,6 +96,18 @@ def test_recomputing_a_chunk_gives_the_same_data() -> None:
         assert_same_csr(a, b)
 
 
+def test_many_cell_types_and_batches_keep_their_labels() -> None:
+    """Category codes wider than int8 / int16 (130 cell types, 200 batches)."""
+    types = {f"t{k}": [f"g{k}"] for k in range(130)}
+    design = qs.sim.CellCircuit(types, p=[0.5] * 130, n_housekeeping=1)
+    names = [f"b{k}" for k in range(200)]
+    for engine in ("memory", "dask"):
+        adata = qs.sim.simulate(design, 300, rng=0, batches=names, engine=engine)
+        assert list(adata.obs["cell_type"][:130]) == list(types)
+        per_niche = adata.obs.groupby("niche", observed=True)["batch"].nunique()
+        assert (per_niche == 1).all() and adata.obs["batch"].nunique() > 127
+
+
 def test_engine_is_checked() -> None:
     with pytest.raises(ValueError, match=r"engine: .*'memory', 'dask'"):
         qs.sim.simulate(DESIGN, 10, engine="spark")

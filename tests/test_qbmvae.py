@@ -22,19 +22,7 @@ FAST = {"enable_progress_bar": False, "accelerator": "cpu"}
 SMALL = {"n_latent": 8, "n_hidden": 32}
 
 
-@pytest.fixture(autouse=True)
-def _quiet_and_seeded():
-    # one torch thread: these models are tiny, and on a busy 2-core machine torch's thread pool
-    # oversubscribes the cores (10x slower training); the statistical bounds below assume it
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scvi.settings.seed = 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("scvi_quiet_seeded")
 
 
 def _data(n_cells: int = 150, batches: int = 2):

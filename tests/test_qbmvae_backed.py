@@ -22,7 +22,6 @@ from qsimcells.sim.backed import read_backed
 pytest.importorskip("scvi")
 import anndata  # noqa: E402
 import scvi  # noqa: E402
-import torch  # noqa: E402
 import zarr  # noqa: E402
 import zarr.core.array  # noqa: E402
 
@@ -33,17 +32,7 @@ SMALL = {"n_latent": 8, "n_hidden": 32}
 BATCH = 64
 
 
-@pytest.fixture(autouse=True)
-def _quiet_and_seeded():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    scvi.settings.seed = 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("scvi_quiet_seeded")
 
 
 @pytest.fixture(scope="module")

@@ -351,17 +351,18 @@ class Simulation:
     def obs(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
         """``obs`` of niches ``[start, stop)`` (cells niche-major: one row per cell type)."""
         stop = self.n_cells if stop is None else stop
-        types = self.layout.types
+        types, names = self.layout.types, self.batch_names
         niche = np.repeat(np.arange(start, stop), len(types))
+        type_codes = np.arange(len(types), dtype=_codes_dtype(len(types)))
         obs = pd.DataFrame(
-            {"cell_type": pd.Categorical.from_codes(
-                np.tile(np.arange(len(types), dtype=np.int8), stop - start), categories=types),
+            {"cell_type": pd.Categorical.from_codes(np.tile(type_codes, stop - start),
+                                                    categories=types),
              "niche": niche},
             index=pd.Index([f"{t}_{i}" for i in range(start, stop) for t in types]),
         )
-        if self.batch_names:
-            obs["batch"] = pd.Categorical.from_codes(
-                self.effects.batch_of_niche[niche].astype(np.int16), categories=self.batch_names)
+        if names:
+            batch_codes = self.effects.batch_of_niche[niche].astype(_codes_dtype(len(names)))
+            obs["batch"] = pd.Categorical.from_codes(batch_codes, categories=names)
         if self.effects.size_factor is not None:
             obs["size_factor"] = self.effects.size_factor[start:stop].ravel()
         return obs
@@ -384,6 +385,11 @@ class Simulation:
         if self.effects.batch_factor is not None:
             uns["batch_factors"] = self.effects.batch_factor
         return uns
+
+
+def _codes_dtype(n_categories: int) -> type:
+    """The smallest signed integer dtype for the codes of ``n_categories`` categories."""
+    return next(t for t in (np.int8, np.int16, np.int32) if n_categories <= np.iinfo(t).max)
 
 
 def _check_runs_in_workers(sampler: str) -> None:
