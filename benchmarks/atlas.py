@@ -11,7 +11,7 @@ child's own high-water mark (``VmHWM``).
 Rows:
 
 1. ``simulate`` in memory at ``--memory-cells`` (the peer of every ratio);
-2. ``simulate_to_zarr`` on the threaded scheduler at ``--cells`` (the atlas run; target: peak
+2. ``simulate_to_zarr`` on local threads at ``--cells`` (the atlas run; target: peak
    RSS < 2 GiB, throughput >= 0.8x the in-memory path); the store is checked afterwards by
    recomputing three chunks and comparing them with what ``read_backed`` reads, bit for bit;
 3. ``simulate_to_zarr`` on a ``LocalCluster`` of 1 and of 2 single-threaded worker processes at
@@ -222,7 +222,7 @@ def _projection(atlas: dict, per_worker_rss: int | None) -> list[str]:
     cells = 10**8
     per_cell = atlas["store_bytes"] / atlas["cells"]
     chunks = -(-cells // TYPES // DEFAULT_CHUNK_SIZE)
-    wall_here = cells / _rate(atlas)  # this machine: 2 cores, threaded, one writer
+    wall_here = cells / _rate(atlas)  # this machine: 2 cores, local threads, one writer
     core_hours = wall_here * 2 / 3600
     lines = [
         "## 10^8 cells on a cluster (on paper, scaled from the measurements above)",
@@ -236,7 +236,8 @@ def _projection(atlas: dict, per_worker_rss: int | None) -> list[str]:
     if per_worker_rss:
         lines.append(f"- Memory per worker: {gib(per_worker_rss)} measured for a "
                      "single-threaded worker process (one chunk in flight plus the plan: the "
-                     "sampler and the design); it does not grow with the number of cells.")
+                     "sampler and the design), measured in the 1,000,000-cell run; each worker holds its "
+                     "chunks only until the writer has them.")
     lines += [
         "- The writer: one process appends the chunks in order (anndata's writers, one zarr "
         "store), holding `n_ahead + 1` chunks; it compresses and writes every byte, so at "
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         "| run | cells | seconds | cells/s | ratio | peak RSS | store |",
         "|---|---:|---:|---:|---:|---:|---:|",
         _row("`simulate` in memory (peer)", results["memory"], None),
-        _row("`simulate_to_zarr`, threaded scheduler (atlas)", atlas, peer),
-        _row("`simulate_to_zarr`, threaded scheduler", results["threads"], peer),
+        _row("`simulate_to_zarr`, local threads (atlas)", atlas, peer),
+        _row("`simulate_to_zarr`, local threads", results["threads"], peer),
         _row("`simulate_to_zarr`, LocalCluster 1 worker", w1, peer),
         _row("`simulate_to_zarr`, LocalCluster 2 workers", w2, peer),
         "",
@@ -327,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- **Throughput >= {RATIO_TARGET}x the in-memory path: "
         f"{'met' if ratio and ratio >= RATIO_TARGET else 'not met'}** "
         f"({ratio:.2f}x)." if ratio else "- Throughput: -",
-        f"- Scaling, 2 workers / 1 worker: {scaling}. The cluster rows pay what the threaded "
-        "rows do not: every chunk travels from its worker process to the writing client by "
+        f"- Scaling, 2 workers / 1 worker: {scaling}. The cluster rows pay what the "
+        "local-thread rows do not: every chunk travels from its worker process to the writing client by "
         "pickle, and on 2 cores the client shares the cores with the workers.",
         "",
     ]
