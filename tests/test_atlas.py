@@ -183,6 +183,29 @@ def test_a_store_that_may_outgrow_32_bit_indices_is_int64_throughout(tmp_path,
         np.testing.assert_array_equal(got.data, want.data)
 
 
+@pytest.mark.parametrize("n_ahead", [1, 3])
+def test_the_writer_holds_only_a_few_chunks(tmp_path, monkeypatch, n_ahead: int) -> None:
+    """Chunks computed but not yet written never exceed n_ahead + 1 (the one being written)."""
+    started, written, most = [], [], []
+    real_chunk, real_progress = Simulation.chunk, zarr_store._write_progress
+
+    def chunk(self, index, effects=None):
+        started.append(index)
+        most.append(len(started) - len(written))
+        return real_chunk(self, index, effects)
+
+    def progress(partial, identity, chunks_done):
+        written.append(chunks_done)
+        real_progress(partial, identity, chunks_done)
+
+    monkeypatch.setattr(Simulation, "chunk", chunk)
+    monkeypatch.setattr(zarr_store, "_write_progress", progress)
+    qs.sim.simulate_to_zarr(DESIGN, 600, tmp_path / "c.zarr", rng=0, chunk_size=20,
+                            n_ahead=n_ahead)
+    assert sorted(started) == list(range(30)) and written == list(range(1, 31))
+    assert max(most) <= n_ahead + 1
+
+
 def test_a_single_chunk_store(tmp_path) -> None:
     store = qs.sim.simulate_to_zarr(DESIGN, 7, tmp_path / "one.zarr", rng=0)
     assert_same_data(ad.read_zarr(store), qs.sim.simulate(DESIGN, 7, rng=0))
