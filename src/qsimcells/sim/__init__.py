@@ -10,8 +10,9 @@ from .generators import generate
 from .screen import (downstream_genes, exact_activation, perturbation_screen, preset_screen,
                      true_response)
 from .simulate import simulate
+from .tissue import Tissue
 from .zarr_store import simulate_to_zarr
 
 __all__ = ["CellCircuit", "downstream_genes", "exact_activation", "generate",
            "perturbation_screen", "preset_screen", "presets", "read_backed", "simulate",
-           "simulate_to_zarr", "true_response"]
+           "simulate_to_zarr", "Tissue", "true_response"]

@@ -19,6 +19,7 @@ from .._version import __version__
 from ._csr import CSRBuilder, index_dtype
 from .counts import NBTable, nb_with_effects
 from .design import CellCircuit
+from .tissue import Tissue
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -130,6 +131,7 @@ def simulate(
     library_size: float | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     engine: str = "memory",
+    tissue: Tissue | None = None,
     sampler_options: dict[str, Any] | None = None,
     progress: bool | None = None,
     **sampler_kwargs: Any,
@@ -167,6 +169,10 @@ def simulate(
         chunks, one chunk per ``chunk_size`` niches, computed on the current
         ``dask.distributed`` client if there is one, else on dask's threaded scheduler; see
         :func:`simulate_to_zarr` to write them to disk chunk by chunk.
+    tissue
+        Place the niches in 2-D tissue (:class:`Tissue`): cell coordinates in micrometres go to
+        ``obsm["spatial"]`` and the settings to ``uns["qsimcells"]["tissue"]``. The placement
+        is drawn after every other set-up draw, so it changes nothing else of the data.
     sampler_options
         Options for a named sampler (e.g. ``{"method": "statevector"}`` for ``aer``).
     progress
@@ -192,15 +198,16 @@ def simulate(
     run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
                      batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
                      sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
-                     for_workers=engine == "dask")
+                     for_workers=engine == "dask", tissue=tissue)
     if engine == "dask":
         from .lazy import lazy_matrices
 
         X, binary = lazy_matrices(run)
     else:
         X, binary = run.in_memory(progress)
+    obsm = {"spatial": run.spatial} if run.spatial is not None else None
     return ad.AnnData(X=X, obs=run.obs(), var=run.layout.var(), layers={"binary": binary},
-                      uns={"qsimcells": run.uns()})
+                      obsm=obsm, uns={"qsimcells": run.uns()})
 
 
 class Simulation:
@@ -217,7 +224,8 @@ class Simulation:
                  batch_scale: float = 0.3, library_size: float | None = None,
                  chunk_size: int = DEFAULT_CHUNK_SIZE,
                  sampler_options: dict[str, Any] | None = None,
-                 sampler_kwargs: dict[str, Any] | None = None, for_workers: bool = False) -> None:
+                 sampler_kwargs: dict[str, Any] | None = None, for_workers: bool = False,
+                 tissue: Tissue | None = None) -> None:
         from ..samplers import resolve_sampler
 
         if not isinstance(design, CellCircuit):
@@ -267,6 +275,12 @@ class Simulation:
                                            size=(self.n_cells, n_types)))
                        if library_size is not None else None)
         self.effects = _Effects(batch_of_niche, batch_factor, size_factor)
+        if tissue is not None and not isinstance(tissue, Tissue):
+            raise TypeError(f"tissue: expected a qs.sim.Tissue or None, got "
+                            f"{type(tissue).__name__}")
+        self.tissue = tissue
+        # last of the set-up draws, so the placement leaves every other draw as it was
+        self.spatial = tissue.place(self.n_cells, n_types, setup) if tissue else None
         self.table = NBTable(self.layout.mu, self.layout.r) if not self.effects else None
 
     @property
@@ -310,7 +324,7 @@ class Simulation:
         its own rows of them (:meth:`chunk_effects`), so no worker holds the effects of every
         cell (0.8 GB of size factors at 10^8 cells)."""
         plan = copy.copy(self)
-        plan.effects = None
+        plan.effects = plan.spatial = None
         return plan
 
     def fill(self, chunk: int, X: CSRBuilder, binary: CSRBuilder,
@@ -384,6 +398,8 @@ class Simulation:
         }
         if self.effects.batch_factor is not None:
             uns["batch_factors"] = self.effects.batch_factor
+        if self.tissue is not None:
+            uns["tissue"] = self.tissue.as_dict()
         return uns
 
 

@@ -1,0 +1,131 @@
+"""Niches placed in 2-D tissue: ``simulate(..., tissue=Tissue(...))`` fills ``obsm["spatial"]``.
+
+One shot of the circuit is one niche, a cell of every cell type. A :class:`Tissue` puts the niche
+centres on a square or hexagonal grid, a Poisson-disc sample or coordinates the user gives, and
+the cells of each niche uniformly in a disc of diameter ``contact_radius`` around its centre, so
+any two cells of one niche are within ``contact_radius`` of each other. Coordinates are in
+micrometres (float64), in the layout squidpy reads (``obsm["spatial"]``,
+``squidpy.gr.spatial_neighbors(adata, coord_type="generic")``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._utils import check_choice, check_finite
+
+__all__ = ["Tissue"]
+
+LAYOUTS = ("grid", "hex", "poisson")
+
+
+@dataclass(frozen=True)
+class Tissue:
+    """Where the niches of a simulation sit in 2-D tissue.
+
+    Parameters
+    ----------
+    layout
+        ``"grid"`` (square grid of pitch ``spacing``, filled row by row), ``"hex"`` (hexagonal
+        packing, nearest centres ``spacing`` apart), ``"poisson"`` (a Poisson-disc sample: random
+        centres at least ``spacing`` apart, scipy's :class:`~scipy.stats.qmc.PoissonDisk`; about
+        0.4 ms per niche), or an array of shape ``(n_niches, 2)`` of niche centres in
+        micrometres.
+    spacing
+        Distance between neighbouring niche centres in micrometres (the least distance for
+        ``"poisson"``); ignored for given coordinates.
+    contact_radius
+        Largest distance between two cells of one niche, in micrometres; at most ``spacing``, so
+        the cells of different niches never sit closer than ``spacing - contact_radius``.
+
+    Examples
+    --------
+    >>> tissue = qs.sim.Tissue("hex", spacing=40.0, contact_radius=15.0)
+    >>> adata = qs.sim.simulate(design, 1000, rng=0, tissue=tissue)
+    >>> adata.obsm["spatial"].shape
+    (2000, 2)
+    """
+
+    layout: str | Any = "grid"
+    spacing: float = 50.0
+    contact_radius: float = 15.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layout, str):
+            check_choice("layout", self.layout, LAYOUTS)
+        else:
+            centres = np.array(self.layout, dtype=float, copy=True)
+            if centres.ndim != 2 or centres.shape[1] != 2 or centres.shape[0] == 0:
+                raise ValueError(f"layout: niche centres must have shape (n_niches, 2), got "
+                                 f"shape {centres.shape}; or choose one of {list(LAYOUTS)}")
+            if not np.isfinite(centres).all():
+                raise ValueError("layout: niche centres must be finite (no NaN or inf)")
+            centres.setflags(write=False)
+            object.__setattr__(self, "layout", centres)
+        spacing = check_finite("spacing", self.spacing, low=0.0, low_open=True)
+        radius = check_finite("contact_radius", self.contact_radius, low=0.0, low_open=True)
+        if self.given is None and radius > spacing:
+            raise ValueError(f"contact_radius: {radius} is larger than spacing ({spacing}); "
+                             "niches would overlap, choose contact_radius <= spacing")
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "contact_radius", radius)
+
+    @property
+    def given(self) -> np.ndarray | None:
+        """The user's niche centres, or ``None`` for a generated layout."""
+        return None if isinstance(self.layout, str) else self.layout
+
+    def centres(self, n_niches: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n_niches, 2)`` niche centres in micrometres."""
+        if self.given is not None:
+            if self.given.shape[0] != n_niches:
+                raise ValueError(f"layout: {self.given.shape[0]} niche centres given for "
+                                 f"{n_niches} niches (n_cells); give one centre per niche")
+            return np.array(self.given)
+        if self.layout == "poisson":
+            return _poisson_disc(n_niches, self.spacing, rng)
+        return _lattice(n_niches, self.spacing, hexagonal=self.layout == "hex")
+
+    def place(self, n_niches: int, n_types: int, rng: np.random.Generator) -> np.ndarray:
+        """``(n_niches * n_types, 2)`` cell coordinates, niche-major like the rows of
+        :func:`~qsimcells.sim.simulate`: each cell uniform in the disc of diameter
+        ``contact_radius`` around its niche's centre."""
+        centres = self.centres(n_niches, rng)
+        half = self.contact_radius / 2
+        radius = half * np.sqrt(rng.random((n_niches, n_types)))  # uniform in the disc
+        angle = rng.random((n_niches, n_types)) * (2 * math.pi)
+        offsets = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
+        return (centres[:, None, :] + offsets).reshape(-1, 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings for ``uns["qsimcells"]["tissue"]`` (h5ad-safe)."""
+        return {"layout": "given" if self.given is not None else self.layout,
+                "spacing": self.spacing, "contact_radius": self.contact_radius,
+                "units": "micrometre"}
+
+
+def _lattice(n: int, spacing: float, *, hexagonal: bool) -> np.ndarray:
+    """The first ``n`` points of a near-square patch of a square or hexagonal lattice."""
+    row_pitch = spacing * math.sqrt(3) / 2 if hexagonal else spacing
+    per_row = max(1, math.ceil(math.sqrt(n * row_pitch / spacing)))
+    row, col = np.divmod(np.arange(n), per_row)
+    x = col * spacing + (0.5 * spacing * (row % 2) if hexagonal else 0.0)
+    return np.stack([x, row * row_pitch], axis=1).astype(float)
+
+
+def _poisson_disc(n: int, spacing: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random centres at least ``spacing`` apart in a square (grown until they fit)."""
+    from scipy.stats import qmc
+
+    side = spacing * math.sqrt(n / 0.5)  # Bridson-style samples fill about 0.6 per spacing^2
+    for _ in range(8):
+        engine = qmc.PoissonDisk(d=2, radius=spacing / side, rng=rng)
+        points = engine.random(n)
+        if len(points) == n:
+            return points * side
+        side *= 1.25
+    raise RuntimeError(f"layout: could not place {n} Poisson-disc niches")  # pragma: no cover
