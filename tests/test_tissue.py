@@ -39,8 +39,11 @@ def test_layouts_keep_niches_together_and_apart(layout: str) -> None:
     # niche centres spread like the layout: nearest neighbour about spacing away
     nearest = cKDTree(centres).query(centres, k=2)[0][:, 1]
     assert np.median(nearest) == pytest.approx(40.0, rel=0.35)
-    assert adata.uns["qsimcells"]["tissue"] == {"layout": layout, "spacing": 40.0,
-                                                "contact_radius": 15.0, "units": "micrometre"}
+    settings_ = dict(adata.uns["qsimcells"]["tissue"])
+    assert np.isnan(settings_.pop("interaction_length"))  # no coupling in space
+    assert settings_ == {"layout": layout, "spacing": 40.0, "contact_radius": 15.0,
+                         "units": "micrometre"}
+    assert "lr_active" not in adata.obsm and "lr_coupling" not in adata.obsp
 
 
 def test_lattices_are_exact() -> None:
@@ -78,7 +81,7 @@ def test_given_centres_and_h5ad_round_trip(tmp_path) -> None:
     adata.write_h5ad(tmp_path / "t.h5ad")
     back = ad.read_h5ad(tmp_path / "t.h5ad")
     np.testing.assert_array_equal(back.obsm["spatial"], adata.obsm["spatial"])
-    assert back.uns["qsimcells"]["tissue"] == adata.uns["qsimcells"]["tissue"]
+    assert back.uns["qsimcells"]["tissue"]["layout"] == "given"
 
 
 def test_bad_tissues_name_the_field() -> None:
@@ -97,6 +100,8 @@ def test_bad_tissues_name_the_field() -> None:
         qs.sim.Tissue("grid", spacing=50, contact_radius=60)
     with pytest.raises(ValueError, match="layout: 2 niche centres given for 5 niches"):
         qs.sim.simulate(DESIGN, 5, tissue=qs.sim.Tissue([[0, 0], [1, 1]]))
+    with pytest.raises(ValueError, match=r"interaction_length: .* outside the allowed range"):
+        qs.sim.Tissue("grid", interaction_length=-1.0)
     with pytest.raises(TypeError, match="tissue: expected a qs.sim.Tissue"):
         qs.sim.simulate(DESIGN, 5, tissue="grid")
 
@@ -115,3 +120,91 @@ def test_any_lattice_tissue_keeps_its_promises(n: int, layout: str, spacing: flo
     centres = tissue.centres(n, None)
     if n > 1:
         assert cKDTree(centres).query(centres, k=2)[0][:, 1].min() >= spacing * (1 - 1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# communication that decays with distance
+
+SPATIAL = qs.sim.Tissue("hex", spacing=40.0, contact_radius=30.0, interaction_length=8.0)
+
+
+def _sigma(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.maximum(p * (1 - p), 1e-12) / np.maximum(n, 1))
+
+
+def test_coupling_falls_with_distance_as_programmed() -> None:
+    adata = qs.sim.simulate(DESIGN, 20_000, rng=2, tissue=SPATIAL)
+    names = list(adata.uns["qsimcells"]["lr_active_edges"])
+    assert names == ["g3->g5", "g7->g0"]  # the design's two ligand-receptor gates
+    cells = _cells(adata)
+    distance = np.linalg.norm(cells[:, 0] - cells[:, 1], axis=1)
+    active = adata.obsm["lr_active"][::N_TYPES]  # one row per niche
+    np.testing.assert_array_equal(adata.obsm["lr_active"][1::N_TYPES], active)
+    # the stored probability is exp(-d / 8) at (sender cell, receiver cell), both directions
+    coupling = adata.obsp["lr_coupling"]
+    niches = np.arange(distance.size) * N_TYPES
+    np.testing.assert_allclose(np.asarray(coupling[niches, niches + 1]).ravel(),
+                               np.exp(-distance / 8.0))
+    np.testing.assert_allclose(np.asarray(coupling[niches + 1, niches]).ravel(),
+                               np.exp(-distance / 8.0))
+    assert coupling.nnz == 2 * distance.size
+    # the fraction of niches in which each gate acted, by distance bin, within 4 sigma
+    edges = np.linspace(0, 30, 7)
+    bins = np.digitize(distance, edges[1:-1])
+    for k in range(2):
+        for b in range(6):
+            inside = bins == b
+            if inside.sum() < 50:
+                continue
+            want = np.exp(-distance[inside] / 8.0).mean()
+            got = active[inside, k].mean()
+            assert abs(got - want) < 4 * _sigma(want, inside.sum()), (k, b, got, want)
+    # and near cells act more often than far ones
+    assert active[distance < 5].mean() > 0.5 > 0.15 > active[distance > 20].mean()
+
+
+def _receiver_on_rates(adata: ad.AnnData, active: np.ndarray) -> np.ndarray:
+    """Per-gene ON rate of the circuit genes (in qubit order) in the niches ``active`` selects."""
+    bits = adata.layers["binary"].toarray()[:, :DESIGN.n_qubits].reshape(-1, N_TYPES,
+                                                                         DESIGN.n_qubits)
+    return bits[active].sum(axis=1).mean(axis=0)  # a gene is ON in its own cell type's cell
+
+
+@pytest.mark.parametrize("sampler", ["exact", "statevector"])
+def test_acting_gates_give_the_exact_response(sampler: str) -> None:
+    """The niches in which both gates acted follow the full circuit, those in which none did
+    the circuit without ligand-receptor gates: per-gene ON rates within 4 sigma of the exact
+    probabilities, for the exact and the statevector sampler alike."""
+    adata = qs.sim.simulate(DESIGN, 12_000, rng=3, sampler=sampler, tissue=SPATIAL)
+    assert adata.uns["qsimcells"]["sampler"]["name"] == sampler
+    active = adata.obsm["lr_active"][::N_TYPES]
+    lr = (DESIGN.edges["kind"] == "ligand_receptor").to_numpy()
+    state = DESIGN.to_dict()
+    state["edges"] = state["edges"][~lr]
+    for chosen, design in ((active.all(axis=1), DESIGN),
+                           (~active.any(axis=1), qs.sim.CellCircuit.from_dict(state))):
+        assert chosen.sum() > 1000
+        want = qs.sim.exact_activation(design).to_numpy()
+        got = _receiver_on_rates(adata, chosen)
+        assert (np.abs(got - want) < 4 * _sigma(want, chosen.sum()) + 1e-9).all(), (got, want)
+    # the gates matter: g5 (a receiver) responds to its sender only where the gate acted
+    full = qs.sim.exact_activation(DESIGN).to_numpy()
+    none = qs.sim.exact_activation(qs.sim.CellCircuit.from_dict(state)).to_numpy()
+    assert np.abs(full - none).max() > 0.1
+
+
+def test_spatial_coupling_is_bit_identical_across_engines_and_survives_h5ad(tmp_path) -> None:
+    memory = qs.sim.simulate(DESIGN, 700, rng=9, tissue=SPATIAL, chunk_size=90)
+    lazy = qs.sim.simulate(DESIGN, 700, rng=9, tissue=SPATIAL, chunk_size=90, engine="dask")
+    assert (lazy.X.compute() != memory.X).nnz == 0
+    assert (lazy.layers["binary"].compute() != memory.layers["binary"]).nnz == 0
+    np.testing.assert_array_equal(lazy.obsm["lr_active"], memory.obsm["lr_active"])
+    other = qs.sim.simulate(DESIGN, 700, rng=9, chunk_size=90, engine="dask",
+                            tissue=qs.sim.Tissue("hex", 40.0, 30.0, interaction_length=1.0))
+    assert (other.layers["binary"].compute() != memory.layers["binary"]).nnz > 0  # own keys
+    memory.write_h5ad(tmp_path / "s.h5ad")
+    back = ad.read_h5ad(tmp_path / "s.h5ad")
+    np.testing.assert_array_equal(back.obsm["lr_active"], memory.obsm["lr_active"])
+    assert (back.obsp["lr_coupling"] != memory.obsp["lr_coupling"]).nnz == 0
+    assert list(back.uns["qsimcells"]["lr_active_edges"]) == ["g3->g5", "g7->g0"]
+    assert back.uns["qsimcells"]["tissue"]["interaction_length"] == 8.0

@@ -36,7 +36,8 @@ def _token(run: Simulation) -> str:
     results between two lazy AnnData of the same run."""
     digest = hashlib.sha1(repr((run.design.digest(), run.root.entropy, run.root.spawn_key,
                                 run.n_cells, run.chunk_size, run.batch_names, run.batch_scale,
-                                run.library_size, run.info.as_dict())).encode())
+                                run.library_size, run.info.as_dict(),
+                                None if run.tissue is None else run.tissue.key())).encode())
     return digest.hexdigest()[:16]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -205,9 +206,14 @@ def simulate(
         X, binary = lazy_matrices(run)
     else:
         X, binary = run.in_memory(progress)
-    obsm = {"spatial": run.spatial} if run.spatial is not None else None
+    obsm, obsp = {}, {}
+    if run.spatial is not None:
+        obsm["spatial"] = run.spatial
+    if run.lr is not None:
+        obsm["lr_active"] = run.lr.per_cell(run.n_types)
+        obsp["lr_coupling"] = run.lr.pairs(run.n_types)
     return ad.AnnData(X=X, obs=run.obs(), var=run.layout.var(), layers={"binary": binary},
-                      obsm=obsm, uns={"qsimcells": run.uns()})
+                      obsm=obsm or None, obsp=obsp or None, uns={"qsimcells": run.uns()})
 
 
 class Simulation:
@@ -274,13 +280,16 @@ class Simulation:
         size_factor = (np.exp(setup.normal(-library_size**2 / 2, library_size,
                                            size=(self.n_cells, n_types)))
                        if library_size is not None else None)
-        self.effects = _Effects(batch_of_niche, batch_factor, size_factor)
         if tissue is not None and not isinstance(tissue, Tissue):
             raise TypeError(f"tissue: expected a qs.sim.Tissue or None, got "
                             f"{type(tissue).__name__}")
         self.tissue = tissue
         # last of the set-up draws, so the placement leaves every other draw as it was
         self.spatial = tissue.place(self.n_cells, n_types, setup) if tissue else None
+        self.lr = _Couplings.draw(design, self.layout.types, tissue, self.spatial, setup)
+        self.effects = _Effects(batch_of_niche, batch_factor, size_factor,
+                                None if self.lr is None else self.lr.active)
+        self._circuits: dict[bytes, Any] = {}  # circuit of each pattern of acting LR gates
         self.table = NBTable(self.layout.mu, self.layout.r) if not self.effects else None
 
     @property
@@ -325,24 +334,54 @@ class Simulation:
         cell (0.8 GB of size factors at 10^8 cells)."""
         plan = copy.copy(self)
         plan.effects = plan.spatial = None
+        if plan.lr is not None:  # the plan keeps which gates; each task carries its rows
+            plan.lr = dataclasses.replace(plan.lr, probability=None, active=None)
         return plan
 
     def fill(self, chunk: int, X: CSRBuilder, binary: CSRBuilder,
              effects: _Effects | None = None) -> None:
         """Draw the cells of ``chunk`` and append their rows to the two builders (``effects``:
         the chunk's own, default :meth:`chunk_effects`)."""
-        from ..samplers._bits import validate_bits
-
         start, stop = self.niches(chunk)
         effects = self.chunk_effects(chunk) if effects is None else effects
         bits_rng, counts_rng = (np.random.default_rng(s)
                               for s in child_seeds(self.chunk_seeds[chunk], 2))
-        bits = validate_bits(self.sampler.sample(self.circuit, stop - start, rng=bits_rng),
-                             stop - start, self.circuit.num_qubits, self.info.name)
+        bits = self._bits(stop - start, effects.lr_active, bits_rng)
         block = max(1, _BLOCK_ENTRIES // (self.n_types * self.layout.width))
         for first in range(0, stop - start, block):
             _count_block(bits[first:first + block], first, self.layout, self.table,
                          effects, counts_rng, X, binary)
+
+    def _bits(self, shots: int, lr_active: np.ndarray | None,
+              rng: np.random.Generator) -> np.ndarray:
+        """The shots of a chunk; with couplings in space, the niches of each pattern of acting
+        ligand-receptor gates come from the circuit of that pattern (one circuit per distinct
+        pattern, in sorted order, never one per niche)."""
+        from ..samplers._bits import validate_bits
+
+        def sample(circuit: Any, n: int) -> np.ndarray:
+            return validate_bits(self.sampler.sample(circuit, n, rng=rng), n,
+                                 circuit.num_qubits, self.info.name)
+
+        if lr_active is None:
+            return sample(self.circuit, shots)
+        bits = np.empty((shots, self.circuit.num_qubits), dtype=np.uint8)
+        patterns, which = np.unique(lr_active, axis=0, return_inverse=True)
+        which = which.reshape(-1)
+        for k, pattern in enumerate(patterns):
+            rows = np.flatnonzero(which == k)
+            bits[rows] = sample(self._circuit_for(pattern), rows.size)
+        return bits
+
+    def _circuit_for(self, pattern: np.ndarray) -> Any:
+        """The circuit in which only the ligand-receptor gates ``pattern`` marks act."""
+        key = np.packbits(pattern).tobytes()
+        if key not in self._circuits:
+            state = self.design.to_dict()
+            drop = self.lr.edge_rows[~pattern]
+            state["edges"] = state["edges"].drop(index=state["edges"].index[drop])
+            self._circuits[key] = CellCircuit.from_dict(state).to_qiskit(measure=True)
+        return self._circuits[key]
 
     def chunk(self, chunk: int, effects: _Effects | None = None
               ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -400,6 +439,8 @@ class Simulation:
             uns["batch_factors"] = self.effects.batch_factor
         if self.tissue is not None:
             uns["tissue"] = self.tissue.as_dict()
+        if self.lr is not None:
+            uns["lr_active_edges"] = np.asarray(self.lr.names(self.design), dtype=object)
         return uns
 
 
@@ -434,21 +475,79 @@ def _check_pickles(sampler: Any, name: str) -> None:
 
 
 @dataclass
+class _Couplings:
+    """Ligand-receptor gates whose action depends on the distance of the two cells in a niche."""
+
+    edge_rows: np.ndarray  # rows of the design's edge table that are ligand-receptor gates
+    senders: np.ndarray  # cell-type index of each gate's sender (source) and receiver
+    receivers: np.ndarray
+    probability: np.ndarray  # (niches, gates): exp(-d / interaction_length)
+    active: np.ndarray  # (niches, gates) bool: the gate acts in that niche
+
+    @classmethod
+    def draw(cls, design: CellCircuit, types: list[str], tissue: Tissue | None,
+             spatial: np.ndarray | None, rng: np.random.Generator) -> _Couplings | None:
+        if tissue is None or tissue.interaction_length is None:
+            return None
+        edges = design.edges
+        rows = np.flatnonzero((edges["kind"] == "ligand_receptor").to_numpy())
+        if rows.size == 0:
+            return None
+        cell_type = design.genes["cell_type"]
+        senders = np.array([types.index(cell_type[g]) for g in edges["source"].iloc[rows]])
+        receivers = np.array([types.index(cell_type[g]) for g in edges["target"].iloc[rows]])
+        xy = spatial.reshape(-1, len(types), 2)
+        distance = np.linalg.norm(xy[:, senders] - xy[:, receivers], axis=-1)
+        probability = tissue.coupling(distance)
+        active = rng.random(probability.shape) < probability
+        return cls(rows, senders, receivers, probability, active)
+
+    def names(self, design: CellCircuit) -> list[str]:
+        edges = design.edges.iloc[self.edge_rows]
+        return [f"{s}->{t}" for s, t in zip(edges["source"], edges["target"], strict=True)]
+
+    def per_cell(self, n_types: int) -> np.ndarray:
+        """``active`` repeated for every cell of a niche (rows aligned with ``obs``)."""
+        return np.repeat(self.active, n_types, axis=0)
+
+    def pairs(self, n_types: int) -> sp.csr_matrix:
+        """``(cells, cells)`` coupling probability from each sender cell to its receiver cell
+        in the same niche, for every pair of cell types some gate joins."""
+        n_niches = self.probability.shape[0]
+        base = np.arange(n_niches) * n_types
+        rows, cols, values = [], [], []
+        seen = set()
+        for k, (a, b) in enumerate(zip(self.senders, self.receivers, strict=True)):
+            if (a, b) in seen:  # same two cells, same distance: one entry
+                continue
+            seen.add((a, b))
+            rows.append(base + a)
+            cols.append(base + b)
+            values.append(self.probability[:, k])
+        n = n_niches * n_types
+        return sp.csr_matrix((np.concatenate(values), (np.concatenate(rows),
+                                                       np.concatenate(cols))), shape=(n, n))
+
+
+@dataclass
 class _Effects:
     """Optional cell-level effects on the NB means."""
 
     batch_of_niche: np.ndarray | None
     batch_factor: np.ndarray | None  # (batches, vars)
     size_factor: np.ndarray | None  # (niches, types)
+    lr_active: np.ndarray | None = None  # (niches, LR gates): which gates act in each niche
 
     def __bool__(self) -> bool:
         return self.batch_factor is not None or self.size_factor is not None
 
     def rows(self, start: int, stop: int) -> _Effects:
         """The effects of niches ``[start, stop)``, indexed from 0."""
-        return _Effects(None if self.batch_of_niche is None else self.batch_of_niche[start:stop],
-                        self.batch_factor,
-                        None if self.size_factor is None else self.size_factor[start:stop])
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[start:stop]
+
+        return _Effects(part(self.batch_of_niche), self.batch_factor, part(self.size_factor),
+                        part(self.lr_active))
 
     def scale(self, niche: np.ndarray, cell_type: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Multiplier of the mean of each entry."""

@@ -10,6 +10,7 @@ micrometres (float64), in the layout squidpy reads (``obsm["spatial"]``,
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,11 @@ class Tissue:
     contact_radius
         Largest distance between two cells of one niche, in micrometres; at most ``spacing``, so
         the cells of different niches never sit closer than ``spacing - contact_radius``.
+    interaction_length
+        Communication that decays with distance: each ligand-receptor gate of the design acts in
+        a niche with probability ``exp(-d / interaction_length)``, ``d`` the distance between
+        the niche's sender and receiver cells, and is left out of that niche's circuit
+        otherwise. ``None`` (default): every gate acts in every niche, as without a tissue.
 
     Examples
     --------
@@ -53,6 +59,7 @@ class Tissue:
     layout: str | Any = "grid"
     spacing: float = 50.0
     contact_radius: float = 15.0
+    interaction_length: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.layout, str):
@@ -73,6 +80,15 @@ class Tissue:
                              "niches would overlap, choose contact_radius <= spacing")
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "contact_radius", radius)
+        if self.interaction_length is not None:
+            object.__setattr__(self, "interaction_length", check_finite(
+                "interaction_length", self.interaction_length, low=0.0, low_open=True))
+
+    def coupling(self, distance: np.ndarray) -> np.ndarray:
+        """Probability that a ligand-receptor gate acts between cells ``distance`` apart."""
+        if self.interaction_length is None:
+            return np.ones_like(distance, dtype=float)
+        return np.exp(-np.asarray(distance, dtype=float) / self.interaction_length)
 
     @property
     def given(self) -> np.ndarray | None:
@@ -101,10 +117,19 @@ class Tissue:
         offsets = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
         return (centres[:, None, :] + offsets).reshape(-1, 2)
 
+    def key(self) -> str:
+        """A string that differs between tissues that place or couple differently."""
+        given = (None if self.given is None
+                 else hashlib.sha256(np.ascontiguousarray(self.given).tobytes()).hexdigest())
+        return repr((self.layout if given is None else given, self.spacing,
+                     self.contact_radius, self.interaction_length))
+
     def as_dict(self) -> dict[str, Any]:
         """The settings for ``uns["qsimcells"]["tissue"]`` (h5ad-safe)."""
         return {"layout": "given" if self.given is not None else self.layout,
                 "spacing": self.spacing, "contact_radius": self.contact_radius,
+                "interaction_length": (math.nan if self.interaction_length is None
+                                       else self.interaction_length),
                 "units": "micrometre"}
 
 
