@@ -177,6 +177,9 @@ def test_acting_gates_give_the_exact_response(sampler: str) -> None:
     probabilities, for the exact and the statevector sampler alike."""
     adata = qs.sim.simulate(DESIGN, 12_000, rng=3, sampler=sampler, tissue=SPATIAL)
     assert adata.uns["qsimcells"]["sampler"]["name"] == sampler
+    assert adata.uns["qsimcells"]["lr_sampling"] == {
+        "exact": "per-shot switch qubits",
+        "statevector": "one circuit per pattern of acting gates"}[sampler]
     active = adata.obsm["lr_active"][::N_TYPES]
     lr = (DESIGN.edges["kind"] == "ligand_receptor").to_numpy()
     state = DESIGN.to_dict()
@@ -208,3 +211,39 @@ def test_spatial_coupling_is_bit_identical_across_engines_and_survives_h5ad(tmp_
     assert (back.obsp["lr_coupling"] != memory.obsp["lr_coupling"]).nnz == 0
     assert list(back.uns["qsimcells"]["lr_active_edges"]) == ["g3->g5", "g7->g0"]
     assert back.uns["qsimcells"]["tissue"]["interaction_length"] == 8.0
+
+
+def test_switch_qubits_gate_each_shot_and_bad_switches_are_refused() -> None:
+    from qsimcells.samplers.exact import ExactSampler
+
+    circuit = DESIGN.to_qiskit(switches=True)
+    n = DESIGN.n_qubits
+    assert circuit.num_qubits == n + 2 and circuit.qregs[-1].name == "lr_switch"
+    exact = ExactSampler()
+    off = np.zeros(4000, bool)
+    on = np.ones(4000, bool)
+    rng = np.random.default_rng(0)
+    # all switches off: the design without ligand-receptor gates; all on: the full design
+    lr = (DESIGN.edges["kind"] == "ligand_receptor").to_numpy()
+    state = DESIGN.to_dict()
+    state["edges"] = state["edges"][~lr]
+    for switch, design in ((off, qs.sim.CellCircuit.from_dict(state)), (on, DESIGN)):
+        bits = exact.sample(circuit, 4000, rng=rng, given={n: switch, n + 1: switch})
+        want = qs.sim.exact_activation(design).to_numpy()
+        assert (np.abs(bits[:, :n].mean(0) - want) < 4 * _sigma(want, 4000) + 1e-9).all()
+        np.testing.assert_array_equal(bits[:, n], switch)
+    with pytest.raises(ValueError, match="given: qubit 0 is acted on"):
+        exact.sample(circuit, 10, rng=rng, given={0: np.ones(10, bool)})
+    with pytest.raises(ValueError, match=r"given: qubit 10 needs 10 bits .* shape \(3,\)"):
+        exact.sample(circuit, 10, rng=rng, given={n: np.ones(3, bool)})
+
+
+def test_many_ligand_receptor_gates_stay_fast_on_the_exact_path() -> None:
+    """40 gates make nearly every niche its own pattern: the exact path gives the switches
+    per shot instead of compiling one circuit per niche (which took minutes)."""
+    design = qs.sim.presets.random_network(200, 4, 200, rng=0)
+    adata = qs.sim.simulate(design, 2000, rng=0, tissue=SPATIAL)
+    active = adata.obsm["lr_active"]
+    assert active.shape[1] == 40 and adata.uns["qsimcells"]["lr_sampling"] == \
+        "per-shot switch qubits"
+    assert len(np.unique(active[::4], axis=0)) > 1000  # patterns: one circuit each would crawl

@@ -17,6 +17,7 @@ refused with :class:`NotExactError`; ``sampler="auto"`` then falls back to a sta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,10 +264,26 @@ class ExactSampler:
             return str(err)
         return None
 
-    def sample(self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator
-               ) -> np.ndarray:
+    def sample(self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator,
+               given: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
+        """``(shots, n_qubits)`` uint8 bits. ``given`` fixes the bit of some qubits shot by
+        shot (``{qubit: (shots,) bool}``): qubits that only ever serve as controls, such as the
+        ``lr_switch`` register of ``CellCircuit.to_qiskit(switches=True)``; a gate on one of
+        them is an error. A classical per-shot control costs no circuit per shot."""
         program = self._program(circuit)
         state = _Shots(circuit.num_qubits, shots, rng)
+        for q, bits in (given or {}).items():
+            if any(op.target == q or op.other == q for op in program if op.kind != "sample"):
+                raise ValueError(f"given: qubit {q} is acted on in the circuit; only qubits "
+                                 "used solely as controls can be given")
+            bits = np.asarray(bits, dtype=bool)
+            if bits.shape != (shots,):
+                raise ValueError(f"given: qubit {q} needs {shots} bits (one per shot), got "
+                                 f"shape {bits.shape}")
+            state.bits[q] = bits.view(np.uint8)
+            state.amps[q] = None
+        program = [op for op in program if not (op.kind == "sample" and op.target in
+                                                (given or {}))]
         for op in program:
             state.apply(op)
         by_qubit = np.empty((circuit.num_qubits, shots), dtype=np.uint8)

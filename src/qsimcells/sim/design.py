@@ -306,23 +306,36 @@ class CellCircuit:
                 f"{self.housekeeping.n} housekeeping, {self.background.n} background genes)")
 
     # -- the circuit ------------------------------------------------------------------------
-    def to_qiskit(self, *, measure: bool = True) -> QuantumCircuit:
+    def to_qiskit(self, *, measure: bool = True, switches: bool = False) -> QuantumCircuit:
         """The Qiskit circuit: one quantum (and classical) register per cell type, RY per gene,
-        then the edges in order; measured into the cell type's register when ``measure``."""
+        then the edges in order; measured into the cell type's register when ``measure``.
+
+        ``switches`` adds a register ``lr_switch`` of one qubit per ligand-receptor edge (after
+        the genes, in edge order, never measured) as a further control of that edge's gate: the
+        gate acts only where its switch is 1 (how a tissue turns communication on per niche).
+        """
         from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+        from qiskit.circuit.library import RYGate, XGate
 
         groups = self.cell_types
         qregs = [QuantumRegister(len(g), name=t) for t, g in groups.items()]
         cregs = [ClassicalRegister(len(g), name=f"c_{t}") for t, g in groups.items()]
-        qc = QuantumCircuit(*qregs, *(cregs if measure else []), name=self.name)
+        lr = (self._edges["kind"] == "ligand_receptor").to_numpy()
+        extra = [QuantumRegister(int(lr.sum()), name="lr_switch")] if switches and lr.any() \
+            else []
+        qc = QuantumCircuit(*qregs, *extra, *(cregs if measure else []), name=self.name)
         for q, theta in enumerate(self._genes["theta"].to_numpy()):
             qc.ry(float(theta), q)
         qc.barrier()
         qubit = self._genes["qubit"]
-        for edge in self._edges.itertuples(index=False):
+        switch = iter(extra[0]) if extra else None
+        for edge, is_lr in zip(self._edges.itertuples(index=False), lr, strict=True):
             control, target = int(qubit[edge.source]), int(qubit[edge.target])
             state = 1 if edge.sign == "activation" else 0
-            if math.isnan(edge.weight):
+            base = XGate() if math.isnan(edge.weight) else RYGate(float(edge.weight))
+            if switch is not None and is_lr:  # the switch is the second control, state 1
+                qc.append(base.control(2, ctrl_state=state | 2), [control, next(switch), target])
+            elif math.isnan(edge.weight):
                 qc.cx(control, target, ctrl_state=state)
             else:
                 qc.cry(float(edge.weight), control, target, ctrl_state=state)

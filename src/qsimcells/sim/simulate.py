@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -290,6 +291,7 @@ class Simulation:
         self.effects = _Effects(batch_of_niche, batch_factor, size_factor,
                                 None if self.lr is None else self.lr.active)
         self._circuits: dict[bytes, Any] = {}  # circuit of each pattern of acting LR gates
+        self.switched = self._switched_circuit()
         self.table = NBTable(self.layout.mu, self.layout.r) if not self.effects else None
 
     @property
@@ -352,20 +354,35 @@ class Simulation:
             _count_block(bits[first:first + block], first, self.layout, self.table,
                          effects, counts_rng, X, binary)
 
+    def _switched_circuit(self) -> Any:
+        """With couplings in space and a sampler that takes per-shot bits (``given``, as the
+        exact sampler does): one circuit whose ligand-receptor gates have a switch qubit as a
+        further control; else ``None`` (one circuit per pattern of acting gates)."""
+        if self.lr is None or "given" not in inspect.signature(self.sampler.sample).parameters:
+            return None
+        switched = self.design.to_qiskit(measure=True, switches=True)
+        supports = getattr(self.sampler, "supports", None)
+        return switched if supports is None or supports(switched) is None else None
+
     def _bits(self, shots: int, lr_active: np.ndarray | None,
               rng: np.random.Generator) -> np.ndarray:
-        """The shots of a chunk; with couplings in space, the niches of each pattern of acting
-        ligand-receptor gates come from the circuit of that pattern (one circuit per distinct
+        """The shots of a chunk. With couplings in space, the switch of each ligand-receptor
+        gate is given shot by shot (:meth:`_switched_circuit`), or else the niches of each
+        pattern of acting gates come from the circuit of that pattern (one circuit per distinct
         pattern, in sorted order, never one per niche)."""
         from ..samplers._bits import validate_bits
 
-        def sample(circuit: Any, n: int) -> np.ndarray:
-            return validate_bits(self.sampler.sample(circuit, n, rng=rng), n,
+        def sample(circuit: Any, n: int, **given: Any) -> np.ndarray:
+            return validate_bits(self.sampler.sample(circuit, n, rng=rng, **given), n,
                                  circuit.num_qubits, self.info.name)
 
         if lr_active is None:
             return sample(self.circuit, shots)
-        bits = np.empty((shots, self.circuit.num_qubits), dtype=np.uint8)
+        n_genes = self.circuit.num_qubits
+        if self.switched is not None:
+            switches = {n_genes + k: lr_active[:, k] for k in range(lr_active.shape[1])}
+            return np.ascontiguousarray(sample(self.switched, shots, given=switches)[:, :n_genes])
+        bits = np.empty((shots, n_genes), dtype=np.uint8)
         patterns, which = np.unique(lr_active, axis=0, return_inverse=True)
         which = which.reshape(-1)
         for k, pattern in enumerate(patterns):
@@ -441,6 +458,8 @@ class Simulation:
             uns["tissue"] = self.tissue.as_dict()
         if self.lr is not None:
             uns["lr_active_edges"] = np.asarray(self.lr.names(self.design), dtype=object)
+            uns["lr_sampling"] = ("per-shot switch qubits" if self.switched is not None
+                                  else "one circuit per pattern of acting gates")
         return uns
 
 
