@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/spiqgan.py
 	$(PY) benchmarks/spiqgan_kloss.py
 	$(PY) benchmarks/atlas.py
+	$(PY) benchmarks/spatial.py
 
 clean:
 	rm -rf build docs/_build $(RESULTS)
