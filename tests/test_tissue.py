@@ -247,3 +247,30 @@ def test_many_ligand_receptor_gates_stay_fast_on_the_exact_path() -> None:
     assert active.shape[1] == 40 and adata.uns["qsimcells"]["lr_sampling"] == \
         "per-shot switch qubits"
     assert len(np.unique(active[::4], axis=0)) > 1000  # patterns: one circuit each would crawl
+
+
+def test_spatial_plot_draws_cells_and_true_pairs(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    adata = qs.sim.simulate(DESIGN, 80, rng=0, tissue=SPATIAL)
+    fig, ax = plt.subplots()
+    out = qs.pl.spatial(adata, ax=ax, min_coupling=0.3, save=tmp_path / "s.png", show=False)
+    assert out is fig and (tmp_path / "s.png").stat().st_size > 0
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    want = int((adata.obsp["lr_coupling"].data >= 0.3).sum())
+    assert len(lines) == 1 and len(lines[0].get_segments()) == want > 0
+    points = sum(len(c.get_offsets()) for c in ax.collections if c not in lines)
+    assert points == adata.n_obs
+    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ["CT1", "CT2"]
+    plt.close("all")
+    with pytest.raises(ValueError, match=r"adata: no obsm\['spatial'\]"):
+        qs.pl.spatial(qs.sim.simulate(DESIGN, 5, rng=0), show=False)
+    with pytest.raises(ValueError, match="color: 'tissue' is not a column of adata.obs"):
+        qs.pl.spatial(adata, color="tissue", show=False)
+    with pytest.raises(ValueError, match="min_coupling: 2.0 is outside"):
+        qs.pl.spatial(adata, min_coupling=2, show=False)
+    plt.close("all")

@@ -3,7 +3,8 @@
 ``circuit`` and ``bit_histogram`` (Romero et al., Fig. 2), ``umap`` (Fig. 3, through scanpy,
 imported on first use), ``network`` (Fig. 4: programmed against inferred networks) and
 ``communication`` (Table 3 as bars or dots); ``spike_statistics`` and ``raster`` (SpiQGAN,
-Fig. 2-3: generated against real activity statistics, spike trains).
+Fig. 2-3: generated against real activity statistics, spike trains); ``spatial`` (cells in
+tissue with their true couplings).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from .circuit import bit_histogram, circuit
 from .communication import communication
 from .embedding import umap
 from .network import network
+from .spatial import spatial
 from .spikes import raster, spike_statistics
 
-__all__ = ["bit_histogram", "circuit", "communication", "network", "raster", "spike_statistics",
-           "umap"]
+__all__ = ["bit_histogram", "circuit", "communication", "network", "raster", "spatial",
+           "spike_statistics", "umap"]
