@@ -30,6 +30,24 @@ def timed(fn, *, min_time: float = 0.5, max_repeats: int = 5):
     return best, result
 
 
+def best_of(fn, repeats: int):
+    """Run ``fn`` ``repeats`` times; returns (best seconds, last result)."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def report(text: str, out: Path | None) -> None:
+    """Print a benchmark's markdown report and write it to ``out`` (when given)."""
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 

@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import REPO, gib, machine, source_state
+from _common import REPO, gib, machine, report, source_state
 from _common import command as command_line
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "atlas.md"
@@ -334,11 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     lines += _projection(atlas, w2.get("worker_peak_rss"))
-    text = "\n".join(lines)
-    print(text)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    report("\n".join(lines), out)
     return 0
 
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, command, machine, source_state
+from _common import REPO, best_of, command, machine, source_state
 
 import qsimcells as qs
 from qsimcells.samplers import boltzmann_probabilities, ising_energy, sample_ising
@@ -66,24 +66,15 @@ def part_accuracy(reads: int) -> list[dict]:
     return rows
 
 
-def _best(fn, repeats: int) -> tuple[float, np.ndarray]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 def part_sizes(sizes: list[int], reads: int, repeats: int) -> list[dict]:
     rows = []
     for n in sizes:
         h, W = random_ising(n, n, coupling=1 / np.sqrt(n))
         row: dict = {"n": n}
         for name in ("gibbs", "neal"):
-            cold_s, start = _best(lambda: sample_ising(h, W, reads, sampler=name, rng=2,
+            cold_s, start = best_of(lambda: sample_ising(h, W, reads, sampler=name, rng=2,
                                                        num_sweeps=100), repeats)
-            warm_s, z = _best(lambda: sample_ising(h, W, reads, sampler=name, rng=3,
+            warm_s, z = best_of(lambda: sample_ising(h, W, reads, sampler=name, rng=3,
                                                    initial_states=start, num_sweeps=10),
                               repeats)
             energy = ising_energy(z, h, W)

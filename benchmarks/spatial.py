@@ -18,23 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from _common import REPO, machine, source_state
+from _common import REPO, best_of, machine, report, source_state
 from _common import command as command_line
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "spatial.md"
 TARGET_S = 60.0
-
-
-def _best(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         n = args.cells // n_types
         samplers = ["exact", "statevector"] if design.n_qubits <= 12 else ["exact"]
         for sampler in samplers:
-            plain, _ = _best(lambda d=design, s=sampler: qs.sim.simulate(
+            plain, _ = best_of(lambda d=design, s=sampler: qs.sim.simulate(
                 d, n, rng=0, sampler=s, progress=False), args.repeats)
-            spatial, adata = _best(lambda d=design, s=sampler: qs.sim.simulate(
+            spatial, adata = best_of(lambda d=design, s=sampler: qs.sim.simulate(
                 d, n, rng=0, sampler=s, tissue=tissue, progress=False), args.repeats)
             active = adata.obsm["lr_active"][::n_types]
             rows.append({"design": label, "sampler": sampler, "cells": adata.n_obs,
@@ -96,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"**{args.cells:,} cells with communication in space under {TARGET_S:.0f} s: "
                   f"{'met' if slowest < TARGET_S else 'not met'}** (slowest row "
                   f"{slowest:.2f} s).", ""]
-    text = "\n".join(lines)
-    print(text)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    report("\n".join(lines), out)
     return 0
 
 
