@@ -41,8 +41,11 @@ def test_layouts_keep_niches_together_and_apart(layout: str) -> None:
     assert np.median(nearest) == pytest.approx(40.0, rel=0.35)
     settings_ = dict(adata.uns["qsimcells"]["tissue"])
     assert np.isnan(settings_.pop("interaction_length"))  # no coupling in space
+    assert settings_.pop("domains") == {} and list(settings_.pop("interacting_domains")) == [
+        "outside"]
     assert settings_ == {"layout": layout, "spacing": 40.0, "contact_radius": 15.0,
                          "units": "micrometre"}
+    assert "domain" not in adata.obs
     assert "lr_active" not in adata.obsm and "lr_coupling" not in adata.obsp
 
 
@@ -274,3 +277,48 @@ def test_spatial_plot_draws_cells_and_true_pairs(tmp_path) -> None:
     with pytest.raises(ValueError, match="min_coupling: 2.0 is outside"):
         qs.pl.spatial(adata, min_coupling=2, show=False)
     plt.close("all")
+
+
+def test_domains_label_niches_and_switch_communication_on(tmp_path) -> None:
+    tissue = qs.sim.Tissue("hex", spacing=40.0, contact_radius=30.0, interaction_length=8.0,
+                           domains={"tumour": (300.0, 300.0, 200.0), "edge": (0.0, 0.0, 150.0)},
+                           interacting_domains="tumour")
+    adata = qs.sim.simulate(DESIGN, 1500, rng=1, tissue=tissue)
+    domain = adata.obs["domain"]
+    assert list(domain.cat.categories) == ["tumour", "edge", "outside"]
+    centres = _cells(adata).mean(axis=1)  # within contact_radius / 2 of the true centre
+    label = domain.to_numpy()[::N_TYPES]
+    far_in = np.hypot(*(centres - 300.0).T) < 200.0 - 15.0
+    far_out = np.hypot(*(centres - 300.0).T) > 200.0 + 15.0
+    assert (label[far_in] == "tumour").all() and (label[far_out] != "tumour").all()
+    assert {"tumour", "edge", "outside"} <= set(label)
+    assert (domain.to_numpy()[1::N_TYPES] == label).all()  # one domain per niche
+    active = adata.obsm["lr_active"][::N_TYPES]
+    assert not active[label != "tumour"].any() and active[label == "tumour"].any()
+    coupling = adata.obsp["lr_coupling"]
+    assert coupling.nnz == 2 * (label == "tumour").sum()  # zero coupling is not stored
+    adata.write_h5ad(tmp_path / "d.h5ad")
+    back = ad.read_h5ad(tmp_path / "d.h5ad")
+    assert back.obs["domain"].equals(adata.obs["domain"])
+    np.testing.assert_array_equal(back.uns["qsimcells"]["tissue"]["domains"]["tumour"],
+                                  [300.0, 300.0, 200.0])
+    assert list(back.uns["qsimcells"]["tissue"]["interacting_domains"]) == ["tumour"]
+
+
+def test_bad_domains_name_the_field() -> None:
+    with pytest.raises(TypeError, match=r"domains: expected a dict \{name: \(x, y, radius\)\}"):
+        qs.sim.Tissue(domains=[(0, 0, 1)])
+    with pytest.raises(ValueError, match=r"domains\['a'\]: expected \(x, y, radius\)"):
+        qs.sim.Tissue(domains={"a": (0, 0)})
+    with pytest.raises(ValueError, match=r"domains\['a'\].radius: .* outside the allowed"):
+        qs.sim.Tissue(domains={"a": (0, 0, -1)})
+    with pytest.raises(ValueError, match=r"domains\['a'\].x: must be a finite number"):
+        qs.sim.Tissue(domains={"a": (np.nan, 0, 1)})
+    with pytest.raises(ValueError, match="a domain name must be a non-empty string other "
+                                         "than 'outside'"):
+        qs.sim.Tissue(domains={"outside": (0, 0, 1)})
+    with pytest.raises(ValueError, match=r"interacting_domains: 'b' is not allowed; choose one "
+                                         r"of \['a', 'outside'\]"):
+        qs.sim.Tissue(domains={"a": (0, 0, 1)}, interacting_domains=["b"], interaction_length=5)
+    with pytest.raises(ValueError, match="interacting_domains: needs interaction_length"):
+        qs.sim.Tissue(domains={"a": (0, 0, 1)}, interacting_domains=["a"])

@@ -286,8 +286,11 @@ class Simulation:
                             f"{type(tissue).__name__}")
         self.tissue = tissue
         # last of the set-up draws, so the placement leaves every other draw as it was
-        self.spatial = tissue.place(self.n_cells, n_types, setup) if tissue else None
-        self.lr = _Couplings.draw(design, self.layout.types, tissue, self.spatial, setup)
+        centres, self.spatial = (tissue.place_niches(self.n_cells, n_types, setup) if tissue
+                                 else (None, None))
+        self.domain = tissue.domain_of(centres) if tissue and tissue.domains else None
+        self.lr = _Couplings.draw(design, self.layout.types, tissue, self.spatial, self.domain,
+                                  setup)
         self.effects = _Effects(batch_of_niche, batch_factor, size_factor,
                                 None if self.lr is None else self.lr.active)
         self._circuits: dict[bytes, Any] = {}  # circuit of each pattern of acting LR gates
@@ -435,6 +438,9 @@ class Simulation:
             obs["batch"] = pd.Categorical.from_codes(batch_codes, categories=names)
         if self.effects.size_factor is not None:
             obs["size_factor"] = self.effects.size_factor[start:stop].ravel()
+        if self.domain is not None:
+            domains = self.tissue.domain_names
+            obs["domain"] = pd.Categorical.from_codes(self.domain[niche], categories=domains)
         return obs
 
     def uns(self) -> dict[str, Any]:
@@ -505,7 +511,8 @@ class _Couplings:
 
     @classmethod
     def draw(cls, design: CellCircuit, types: list[str], tissue: Tissue | None,
-             spatial: np.ndarray | None, rng: np.random.Generator) -> _Couplings | None:
+             spatial: np.ndarray | None, domain: np.ndarray | None,
+             rng: np.random.Generator) -> _Couplings | None:
         if tissue is None or tissue.interaction_length is None:
             return None
         edges = design.edges
@@ -518,6 +525,8 @@ class _Couplings:
         xy = spatial.reshape(-1, len(types), 2)
         distance = np.linalg.norm(xy[:, senders] - xy[:, receivers], axis=-1)
         probability = tissue.coupling(distance)
+        if domain is not None:  # switched off outside the interacting domains
+            probability *= tissue.communicating(domain)[:, None]
         active = rng.random(probability.shape) < probability
         return cls(rows, senders, receivers, probability, active)
 
@@ -531,7 +540,7 @@ class _Couplings:
 
     def pairs(self, n_types: int) -> sp.csr_matrix:
         """``(cells, cells)`` coupling probability from each sender cell to its receiver cell
-        in the same niche, for every pair of cell types some gate joins."""
+        in the same niche, for every pair of cell types some gate joins (zeros not stored)."""
         n_niches = self.probability.shape[0]
         base = np.arange(n_niches) * n_types
         rows, cols, values = [], [], []
@@ -544,8 +553,10 @@ class _Couplings:
             cols.append(base + b)
             values.append(self.probability[:, k])
         n = n_niches * n_types
-        return sp.csr_matrix((np.concatenate(values), (np.concatenate(rows),
-                                                       np.concatenate(cols))), shape=(n, n))
+        pairs = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows),
+                                                        np.concatenate(cols))), shape=(n, n))
+        pairs.eliminate_zeros()  # niches where communication is switched off
+        return pairs
 
 
 @dataclass

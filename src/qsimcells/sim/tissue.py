@@ -22,6 +22,7 @@ from .._utils import check_choice, check_finite
 __all__ = ["Tissue"]
 
 LAYOUTS = ("grid", "hex", "poisson")
+OUTSIDE = "outside"  # the domain of a niche in no given domain
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class Tissue:
         a niche with probability ``exp(-d / interaction_length)``, ``d`` the distance between
         the niche's sender and receiver cells, and is left out of that niche's circuit
         otherwise. ``None`` (default): every gate acts in every niche, as without a tissue.
+    domains
+        Tissue domains: ``{name: (x, y, radius)}``, discs in micrometres. A niche belongs to the
+        first domain that holds its centre, else to ``"outside"``; ``obs["domain"]`` says which.
+    interacting_domains
+        Names of the domains (``"outside"`` included) in which communication is switched on:
+        elsewhere no ligand-receptor gate acts (needs ``interaction_length``). ``None``:
+        everywhere.
 
     Examples
     --------
@@ -60,6 +68,8 @@ class Tissue:
     spacing: float = 50.0
     contact_radius: float = 15.0
     interaction_length: float | None = None
+    domains: Any = None
+    interacting_domains: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.layout, str):
@@ -83,6 +93,38 @@ class Tissue:
         if self.interaction_length is not None:
             object.__setattr__(self, "interaction_length", check_finite(
                 "interaction_length", self.interaction_length, low=0.0, low_open=True))
+        object.__setattr__(self, "domains", _check_domains(self.domains))
+        names = self.domain_names
+        chosen = self.interacting_domains
+        if chosen is not None:
+            chosen = [chosen] if isinstance(chosen, str) else list(chosen)
+            for name in chosen:
+                check_choice("interacting_domains", name, names)
+            if self.interaction_length is None:
+                raise ValueError("interacting_domains: needs interaction_length (communication "
+                                 "in space); give both, or neither")
+            chosen = tuple(chosen)
+        object.__setattr__(self, "interacting_domains", chosen)
+
+    @property
+    def domain_names(self) -> list[str]:
+        """The domains, then ``"outside"``: the categories of ``obs["domain"]``."""
+        return [name for name, *_ in self.domains] + [OUTSIDE]
+
+    def domain_of(self, centres: np.ndarray) -> np.ndarray:
+        """Index into :attr:`domain_names` of the domain of each niche centre."""
+        codes = np.full(len(centres), len(self.domains), dtype=np.int16)
+        for k, (_, x, y, radius) in reversed(list(enumerate(self.domains))):  # first one wins
+            inside = np.hypot(centres[:, 0] - x, centres[:, 1] - y) <= radius
+            codes[inside] = k
+        return codes
+
+    def communicating(self, codes: np.ndarray) -> np.ndarray:
+        """Whether communication is switched on in the niches of domain ``codes``."""
+        if self.interacting_domains is None:
+            return np.ones(codes.shape, dtype=bool)
+        on = [self.domain_names.index(name) for name in self.interacting_domains]
+        return np.isin(codes, on)
 
     def coupling(self, distance: np.ndarray) -> np.ndarray:
         """Probability that a ligand-receptor gate acts between cells ``distance`` apart."""
@@ -110,19 +152,25 @@ class Tissue:
         """``(n_niches * n_types, 2)`` cell coordinates, niche-major like the rows of
         :func:`~qsimcells.sim.simulate`: each cell uniform in the disc of diameter
         ``contact_radius`` around its niche's centre."""
+        return self.place_niches(n_niches, n_types, rng)[1]
+
+    def place_niches(self, n_niches: int, n_types: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The niche centres and the cell coordinates (as :meth:`place`)."""
         centres = self.centres(n_niches, rng)
         half = self.contact_radius / 2
         radius = half * np.sqrt(rng.random((n_niches, n_types)))  # uniform in the disc
         angle = rng.random((n_niches, n_types)) * (2 * math.pi)
         offsets = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
-        return (centres[:, None, :] + offsets).reshape(-1, 2)
+        return centres, (centres[:, None, :] + offsets).reshape(-1, 2)
 
     def key(self) -> str:
         """A string that differs between tissues that place or couple differently."""
         given = (None if self.given is None
                  else hashlib.sha256(np.ascontiguousarray(self.given).tobytes()).hexdigest())
         return repr((self.layout if given is None else given, self.spacing,
-                     self.contact_radius, self.interaction_length))
+                     self.contact_radius, self.interaction_length, self.domains,
+                     self.interacting_domains))
 
     def as_dict(self) -> dict[str, Any]:
         """The settings for ``uns["qsimcells"]["tissue"]`` (h5ad-safe)."""
@@ -130,7 +178,36 @@ class Tissue:
                 "spacing": self.spacing, "contact_radius": self.contact_radius,
                 "interaction_length": (math.nan if self.interaction_length is None
                                        else self.interaction_length),
+                "domains": {name: np.array([x, y, r]) for name, x, y, r in self.domains},
+                "interacting_domains": np.asarray(
+                    self.interacting_domains or self.domain_names, dtype=object),
                 "units": "micrometre"}
+
+
+def _check_domains(domains: Any) -> tuple[tuple[str, float, float, float], ...]:
+    """``{name: (x, y, radius)}`` as a tuple of ``(name, x, y, radius)``, checked."""
+    if domains is None:
+        return ()
+    if isinstance(domains, tuple) and all(isinstance(d, tuple) and len(d) == 4
+                                          for d in domains):  # already checked
+        domains = {d[0]: d[1:] for d in domains}
+    if not isinstance(domains, dict):
+        raise TypeError(f"domains: expected a dict {{name: (x, y, radius)}}, got "
+                        f"{type(domains).__name__}")
+    checked = []
+    for name, disc in domains.items():
+        if not isinstance(name, str) or not name or name == OUTSIDE:
+            raise ValueError(f"domains: a domain name must be a non-empty string other than "
+                             f"{OUTSIDE!r}, got {name!r}")
+        values = list(disc) if isinstance(disc, (list, tuple, np.ndarray)) else []
+        if len(values) != 3:
+            raise ValueError(f"domains[{name!r}]: expected (x, y, radius) in micrometres, got "
+                             f"{disc!r}")
+        x, y = (check_finite(f"domains[{name!r}].{a}", v) for a, v in zip("xy", values[:2],
+                                                                         strict=True))
+        radius = check_finite(f"domains[{name!r}].radius", values[2], low=0.0, low_open=True)
+        checked.append((name, x, y, radius))
+    return tuple(checked)
 
 
 def _lattice(n: int, spacing: float, *, hexagonal: bool) -> np.ndarray:
