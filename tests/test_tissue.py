@@ -322,3 +322,31 @@ def test_bad_domains_name_the_field() -> None:
         qs.sim.Tissue(domains={"a": (0, 0, 1)}, interacting_domains=["b"], interaction_length=5)
     with pytest.raises(ValueError, match="interacting_domains: needs interaction_length"):
         qs.sim.Tissue(domains={"a": (0, 0, 1)}, interacting_domains=["a"])
+
+
+def test_squidpy_spatial_analyses_run_on_the_output() -> None:
+    sq = pytest.importorskip("squidpy")
+    import pandas as pd
+    import scanpy as sc
+
+    adata = qs.sim.simulate(DESIGN, 600, rng=0, tissue=SPATIAL)
+    sq.gr.spatial_neighbors(adata, coord_type="generic", radius=SPATIAL.contact_radius)
+    graph = adata.obsp["spatial_connectivities"]
+    niches = np.arange(600) * N_TYPES
+    # the cells of every niche are neighbours within the contact radius
+    assert (np.asarray(graph[niches, niches + 1]).ravel() > 0).all()
+    sq.gr.nhood_enrichment(adata, cluster_key="cell_type", seed=0, n_perms=100,
+                           show_progress_bar=False)
+    z = adata.uns["cell_type_nhood_enrichment"]["zscore"]
+    assert z[0, 1] > 3 and z[0, 0] < -3  # each niche pairs a CT1 with a CT2 cell
+    norm = adata.copy()
+    sc.pp.normalize_total(norm, target_sum=1e4)
+    sc.pp.log1p(norm)
+    pairs = pd.DataFrame({"source": ["g3", "g7"], "target": ["g5", "g0"]})
+    res = sq.gr.ligrec(norm, "cell_type", interactions=pairs, n_perms=100, seed=0, copy=True,
+                       use_raw=False, show_progress_bar=False, threshold=0.0)
+    means = res["means"]
+    assert set(means.index) == {("G3", "G5"), ("G7", "G0")}  # ligrec upper-cases genes
+    # the ligand's and the receptor's own cell types: the only pair where both are expressed
+    assert means.loc[("G3", "G5"), ("CT1", "CT2")] > 0
+    assert means.loc[("G7", "G0"), ("CT2", "CT1")] > 0
