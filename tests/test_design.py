@@ -91,6 +91,10 @@ def test_dict_round_trip_and_without_edges() -> None:
     assert CellCircuit.from_dict(design.to_dict()) == design
     bare = design.without_edges()
     assert bare.edges.empty and bare.n_qubits == 30
+    some = design.without_edges([0, 5, 39])
+    kept = design.edges.drop(index=design.edges.index[[0, 5, 39]]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(some.edges.reset_index(drop=True), kept)
+    assert some.name == design.name and len(design.edges) == 40
 
 
 @pytest.mark.parametrize(

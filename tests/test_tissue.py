@@ -115,7 +115,7 @@ def test_bad_tissues_name_the_field() -> None:
 def test_any_lattice_tissue_keeps_its_promises(n: int, layout: str, spacing: float,
                                                share: float, seed: int) -> None:
     tissue = qs.sim.Tissue(layout, spacing=spacing, contact_radius=spacing * share)
-    xy = tissue.place(n, 3, np.random.default_rng(seed)).reshape(n, 3, 2)
+    xy = tissue.place_niches(n, 3, np.random.default_rng(seed))[1].reshape(n, 3, 2)
     assert np.isfinite(xy).all()
     for a, b in ((0, 1), (0, 2), (1, 2)):
         assert (np.linalg.norm(xy[:, a] - xy[:, b], axis=1)
@@ -184,18 +184,16 @@ def test_acting_gates_give_the_exact_response(sampler: str) -> None:
         "exact": "per-shot switch qubits",
         "statevector": "one circuit per pattern of acting gates"}[sampler]
     active = adata.obsm["lr_active"][::N_TYPES]
-    lr = (DESIGN.edges["kind"] == "ligand_receptor").to_numpy()
-    state = DESIGN.to_dict()
-    state["edges"] = state["edges"][~lr]
+    no_lr = DESIGN.without_edges(np.flatnonzero(DESIGN.edges["kind"] == "ligand_receptor"))
     for chosen, design in ((active.all(axis=1), DESIGN),
-                           (~active.any(axis=1), qs.sim.CellCircuit.from_dict(state))):
+                           (~active.any(axis=1), no_lr)):
         assert chosen.sum() > 1000
         want = qs.sim.exact_activation(design).to_numpy()
         got = _receiver_on_rates(adata, chosen)
         assert (np.abs(got - want) < 4 * _sigma(want, chosen.sum()) + 1e-9).all(), (got, want)
     # the gates matter: g5 (a receiver) responds to its sender only where the gate acted
     full = qs.sim.exact_activation(DESIGN).to_numpy()
-    none = qs.sim.exact_activation(qs.sim.CellCircuit.from_dict(state)).to_numpy()
+    none = qs.sim.exact_activation(no_lr).to_numpy()
     assert np.abs(full - none).max() > 0.1
 
 
@@ -227,10 +225,8 @@ def test_switch_qubits_gate_each_shot_and_bad_switches_are_refused() -> None:
     on = np.ones(4000, bool)
     rng = np.random.default_rng(0)
     # all switches off: the design without ligand-receptor gates; all on: the full design
-    lr = (DESIGN.edges["kind"] == "ligand_receptor").to_numpy()
-    state = DESIGN.to_dict()
-    state["edges"] = state["edges"][~lr]
-    for switch, design in ((off, qs.sim.CellCircuit.from_dict(state)), (on, DESIGN)):
+    no_lr = DESIGN.without_edges(np.flatnonzero(DESIGN.edges["kind"] == "ligand_receptor"))
+    for switch, design in ((off, no_lr), (on, DESIGN)):
         bits = exact.sample(circuit, 4000, rng=rng, given={n: switch, n + 1: switch})
         want = qs.sim.exact_activation(design).to_numpy()
         assert (np.abs(bits[:, :n].mean(0) - want) < 4 * _sigma(want, 4000) + 1e-9).all()

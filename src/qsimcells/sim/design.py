@@ -364,11 +364,16 @@ class CellCircuit:
         """A new design with ``genes`` held ON (theta = pi) and the edges into them removed."""
         return self._intervene(genes, "overexpress")
 
-    def without_edges(self) -> CellCircuit:
-        """The same genes with no entangling gates (the classical, independent control)."""
+    def without_edges(self, rows: Iterable[int] | None = None) -> CellCircuit:
+        """The same genes without the edges at positions ``rows`` of :attr:`edges` (gate
+        order), or with no entangling gates at all (``None``: the classical, independent
+        control)."""
         state = self.to_dict()
-        state["edges"] = state["edges"].iloc[0:0]
-        state["name"] = f"{self.name}|independent"
+        edges = state["edges"]
+        if rows is None:
+            state["edges"], state["name"] = edges.iloc[0:0], f"{self.name}|independent"
+        else:
+            state["edges"] = edges.drop(index=edges.index[np.asarray(list(rows), dtype=int)])
         return CellCircuit.from_dict(state)
 
     # -- serialisation (stored in ``uns["qsimcells"]["design"]``) ----------------------------

@@ -256,6 +256,9 @@ class Simulation:
             raise ValueError(f"sampler_options: {twice} also given as keyword arguments; give "
                              "each option once")
         options = {**(sampler_options or {}), **sampler_kwargs}
+        if tissue is not None and not isinstance(tissue, Tissue):
+            raise TypeError(f"tissue: expected a qs.sim.Tissue or None, got "
+                            f"{type(tissue).__name__}")
         if for_workers:
             _check_runs_in_workers(sampler)
 
@@ -281,9 +284,6 @@ class Simulation:
         size_factor = (np.exp(setup.normal(-library_size**2 / 2, library_size,
                                            size=(self.n_cells, n_types)))
                        if library_size is not None else None)
-        if tissue is not None and not isinstance(tissue, Tissue):
-            raise TypeError(f"tissue: expected a qs.sim.Tissue or None, got "
-                            f"{type(tissue).__name__}")
         self.tissue = tissue
         # last of the set-up draws, so the placement leaves every other draw as it was
         centres, self.spatial = (tissue.place_niches(self.n_cells, n_types, setup) if tissue
@@ -397,10 +397,8 @@ class Simulation:
         """The circuit in which only the ligand-receptor gates ``pattern`` marks act."""
         key = np.packbits(pattern).tobytes()
         if key not in self._circuits:
-            state = self.design.to_dict()
-            drop = self.lr.edge_rows[~pattern]
-            state["edges"] = state["edges"].drop(index=state["edges"].index[drop])
-            self._circuits[key] = CellCircuit.from_dict(state).to_qiskit(measure=True)
+            design = self.design.without_edges(self.lr.edge_rows[~pattern])
+            self._circuits[key] = design.to_qiskit(measure=True)
         return self._circuits[key]
 
     def chunk(self, chunk: int, effects: _Effects | None = None

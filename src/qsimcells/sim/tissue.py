@@ -148,15 +148,11 @@ class Tissue:
             return _poisson_disc(n_niches, self.spacing, rng)
         return _lattice(n_niches, self.spacing, hexagonal=self.layout == "hex")
 
-    def place(self, n_niches: int, n_types: int, rng: np.random.Generator) -> np.ndarray:
-        """``(n_niches * n_types, 2)`` cell coordinates, niche-major like the rows of
-        :func:`~qsimcells.sim.simulate`: each cell uniform in the disc of diameter
-        ``contact_radius`` around its niche's centre."""
-        return self.place_niches(n_niches, n_types, rng)[1]
-
     def place_niches(self, n_niches: int, n_types: int, rng: np.random.Generator
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """The niche centres and the cell coordinates (as :meth:`place`)."""
+        """``(n_niches, 2)`` niche centres and ``(n_niches * n_types, 2)`` cell coordinates,
+        niche-major like the rows of :func:`~qsimcells.sim.simulate`: each cell uniform in the
+        disc of diameter ``contact_radius`` around its niche's centre."""
         centres = self.centres(n_niches, rng)
         half = self.contact_radius / 2
         radius = half * np.sqrt(rng.random((n_niches, n_types)))  # uniform in the disc

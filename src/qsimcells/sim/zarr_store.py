@@ -295,10 +295,10 @@ class _GlibcHeap:
 
     def __init__(self) -> None:
         import ctypes
-        import ctypes.util
 
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        try:  # the C library's symbols, already loaded into the process (find_library would
+            # run ldconfig in a subprocess)
+            libc = ctypes.CDLL(None)
             self._trim, mallopt = libc.malloc_trim, libc.mallopt
         except (OSError, AttributeError):  # not glibc
             self._trim = None
