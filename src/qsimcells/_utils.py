@@ -59,7 +59,7 @@ def check_positive_int(field: str, value: Any) -> int:
 
 
 def check_finite(field: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
-                 low_open: bool = False) -> float:
+                 low_open: bool = False, high_open: bool = False) -> float:
     """Return ``value`` as a float after checking that it is finite and within bounds."""
     try:
         x = float(value)
@@ -67,9 +67,9 @@ def check_finite(field: str, value: Any, *, low: float = -math.inf, high: float 
         raise TypeError(f"{field}: expected a number, got {value!r}") from None
     if not math.isfinite(x):
         raise ValueError(f"{field}: must be a finite number, got {value!r}")
-    if (x <= low if low_open else x < low) or x > high:
-        lo = "(" if low_open else "["
-        raise ValueError(f"{field}: {x!r} is outside the allowed range {lo}{low}, {high}]")
+    if (x <= low if low_open else x < low) or (x >= high if high_open else x > high):
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{field}: {x!r} is outside the allowed range {lo}{low}, {high}{hi}")
     return x
 
 

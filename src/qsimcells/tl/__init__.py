@@ -5,7 +5,9 @@
   recall, F1, AUPR, AUROC against the programmed edges in ``uns["qsimcells"]``).
 - Cell-cell communication: :func:`cellchat` (CellChat's communication probability with
   permutation p-values) and :func:`communication_shift` (the fold change between two datasets,
-  the paper's Table 3).
+  the paper's Table 3); :func:`true_communication` and :func:`score_communication` (the
+  programmed ligand-receptor truth, per tissue region, and precision, recall and AUPR of any
+  method's result: ``cellchat``, squidpy's ``ligrec``, liana).
 - Representation learning: :func:`qbmvae` (train a QBM-VAE, a binary-latent VAE with a
   Boltzmann-machine prior, and store its latent; torch and scvi-tools load only when it runs).
 - Perturbation prediction: :func:`vcc_metrics` (the Virtual Cell Challenge's DES, PDS, MAE and
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 from .communication import cellchat, communication_shift
+from .communication_truth import score_communication, true_communication
 from .grn import correlation_network, score_network, true_network
 from ._qbmvae import qbmvae
 from .spikes import independent_surrogate, js_divergence, spike_statistics
@@ -27,5 +30,6 @@ from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbati
 
 __all__ = ["VCCResult", "cell_mean_baseline", "cellchat", "communication_shift",
            "correlation_network", "participation_ratio", "perturbation_similarity", "qbmvae",
-           "score_network", "true_network", "vcc_metrics", "vcc_scaled_scores",
+           "score_communication", "score_network", "true_communication", "true_network",
+           "vcc_metrics", "vcc_scaled_scores",
            "spike_statistics", "independent_surrogate", "js_divergence"]
