@@ -367,3 +367,27 @@ def test_a_named_local_sampler_runs_per_chunk(tmp_path) -> None:
     assert_same_data(stored, memory)
     assert stored.uns["qsimcells"]["sampler"]["name"] == "statevector"
     shutil.rmtree(store)
+
+
+def test_a_tissue_store_keeps_coordinates_and_communication_truth(tmp_path) -> None:
+    tissue = qs.sim.Tissue("hex", spacing=40.0, contact_radius=15.0, interaction_length=20.0,
+                           domains={"a": (300.0, 300.0, 200.0)}, interacting_domains=["a"])
+    memory = qs.sim.simulate(DESIGN, 900, rng=3, chunk_size=200, tissue=tissue)
+    store = qs.sim.simulate_to_zarr(DESIGN, 900, tmp_path / "tissue.zarr", rng=3,
+                                    chunk_size=200, tissue=tissue, n_ahead=1)
+    full = ad.read_zarr(store)
+    assert_same_data(full, memory)
+    assert_equal(full.obs, memory.obs)  # domain included
+    for key in ("spatial", "lr_active"):
+        np.testing.assert_array_equal(full.obsm[key], memory.obsm[key])
+        assert full.obsm[key].dtype == memory.obsm[key].dtype
+    assert_same_csr(full.obsp["lr_coupling"], memory.obsp["lr_coupling"])
+    truth = qs.tl.true_communication(full, region_key="domain")
+    assert truth.equals(qs.tl.true_communication(memory, region_key="domain"))
+    assert ad.experimental.read_lazy(store).obsm["spatial"].shape == (1800, 2)
+    # the same call without the tissue is another simulation: its partial store is refused
+    (tmp_path / "other.zarr.partial").mkdir()
+    zarr_store._write_progress(tmp_path / "other.zarr.partial", zarr_store._fingerprint(
+        Simulation(DESIGN, 900, rng=3, chunk_size=200, for_workers=True, tissue=tissue)), 1)
+    with pytest.raises(FileExistsError, match="unfinished store of a different simulation"):
+        qs.sim.simulate_to_zarr(DESIGN, 900, tmp_path / "other.zarr", rng=3, chunk_size=200)

@@ -207,12 +207,7 @@ def simulate(
         X, binary = lazy_matrices(run)
     else:
         X, binary = run.in_memory(progress)
-    obsm, obsp = {}, {}
-    if run.spatial is not None:
-        obsm["spatial"] = run.spatial
-    if run.lr is not None:
-        obsm["lr_active"] = run.lr.per_cell(run.n_types)
-        obsp["lr_coupling"] = run.lr.pairs(run.n_types)
+    obsm, obsp = run.cell_annotations()
     return ad.AnnData(X=X, obs=run.obs(), var=run.layout.var(), layers={"binary": binary},
                       obsm=obsm or None, obsp=obsp or None, uns={"qsimcells": run.uns()})
 
@@ -440,6 +435,18 @@ class Simulation:
             domains = self.tissue.domain_names
             obs["domain"] = pd.Categorical.from_codes(self.domain[niche], categories=domains)
         return obs
+
+    def cell_annotations(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``obsm`` and ``obsp`` of the whole simulation: cell coordinates and the truth of
+        communication in space (empty without a tissue)."""
+        obsm: dict[str, Any] = {}
+        obsp: dict[str, Any] = {}
+        if self.spatial is not None:
+            obsm["spatial"] = self.spatial
+        if self.lr is not None:
+            obsm["lr_active"] = self.lr.per_cell(self.n_types)
+            obsp["lr_coupling"] = self.lr.pairs(self.n_types)
+        return obsm, obsp
 
     def uns(self) -> dict[str, Any]:
         """``uns["qsimcells"]``: the design (ground truth), the sampler, seed and settings."""

@@ -37,6 +37,7 @@ from .backed import _PARTIAL_ENCODING  # anndata refuses to read a root with it
 from .design import CellCircuit
 from .lazy import compute_chunk
 from .simulate import DEFAULT_CHUNK_SIZE, Simulation
+from .tissue import Tissue
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def simulate_to_zarr(
     batch_scale: float = 0.3,
     library_size: float | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tissue: Tissue | None = None,
     overwrite: bool = False,
     n_ahead: int | None = None,
     sampler_options: dict[str, Any] | None = None,
@@ -73,8 +75,11 @@ def simulate_to_zarr(
 
     Parameters
     ----------
-    design, n_cells, sampler, rng, batches, batch_scale, library_size, chunk_size
-        As in :func:`simulate`. A sampler that needs credentials or hardware is refused.
+    design, n_cells, sampler, rng, batches, batch_scale, library_size, chunk_size, tissue
+        As in :func:`simulate`. A sampler that needs credentials or hardware is refused. With
+        a ``tissue``, ``obsm`` (``spatial``, ``lr_active``) and ``obsp`` (``lr_coupling``)
+        are placed before the first chunk is drawn and written whole with it: they take
+        ``n_cells * n_types * (16 + LR gates)`` bytes of memory, plus the stored couplings.
     store
         Path of the zarr store (a directory) to create.
     overwrite
@@ -114,7 +119,7 @@ def simulate_to_zarr(
     run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
                      batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
                      sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
-                     for_workers=True)
+                     for_workers=True, tissue=tissue)
     identity = _fingerprint(run)
     done = _resume_point(partial, identity, run, overwrite)
     if done:
@@ -175,6 +180,7 @@ def _fingerprint(run: Simulation) -> dict[str, Any]:
         "batches": run.batch_names,
         "batch_scale": run.batch_scale,
         "library_size": run.library_size,
+        "tissue": None if run.tissue is None else run.tissue.key(),
         "sampler": run.info.as_dict(),
         "version": __version__,
     }
@@ -353,6 +359,11 @@ def _create(partial: Path, run: Simulation, X: sp.csr_matrix, binary: sp.csr_mat
     chunks = {"chunks": (ZARR_CHUNK,)}
     for key, matrix, dtype in zip(_MATRICES, (X, binary), run.index_dtypes(), strict=True):
         ad.io.write_elem(root, key, _with_index_dtype(matrix, dtype), dataset_kwargs=chunks)
+    obsm, obsp = run.cell_annotations()  # all rows: placed before any chunk was drawn
+    for group, elems in (("obsm", obsm), ("obsp", obsp)):
+        for name, value in elems.items():
+            ad.io.write_elem(root[group], name, value, dataset_kwargs=chunks if sp.issparse(
+                value) else {"chunks": (ZARR_CHUNK, *value.shape[1:])})
     return root
 
 
@@ -395,6 +406,9 @@ def _finish(partial: Path, target: Path, run: Simulation, overwrite: bool) -> Pa
                                "kept for inspection")
     if any(a.shape[0] != n_obs for a in _frame_arrays(root["obs"])):
         raise RuntimeError(f"simulate_to_zarr: obs does not have {n_obs} rows")
+    for name in run.cell_annotations()[0]:
+        if root["obsm"][name].shape[0] != n_obs:
+            raise RuntimeError(f"simulate_to_zarr: obsm[{name!r}] does not have {n_obs} rows")
     root.attrs["encoding-type"] = "anndata"
     with warnings.catch_warnings():  # the progress file is not part of the zarr hierarchy
         warnings.filterwarnings("ignore", message=".*not recognized as a component")
