@@ -346,3 +346,13 @@ def test_squidpy_spatial_analyses_run_on_the_output() -> None:
     # the ligand's and the receptor's own cell types: the only pair where both are expressed
     assert means.loc[("G3", "G5"), ("CT1", "CT2")] > 0
     assert means.loc[("G7", "G0"), ("CT2", "CT1")] > 0
+    # no tissue image, so no uns["spatial"]: squidpy draws the cells from obsm["spatial"]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert "spatial" not in adata.uns
+    sq.pl.spatial_scatter(adata, shape=None, color="cell_type")
+    assert len(plt.gcf().axes[0].collections) > 0
+    plt.close("all")
