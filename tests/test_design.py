@@ -168,7 +168,16 @@ def test_presets() -> None:
     assert np.allclose(case1.genes["theta"] / np.pi, [0.2, 0.1, 0.4, 0.9, 0.8, 0.2, 0.3, 0.2, 0.7, 0.5])
     assert list(zip(case1.edges.source, case1.edges.target)) == [("g3", "g5"), ("g5", "g7"), ("g7", "g0")]
     assert list(zip(case2.edges.source, case2.edges.target)) == [("g2", "g1")]
-    assert case1.housekeeping.n == 50 and case1.housekeeping.mu == 80 and case1.housekeeping.r == 6
+    # the paper's runs: NB(100, 5) housekeeping genes in the co-culture, NB(80, 6) in the control
+    assert case1.housekeeping.n == 50 and case1.housekeeping.mu == 100 and case1.housekeeping.r == 5
+    assert case2.housekeeping.mu == 80 and case2.housekeeping.r == 6
+    earlier = qs.sim.presets.romero2025(True, housekeeping=(80.0, 6.0))
+    assert earlier.housekeeping.mu == 80 and earlier.housekeeping.r == 6
+    assert earlier.edges.equals(case1.edges)
+    with pytest.raises(TypeError, match=r"housekeeping: expected \(mu, r\) or None"):
+        qs.sim.presets.romero2025(True, housekeeping=80.0)
+    with pytest.raises(ValueError, match="housekeeping_r"):
+        qs.sim.presets.romero2025(True, housekeeping=(80.0, -1.0))
     assert set(case1.genes["mu"]) == {5.0} and set(case1.genes["r"]) == {1.0}
     net = qs.sim.presets.random_network(100, 4, 150, rng=3)
     assert net.n_qubits == 100 and len(net.edges) == 150 and len(net.cell_types) == 4

@@ -54,11 +54,12 @@ def test_nb_counts_have_the_programmed_moments(case1: ad.AnnData) -> None:
     on = X[:, 3][B[:, 3]]  # g3 in the CT1 cells where it is ON: NB(mu=5, r=1)
     mean, var = 5.0, 5.0 + 25.0
     assert abs(on.mean() - mean) < 5 * np.sqrt(var / on.size)
-    hk = X[:, 10:].ravel()  # housekeeping NB(80, 6) in every cell
-    hk_var = 80 + 80**2 / 6
-    assert abs(hk.mean() - 80) < 5 * np.sqrt(hk_var / hk.size)
+    hk = X[:, 10:].ravel()  # housekeeping NB(100, 5) in every cell (the co-culture case)
+    hk_mu, hk_r = 100.0, 5.0
+    hk_var = hk_mu + hk_mu**2 / hk_r
+    assert abs(hk.mean() - hk_mu) < 5 * np.sqrt(hk_var / hk.size)
     # sd of a sample variance: var * sqrt((excess kurtosis + 2) / n)
-    kurtosis = float(stats.nbinom.stats(6, 6 / 86, moments="k"))
+    kurtosis = float(stats.nbinom.stats(hk_r, hk_r / (hk_r + hk_mu), moments="k"))
     assert abs(hk.var() / hk_var - 1) < 5 * np.sqrt((kurtosis + 2) / hk.size)
 
 
@@ -138,7 +139,7 @@ def _assert_same(left, right, path="uns") -> None:
 
 
 def test_batches_and_library_size() -> None:
-    design = qs.sim.presets.romero2025(True)
+    design = qs.sim.presets.romero2025(True, housekeeping=(80.0, 6.0))
     a = qs.sim.simulate(design, 20_000, rng=3, batches=3, batch_scale=0.5, library_size=0.4)
     assert list(a.obs["batch"].cat.categories) == ["batch0", "batch1", "batch2"]
     # both cells of a niche are in the same batch
