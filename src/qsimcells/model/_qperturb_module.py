@@ -8,7 +8,8 @@ from ..nn import QuantumLayer
 
 
 class QPerturbModule(torch.nn.Module):
-    """``x_c + decoder(core(project([z_c, f_p])))`` [``+ bypass([z_c, f_p])``].
+    """``x_c + decoder(core(project([z_c, f_p])))`` [``+ bypass([z_c, f_p])``]
+    [``+ gain * prior_p``].
 
     ``core`` is the re-uploading :class:`~qsimcells.nn.QuantumLayer` (XYZ readout, outputs in
     ``[-1, 1]``) or, for the classical control, a tanh MLP of the same input and output width.
@@ -16,7 +17,7 @@ class QPerturbModule(torch.nn.Module):
 
     def __init__(self, n_inputs: int, n_genes: int, *, n_qubits: int, n_layers: int,
                  entanglement: str, core: str, bypass: bool, bypass_hidden: int,
-                 mlp_hidden: int) -> None:
+                 mlp_hidden: int, network_prior: bool = False) -> None:
         super().__init__()
         self.project = torch.nn.Linear(n_inputs, n_qubits)
         n_core = 3 * n_qubits
@@ -32,6 +33,8 @@ class QPerturbModule(torch.nn.Module):
         # start from "no shift": the decoder learns the delta from zero
         torch.nn.init.zeros_(self.decoder.weight)
         torch.nn.init.zeros_(self.decoder.bias)
+        # the network prior's shift enters the delta with a learned gain per gene (from 1)
+        self.prior_gain = torch.nn.Parameter(torch.ones(n_genes)) if network_prior else None
         self.bypass = None
         if bypass:
             self.bypass = torch.nn.Sequential(torch.nn.Linear(n_inputs, bypass_hidden),
@@ -42,15 +45,19 @@ class QPerturbModule(torch.nn.Module):
         """The core's outputs for control latents and perturbation features."""
         return self.core(self.project(torch.cat([latent, feature], dim=1)))
 
-    def delta(self, latent: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
-        """Predicted shift of log-normalised expression."""
+    def delta(self, latent: torch.Tensor, feature: torch.Tensor,
+              prior: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted shift of log-normalised expression (``prior``: the network prior's
+        expected shift of every gene, when the model has one)."""
         u = torch.cat([latent, feature], dim=1)
         out = self.decoder(self.core(self.project(u)))
         if self.bypass is not None:
             out = out + self.bypass(u)
+        if self.prior_gain is not None:
+            out = out + self.prior_gain * prior
         return out
 
-    def forward(self, control_x: torch.Tensor, latent: torch.Tensor, feature: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, control_x: torch.Tensor, latent: torch.Tensor, feature: torch.Tensor,
+                prior: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted expression: the control cell plus the delta (skip connection)."""
-        return control_x + self.delta(latent, feature)
+        return control_x + self.delta(latent, feature, prior)

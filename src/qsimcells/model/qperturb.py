@@ -41,6 +41,7 @@ from anndata import AnnData
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
 from ..tl._preprocess import check_adata, counts, log_normalize
 from ._backbone import PCABackbone, make_backbone, perturbation_features
+from ._network_prior import NetworkPrior, network_edges
 
 __all__ = ["QPerturb"]
 
@@ -73,6 +74,23 @@ class QPerturb:
         Add the seed's classical bypass, an MLP from ``u`` to the delta, in parallel.
     bypass_hidden, mlp_hidden
         Hidden widths of the bypass and of the MLP core.
+    network
+        The gene-network prior (GEARS's idea; :mod:`qsimcells.model._network_prior`): an
+        intervention's change of ON probability travels over a gene-gene graph for ``n_hops``
+        edges, with per-edge slopes ``P(t ON | s ON) - P(t ON | s OFF)`` from the control cells,
+        and gives an expected shift of every gene. It is added to the delta with a learned
+        gain per gene, and its projection on the control cells' principal axes joins the
+        perturbation feature, so an unseen knockout is carried by its place in the network.
+        ``None``: no prior (the seed's model). ``"correlation"``: the graph of
+        :func:`qsimcells.tl.correlation_network` on the control cells (Pearson,
+        ``|r| > network_threshold``; undirected). A DataFrame with columns ``source``,
+        ``target``: your graph (directed unless ``df.attrs["directed"]`` is False).
+        ``"truth"``: the simulator's programmed gates, directed, from ``uns["qsimcells"]``: an
+        upper bound that no real screen offers.
+    network_threshold
+        ``|r|`` above which the correlation graph keeps an edge, in ``[0, 1]``.
+    n_hops
+        Edges an intervention's change travels along.
     seed
         Seeds the weights and the training minibatches.
     """
@@ -80,7 +98,8 @@ class QPerturb:
     def __init__(self, adata: AnnData, *, backbone: Any = "pca", n_components: int = 32,
                  n_qubits: int = 8, n_layers: int = 3, entanglement: str = "ring",
                  core: str = "quantum", bypass: bool = False, bypass_hidden: int = 128,
-                 mlp_hidden: int = 24, seed: int = 0) -> None:
+                 mlp_hidden: int = 24, network: Any = None, network_threshold: float = 0.2,
+                 n_hops: int = 3, seed: int = 0) -> None:
         setup = _setup_of(adata)
         check_choice("core", core, ["quantum", "mlp"])
         check_choice("entanglement", entanglement, ["ring", "linear", "none"])
@@ -97,6 +116,11 @@ class QPerturb:
             "entanglement": entanglement, "core": core, "bypass": bypass,
             "bypass_hidden": check_positive_int("bypass_hidden", bypass_hidden),
             "mlp_hidden": check_positive_int("mlp_hidden", mlp_hidden),
+            "network": None if network is None else (
+                network if isinstance(network, str) else "table"),
+            "network_threshold": check_finite("network_threshold", network_threshold,
+                                              low=0.0, high=1.0),
+            "n_hops": check_positive_int("n_hops", n_hops),
             "seed": int(seed)}
         X = counts(adata, setup["layer"])
         labels = adata.obs[setup["perturbation_key"]].astype(str).to_numpy()
@@ -126,6 +150,10 @@ class QPerturb:
         self._feature_reference = np.asarray(self.backbone.encode(self._feature_counts),
                                              dtype=np.float64)
         self._feature_cache: dict[tuple[str, str], np.ndarray] = {}
+        self.network_: dict[str, Any] | None = None
+        self._prior: NetworkPrior | None = None
+        if network is not None:
+            self._build_prior(network, adata, control_rows)
         self.perturbations = _training_perturbations(adata, setup)
         self.module = self._build_module()
         self.history_: list[dict[str, float]] = []
@@ -189,6 +217,36 @@ class QPerturb:
         _training_perturbations(adata, setup)  # one kind per label
         adata.uns[SETUP_KEY] = setup
 
+    def _build_prior(self, network: Any, adata: AnnData, control_rows: np.ndarray) -> None:
+        """The network prior and the principal axes its shifts are projected on."""
+        c = self.config
+        edges, directed, source = network_edges(network, adata, control_rows, self.genes,
+                                                c["network_threshold"])
+        index = pd.Index(self.genes)
+        expr = self._control_expr.astype(np.float64)
+        self._prior = NetworkPrior(self._control_counts, expr,
+                                   (index.get_indexer(edges["source"]),
+                                    index.get_indexer(edges["target"])),
+                                   directed=directed, n_hops=c["n_hops"])
+        k = min(self._control_latent.shape[1], *expr.shape)
+        centred = expr - expr.mean(axis=0)
+        axes = np.linalg.svd(centred, full_matrices=False)[2][:k]
+        spread = (centred @ axes.T).std(axis=0)
+        self._prior_axes = axes / np.where(spread > 0, spread, 1.0)[:, None]
+        self._prior_cache: dict[tuple[str, str], np.ndarray] = {}
+        self.network_ = {"source": source, "directed": directed,
+                         "n_edges": int(len(edges)), "edges": edges,
+                         "upper_bound": source == "truth"}
+
+    def _prior_shift(self, label: str, kind: str) -> np.ndarray:
+        """The network prior's expected shift of every gene (all genes of a combination
+        intervened together)."""
+        key = (label, kind)
+        if key not in self._prior_cache:
+            genes = [self.genes.index(g) for g in label.split("+")]
+            self._prior_cache[key] = self._prior.shift(genes, kind).astype(np.float32)
+        return self._prior_cache[key]
+
     def _build_module(self) -> Any:
         import torch
 
@@ -198,12 +256,14 @@ class QPerturb:
         # the seed fixes every initial weight without touching the user's torch RNG
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c["seed"])
-            return QPerturbModule(n_inputs=2 * self._control_latent.shape[1],
+            n_prior = 0 if self._prior is None else self._prior_axes.shape[0]
+            return QPerturbModule(n_inputs=2 * self._control_latent.shape[1] + n_prior,
                                   n_genes=len(self.genes), n_qubits=c["n_qubits"],
                                   n_layers=c["n_layers"], entanglement=c["entanglement"],
                                   core=c["core"], bypass=c["bypass"],
                                   bypass_hidden=c["bypass_hidden"],
-                                  mlp_hidden=c["mlp_hidden"])
+                                  mlp_hidden=c["mlp_hidden"],
+                                  network_prior=self._prior is not None)
 
     @property
     def n_parameters(self) -> int:
@@ -233,6 +293,9 @@ class QPerturb:
                                               self._feature_reference)
                 self._feature_cache[key] = (shift / self._latent_scale).astype(np.float32)
             total += self._feature_cache[key]
+        if self._prior is not None:  # where the network carries the intervention
+            prior = self._prior_axes @ self._prior_shift(label, kind).astype(np.float64)
+            total = np.concatenate([total, prior.astype(np.float32)])
         return total
 
     def _parse(self, perturbations: Any, kind: str | None) -> dict[str, str]:
@@ -295,7 +358,7 @@ class QPerturb:
         batch_size = check_positive_int("batch_size", batch_size)
         lr = check_finite("lr", lr, low=0.0, low_open=True)
         weight_decay = check_finite("weight_decay", weight_decay, low=0.0)
-        target, features = self._training_tensors()
+        target, features, priors = self._training_tensors()
         gen = as_generator(np.random.SeedSequence([self.config["seed"], len(self.history_)]))
         optimizer = torch.optim.Adam(self.module.parameters(), lr=lr, weight_decay=weight_decay)
         control_z = torch.from_numpy(self._control_latent)
@@ -308,7 +371,8 @@ class QPerturb:
             for start in range(0, n_cells, batch_size):
                 rows = order[start:start + batch_size]
                 pick = torch.from_numpy(gen.integers(0, n_control, rows.numel()))
-                delta = self.module.delta(control_z[pick], features[rows])
+                delta = self.module.delta(control_z[pick], features[rows],
+                                          None if priors is None else priors[rows])
                 loss = torch.mean((delta - target[rows]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
@@ -331,7 +395,12 @@ class QPerturb:
         names = list(self.perturbations)
         table = np.stack([self._feature(name, self.perturbations[name]) for name in names])
         index = pd.Index(names).get_indexer(labels[rows])
-        return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(table[index]))
+        priors = None
+        if self._prior is not None:
+            prior_table = np.stack([self._prior_shift(n, self.perturbations[n]) for n in names])
+            priors = torch.from_numpy(prior_table[index])
+        return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(table[index]),
+                priors)
 
     # ----------------------------------------------------------------------------------------
     # prediction
@@ -390,8 +459,10 @@ class QPerturb:
             for label, k in parsed.items():
                 pick = self._sample_controls(gen, n_cells)
                 feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
+                prior = (None if self._prior is None
+                         else torch.from_numpy(self._prior_shift(label, k)).expand(n_cells, -1))
                 pred = self.module(torch.from_numpy(self._control_expr[pick]),
-                                   torch.from_numpy(self._control_latent[pick]), feature)
+                                   torch.from_numpy(self._control_latent[pick]), feature, prior)
                 pred = pred.clamp_min(0.0).numpy()
                 if zero_knockouts and k == "knockout":
                     pred[:, [self.genes.index(g) for g in label.split("+")]] = 0.0
@@ -465,7 +536,13 @@ class QPerturb:
             raise FileExistsError(f"dir_path: {str(path)!r} exists and is not empty; pass "
                                   "overwrite=True to replace it")
         path.mkdir(parents=True, exist_ok=True)
+        network = None
+        if self.network_ is not None and self.network_["source"] == "table":
+            edges = self.network_["edges"]
+            network = {"source": edges["source"].tolist(), "target": edges["target"].tolist(),
+                       "directed": self.network_["directed"]}
         state = {"config": self.config, "setup": self.setup, "genes": self.genes,
+                 "network_table": network,
                  "history": self.history_, "is_trained": self.is_trained,
                  "backbone": getattr(self.backbone, "kind", "custom"),
                  "n_latent": int(self._control_latent.shape[1]),
@@ -510,7 +587,13 @@ class QPerturb:
         elif backbone is None:
             raise ValueError(f"backbone: the model was trained on a {state['backbone']!r} "
                              "backbone; pass it again (QPerturb.load(path, adata, backbone=m))")
-        model = cls(adata, backbone=backbone, **state["config"])
+        config = dict(state["config"])
+        if config.get("network") == "table":  # the user's graph, saved with the model
+            table = state["network_table"]
+            config["network"] = pd.DataFrame({"source": table["source"],
+                                              "target": table["target"]})
+            config["network"].attrs["directed"] = bool(table["directed"])
+        model = cls(adata, backbone=backbone, **config)
         found = model._data_fingerprint()
         for field, saved in state["data"].items():
             same = (bool(np.isclose(found[field], saved, rtol=1e-9))

@@ -49,6 +49,7 @@ CHANGE_TOL = 1e-12
 SCREEN_PRESETS: dict[str, dict[str, Any]] = {
     "random_200": {"n_genes": 200, "n_edges": 200, "rng": 0, "n_perturbations": 48},
     "random_50": {"n_genes": 50, "n_edges": 50, "rng": 0, "n_perturbations": 12},
+    "random_500": {"n_genes": 500, "n_edges": 500, "rng": 0, "n_perturbations": 96},
 }
 
 
@@ -499,7 +500,8 @@ def preset_screen(name: str = "random_200") -> tuple[CellCircuit, list[str]]:
     """A ready-made screen: a design and the genes to knock out.
 
     ``"random_200"``: :func:`~qsimcells.sim.presets.random_dag` with 200 genes and 200 edges
-    (seed 0, one cell type, 50 housekeeping genes) and 48 knockouts; ``"random_50"``: 50 genes,
+    (seed 0, one cell type, 50 housekeeping genes) and 48 knockouts; ``"random_500"``: 500
+    genes, 500 edges, 96 knockouts (the larger benchmark screen); ``"random_50"``: 50 genes,
     50 edges, 12 knockouts (for quick runs). The perturbed genes are the regulators with the
     strongest exact knockout response (the largest sum of ``|delta p_on|`` over the other
     genes), listed in qubit order, so a benchmark can hold out a quarter of them and still

@@ -11,7 +11,9 @@
 - Representation learning: :func:`qbmvae` (train a QBM-VAE, a binary-latent VAE with a
   Boltzmann-machine prior, and store its latent; torch and scvi-tools load only when it runs).
 - Perturbation prediction: :func:`vcc_metrics` (the Virtual Cell Challenge's DES, PDS, MAE and
-  scaled scores, as cell-eval computes them), :func:`cell_mean_baseline`, and the seed paper's
+  scaled scores, as cell-eval computes them), :func:`cell_mean_baseline`,
+  :func:`linear_baseline` (Ahlmann-Eltze et al.'s linear model on gene embeddings), and the seed
+  paper's
   diagnostics :func:`participation_ratio` and :func:`perturbation_similarity`.
 - Binary activity (spike trains): :func:`spike_statistics` (SpiQGAN's Fig. 2-3 statistics,
   real against generated), :func:`independent_surrogate` (the independent-units baseline) and
@@ -23,13 +25,14 @@ from __future__ import annotations
 from .communication import cellchat, communication_shift
 from .communication_truth import score_communication, true_communication
 from .grn import correlation_network, score_network, true_network
+from .linear_baseline import linear_baseline
 from ._qbmvae import qbmvae
 from .spikes import independent_surrogate, js_divergence, spike_statistics
 from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbation_similarity,
                   vcc_metrics, vcc_scaled_scores)
 
 __all__ = ["VCCResult", "cell_mean_baseline", "cellchat", "communication_shift",
-           "correlation_network", "participation_ratio", "perturbation_similarity", "qbmvae",
+           "correlation_network", "linear_baseline", "participation_ratio", "perturbation_similarity", "qbmvae",
            "score_communication", "score_network", "true_communication", "true_network",
            "vcc_metrics", "vcc_scaled_scores",
            "spike_statistics", "independent_surrogate", "js_divergence"]
