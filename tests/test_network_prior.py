@@ -187,3 +187,32 @@ def test_linear_baseline_scores_on_a_simulated_screen_and_checks_inputs(split) -
         qs.tl.linear_baseline(train, like=other)
     with pytest.raises(ValueError, match="like.var_names: the genes differ"):
         qs.tl.linear_baseline(train, like=real[:, ::-1].copy())
+
+
+def test_early_stopping_on_held_out_perturbations_keeps_the_best_epoch(split) -> None:
+    _, train, _ = split
+    model = qs.model.QPerturb(train, n_components=12, network="correlation", seed=1)
+    model.train(max_epochs=12, validation_fraction=0.25, early_stopping_patience=2,
+                progress=False)
+    held = model.validation_perturbations_
+    assert len(held) == 2 and set(held) <= set(model.perturbations)  # 9 training knockouts
+    losses = [h["validation_loss"] for h in model.history_]
+    assert all(np.isfinite(losses)) and len(losses) <= 12
+    if len(losses) < 12:  # stopped: the last `patience` epochs did not improve
+        assert min(losses[-2:]) >= min(losses)
+    # the weights kept are those of the best epoch
+    target, features, priors, labels = model._training_tensors()
+    validation = model._validation_set(held, target, features, priors, labels)
+    assert model._validation_loss(validation) == pytest.approx(min(losses), rel=1e-6)
+    again = qs.model.QPerturb(train, n_components=12, network="correlation", seed=1)
+    again.train(max_epochs=12, validation_fraction=0.25, early_stopping_patience=2,
+                progress=False)
+    assert again.validation_perturbations_ == held  # seeded
+    assert [h["validation_loss"] for h in again.history_] == pytest.approx(losses)
+    with pytest.raises(ValueError, match=r"validation_fraction: 1.0 is outside"):
+        model.train(max_epochs=1, validation_fraction=1.0, progress=False)
+    with pytest.raises(ValueError, match="holds out all 9 training perturbations"):
+        model.train(max_epochs=1, validation_fraction=0.99, progress=False)
+    with pytest.raises(ValueError, match="early_stopping_patience"):
+        model.train(max_epochs=1, validation_fraction=0.2, early_stopping_patience=0,
+                    progress=False)

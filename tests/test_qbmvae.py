@@ -127,9 +127,40 @@ def test_two_adam_groups_with_their_own_learning_rates_and_eps() -> None:
     plan = QBMVAETrainingPlan(model.module, lr=0.05, lr_prior=0.002)
     assert [g["lr"] for g in plan.configure_optimizers()["optimizer"].param_groups] == [0.05,
                                                                                        0.002]
-    assert "kl_weight" not in plan.loss_kwargs  # no silent KL warm-up
+    assert plan.kl_weight == 1.0  # no silent KL warm-up: the paper's objective by default
     with pytest.raises(ValueError, match="plan_kwargs"):
         model.train(max_epochs=1, plan_kwargs={"lr": 0.1}, **FAST)
+    with pytest.raises(ValueError, match="pass 'n_epochs_kl_warmup' as an argument"):
+        model.train(max_epochs=1, plan_kwargs={"n_epochs_kl_warmup": 3}, **FAST)
+    with pytest.raises(ValueError, match="n_epochs_kl_warmup"):
+        model.train(max_epochs=1, n_epochs_kl_warmup=0, **FAST)
+
+
+def test_kl_warm_up_ramps_the_encoders_kl_and_keeps_the_priors_gradient(monkeypatch) -> None:
+    import torch
+
+    model = _model()
+    model.train(max_epochs=2, n_epochs_kl_warmup=4, **FAST)
+    assert 0.0 < model.trainer.lightning_module.kl_weight < 1.0  # still ramping
+    # the loss at weight w: the prior's gradient is the full KL's, the encoder's is w times it
+    module = model.module
+    module.eval()  # no dropout: the two passes see the same network
+    negative = module.prior.negative_samples()
+    monkeypatch.setattr(module.prior, "negative_samples", lambda: negative)
+    tensors = next(iter(model._make_data_loader(adata=model.adata, batch_size=50)))
+
+    def gradients(weight: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        module.zero_grad()
+        inference, generative = module.forward(tensors, compute_loss=False)
+        module.loss(tensors, inference, generative, kl_weight=weight).loss.backward()
+        encoder = next(p for p in module.encoder.parameters())
+        return (module.prior.h.grad.clone(), encoder.grad.clone(),
+                module.prior.kl_surrogate(inference["q"], negative).mean().detach())
+
+    h_full, enc_full, _ = gradients(1.0)
+    h_warm, enc_warm, _ = gradients(0.3)
+    torch.testing.assert_close(h_warm, h_full)
+    assert not torch.allclose(enc_warm, enc_full)
 
 
 def test_one_negative_phase_per_training_step(monkeypatch) -> None:

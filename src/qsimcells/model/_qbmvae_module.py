@@ -140,24 +140,30 @@ class QBMVAEModule(BaseModuleClass):
         return ((generative_outputs["px_mean"] - self._lognorm(x)) ** 2).sum(-1)
 
     def loss(self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor],
-             generative_outputs: dict[str, Any], log_z: float | None = None,
-             **kwargs: Any) -> LossOutput:
-        """Mean over cells of reconstruction + KL.
+             generative_outputs: dict[str, Any], kl_weight: float = 1.0,
+             log_z: float | None = None, **kwargs: Any) -> LossOutput:
+        """Mean over cells of reconstruction + ``kl_weight`` x KL.
 
-        Takes no ``kl_weight`` (so scvi-tools switches on no KL warm-up). ``kl_local`` is the
-        surrogate (exact gradient, value off by a constant) unless ``log_z`` is given, in which
-        case it is the true KL ``-H(q) + E_q[E] + log Z`` (an honest ELBO).
+        ``kl_weight`` is scvi-tools' KL warm-up (the training plan ramps it with
+        ``n_epochs_kl_warmup``; 1 without one). It weights the KL's pull on the encoder only:
+        the Boltzmann prior always learns from the full KL, so it keeps fitting the aggregate
+        posterior while the encoder is given room. ``kl_local`` is the surrogate (exact
+        gradient, value off by a constant) unless ``log_z`` is given, in which case it is the
+        true KL ``-H(q) + E_q[E] + log Z`` (an honest ELBO); it is reported unweighted.
         """
-        if kwargs.get("kl_weight", 1) != 1:
-            raise ValueError("kl_weight: QBM-VAE has no KL warm-up; pass no kl_weight")
+        kl_weight = float(kl_weight)
         x = tensors[REGISTRY_KEYS.X_KEY]
         rec = self.reconstruction_loss(x, generative_outputs)
         negative = self.prior.negative_samples()  # one draw per step (persistent chains)
-        kl = self.prior.kl_surrogate(inference_outputs["q"], negative)
+        q = inference_outputs["q"]
+        kl = self.prior.kl_surrogate(q, negative)
+        objective = rec + kl
+        if kl_weight != 1.0:  # the prior's own gradient stays that of the full KL
+            objective = rec + kl_weight * kl \
+                + (1.0 - kl_weight) * self.prior.kl_surrogate(q.detach(), negative)
         if log_z is not None:
             kl = kl + (self.prior.energy(negative).mean() + float(log_z)).detach()
-        loss = torch.mean(rec + kl)
-        return LossOutput(loss=loss, reconstruction_loss=rec, kl_local=kl)
+        return LossOutput(loss=torch.mean(objective), reconstruction_loss=rec, kl_local=kl)
 
     @torch.inference_mode()
     def sample(self, tensors: dict[str, torch.Tensor], n_samples: int = 1) -> torch.Tensor:

@@ -25,16 +25,22 @@ class QBMVAETrainingPlan(TrainingPlan):
         Adam's ``eps`` for both groups (``1e-8``; scvi-tools' default ``0.01`` damps Adam).
     weight_decay
         Adam's weight decay for both groups.
+    n_epochs_kl_warmup
+        Epochs over which the KL's weight on the encoder rises from 0 to 1 (scvi-tools'
+        warm-up; its ``TrainingPlan`` defaults to 400). ``None`` here: no warm-up, the paper's
+        objective.
     **kwargs
         Passed to :class:`scvi.train.TrainingPlan` (e.g. ``reduce_lr_on_plateau``).
     """
 
     def __init__(self, module: Any, *, lr: float = 1e-2, lr_prior: float = 1e-3,
-                 eps: float = 1e-8, weight_decay: float = 0.0, **kwargs: Any) -> None:
+                 eps: float = 1e-8, weight_decay: float = 0.0,
+                 n_epochs_kl_warmup: int | None = None, **kwargs: Any) -> None:
         for key in ("optimizer", "optimizer_creator"):
             if key in kwargs:
                 raise ValueError(f"{key}: QBM-VAE's plan builds its own Adam with two groups")
-        super().__init__(module, lr=lr, eps=eps, weight_decay=weight_decay, **kwargs)
+        super().__init__(module, lr=lr, eps=eps, weight_decay=weight_decay,
+                         n_epochs_kl_warmup=n_epochs_kl_warmup, **kwargs)
         self.lr_prior = lr_prior
 
     def param_groups(self) -> list[dict[str, Any]]:

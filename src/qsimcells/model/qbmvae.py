@@ -188,8 +188,8 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     def train(self, max_epochs: int | None = None, lr: float = 1e-2, lr_prior: float = 1e-3,
               batch_size: int = 128, early_stopping: bool = False,
-              early_stopping_patience: int = 10, plan_kwargs: dict | None = None,
-              **kwargs: Any) -> Any:
+              early_stopping_patience: int = 10, n_epochs_kl_warmup: int | None = None,
+              plan_kwargs: dict | None = None, **kwargs: Any) -> Any:
         """Train with Adam (``lr`` for the VAE, ``lr_prior`` for the BM, ``eps=1e-8``).
 
         Parameters
@@ -207,6 +207,11 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``early_stopping_patience`` epochs.
         early_stopping_patience
             Patience in epochs (the paper: 10).
+        n_epochs_kl_warmup
+            scvi-tools' KL warm-up: the KL's weight on the encoder rises linearly from 0 to 1
+            over this many epochs (SCVI's default is 400, so over a 100-epoch run SCVI never
+            weights its KL above 0.25); the Boltzmann prior always learns from the full KL.
+            ``None``: no warm-up, the paper's objective.
         plan_kwargs
             More keyword arguments of :class:`~qsimcells.model._qbmvae_plan.QBMVAETrainingPlan`
             (``lr`` and ``lr_prior`` go as arguments here).
@@ -220,6 +225,11 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 raise ValueError(f"plan_kwargs: pass {key!r} as an argument of train()")
         plan_kwargs.update(lr=check_finite("lr", lr, low=0.0, low_open=True),
                            lr_prior=check_finite("lr_prior", lr_prior, low=0.0))
+        if "n_epochs_kl_warmup" in plan_kwargs:
+            raise ValueError("plan_kwargs: pass 'n_epochs_kl_warmup' as an argument of train()")
+        if n_epochs_kl_warmup is not None:
+            check_positive_int("n_epochs_kl_warmup", n_epochs_kl_warmup)
+        plan_kwargs["n_epochs_kl_warmup"] = n_epochs_kl_warmup
         kwargs.setdefault("early_stopping_monitor", "elbo_validation")
         # a sampler that fails or returns the wrong shape fails here, before Lightning starts
         self.module.prior.sample(2, rng=0)

@@ -157,6 +157,7 @@ class QPerturb:
         self.perturbations = _training_perturbations(adata, setup)
         self.module = self._build_module()
         self.history_: list[dict[str, float]] = []
+        self.validation_perturbations_: list[str] = []
         self.is_trained = False
 
     # ----------------------------------------------------------------------------------------
@@ -332,7 +333,8 @@ class QPerturb:
     # training
 
     def train(self, max_epochs: int = 30, batch_size: int = 128, lr: float = 1e-2,
-              weight_decay: float = 0.0, *, progress: bool | None = None) -> QPerturb:
+              weight_decay: float = 0.0, *, validation_fraction: float = 0.0,
+              early_stopping_patience: int = 5, progress: bool | None = None) -> QPerturb:
         """Fit the PQC, the projections and the decoder (the backbone stays frozen).
 
         Parameters
@@ -344,13 +346,26 @@ class QPerturb:
             Perturbed cells per step, each paired with a random control cell.
         lr, weight_decay
             Adam's learning rate and L2 weight decay.
+        validation_fraction
+            Hold out this fraction of the training *perturbations* (at least one; seeded by
+            ``seed``) and keep the weights of the epoch whose predicted mean shifts of those
+            unseen perturbations were closest to the real ones (mean squared error over
+            genes), stopping after ``early_stopping_patience`` epochs without improvement: the
+            model is judged, as it is used, on perturbations it has not seen. The held-out
+            perturbations are not trained on. ``0``: train on all for ``max_epochs``.
+        early_stopping_patience
+            Epochs without a better validation loss before training stops.
         progress
             Progress bar over epochs (``None``: only in an interactive terminal).
 
         Returns
         -------
-        The model (trained in place); ``history_`` holds the mean loss of every epoch.
+        The model (trained in place); ``history_`` holds the mean loss of every epoch (and
+        ``validation_loss`` with a validation split); ``validation_perturbations_`` the held-out
+        labels.
         """
+        import copy
+
         import torch
         from tqdm.auto import tqdm
 
@@ -358,12 +373,22 @@ class QPerturb:
         batch_size = check_positive_int("batch_size", batch_size)
         lr = check_finite("lr", lr, low=0.0, low_open=True)
         weight_decay = check_finite("weight_decay", weight_decay, low=0.0)
-        target, features, priors = self._training_tensors()
+        validation_fraction = check_finite("validation_fraction", validation_fraction,
+                                           low=0.0, high=1.0, high_open=True)
+        patience = check_positive_int("early_stopping_patience", early_stopping_patience)
+        target, features, priors, labels = self._training_tensors()
+        held = self._validation_split(validation_fraction)
+        validation = self._validation_set(held, target, features, priors, labels) if held \
+            else None
+        keep = torch.from_numpy(~np.isin(labels, held))
+        target, features = target[keep], features[keep]
+        priors = None if priors is None else priors[keep]
         gen = as_generator(np.random.SeedSequence([self.config["seed"], len(self.history_)]))
         optimizer = torch.optim.Adam(self.module.parameters(), lr=lr, weight_decay=weight_decay)
         control_z = torch.from_numpy(self._control_latent)
         n_cells, n_control = target.shape[0], control_z.shape[0]
         self.module.train()
+        best, best_state, since = np.inf, None, 0
         bar = tqdm(range(max_epochs), desc="QPerturb", disable=_no_bar(progress))
         for _ in bar:
             order = torch.from_numpy(gen.permutation(n_cells))
@@ -378,13 +403,66 @@ class QPerturb:
                 loss.backward()
                 optimizer.step()
                 total += loss.item() * rows.numel()
-            self.history_.append({"epoch": len(self.history_), "loss": total / n_cells})
+            record = {"epoch": len(self.history_), "loss": total / n_cells}
+            if validation is not None:
+                record["validation_loss"] = self._validation_loss(validation)
+                self.module.train()
+                if record["validation_loss"] < best:
+                    best, since = record["validation_loss"], 0
+                    best_state = copy.deepcopy(self.module.state_dict())
+                else:
+                    since += 1
+            self.history_.append(record)
             bar.set_postfix(loss=f"{total / n_cells:.4g}")
+            if validation is not None and since >= patience:
+                break
+        if best_state is not None:  # the epoch that predicted unseen perturbations best
+            self.module.load_state_dict(best_state)
+        self.validation_perturbations_ = held
         self.module.eval()
         self.is_trained = True
         return self
 
-    def _training_tensors(self) -> tuple[Any, Any]:
+    def _validation_split(self, fraction: float) -> list[str]:
+        """Training perturbations held out for early stopping (seeded)."""
+        if fraction == 0:
+            return []
+        names = sorted(self.perturbations)
+        n = max(1, round(fraction * len(names)))
+        if n >= len(names):
+            raise ValueError(f"validation_fraction: {fraction} holds out all {len(names)} "
+                             "training perturbations; leave at least one to train on")
+        rng = np.random.default_rng([self.config["seed"], 7])
+        return sorted(rng.choice(names, n, replace=False).tolist())
+
+    def _validation_set(self, held: list[str], target: Any, features: Any, priors: Any,
+                        labels: np.ndarray) -> list[tuple[Any, Any, Any]]:
+        """Per held-out perturbation: its real mean shift, feature and prior (one row each)."""
+        out = []
+        for label in held:
+            rows = np.flatnonzero(labels == label)
+            first = rows[:1]
+            out.append((target[rows].mean(dim=0), features[first],
+                        None if priors is None else priors[first]))
+        return out
+
+    def _validation_loss(self, validation: list[tuple[Any, Any, Any]]) -> float:
+        """Mean over held-out perturbations of the squared error of the predicted mean shift
+        (over the control cells' latents) against the real one."""
+        import torch
+
+        self.module.eval()
+        control_z = torch.from_numpy(self._control_latent)
+        n = control_z.shape[0]
+        errors = []
+        with torch.no_grad():
+            for real, feature, prior in validation:
+                delta = self.module.delta(control_z, feature.expand(n, -1),
+                                          None if prior is None else prior.expand(n, -1))
+                errors.append(float(torch.mean((delta.mean(dim=0) - real) ** 2)))
+        return float(np.mean(errors))
+
+    def _training_tensors(self) -> tuple[Any, Any, Any, np.ndarray]:
         import torch
 
         setup = self.setup
@@ -400,7 +478,7 @@ class QPerturb:
             prior_table = np.stack([self._prior_shift(n, self.perturbations[n]) for n in names])
             priors = torch.from_numpy(prior_table[index])
         return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(table[index]),
-                priors)
+                priors, labels[rows])
 
     # ----------------------------------------------------------------------------------------
     # prediction
