@@ -56,6 +56,13 @@ def test_trains_with_and_without_batches(likelihood: str, batch_key: str | None)
     z = model.get_latent_representation(give_mean=False, rng=0)
     assert set(np.unique(z)) <= {0.0, 1.0} and z.dtype == np.float32
     np.testing.assert_array_equal(z, model.get_latent_representation(give_mean=False, rng=0))
+    logits = model.get_latent_representation(representation="logit")
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits.astype(np.float64))), q, atol=1e-6)
+    with pytest.raises(ValueError, match="representation: 'logit' describes the posterior"):
+        model.get_latent_representation(give_mean=False, representation="logit")
+    with pytest.raises(ValueError, match="representation: 'z' is not allowed"):
+        model.get_latent_representation(representation="z")
     assert np.isfinite(float(model.get_elbo()))
     assert np.isfinite(float(model.get_reconstruction_error()["reconstruction_loss"]))
     expr = model.get_normalized_expression(library_size=1e4)
@@ -381,6 +388,12 @@ def test_tl_qbmvae_trains_seeded_and_stores_the_latent() -> None:
     assert "lat" not in other.obsm and "_scvi_batch" not in other.obs  # the input is untouched
     assert model2.adata is copied
     np.testing.assert_array_equal(copied.obsm["lat"], latent)  # the same rng, the same model
+    _, logit = qs.tl.qbmvae(_data(), representation="logit", copy=True, **kwargs)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logit.obsm["X_qbmvae"].astype(float))), latent,
+                               atol=1e-6)
+    assert logit.uns["X_qbmvae"]["params"]["representation"] == "logit"
+    with pytest.raises(ValueError, match="representation: 'q' is not allowed"):
+        qs.tl.qbmvae(_data(), representation="q", **FAST)
     with pytest.raises(ValueError, match="model_kwargs: pass 'seed'"):
         qs.tl.qbmvae(_data(), model_kwargs={"seed": 1}, **FAST)
 

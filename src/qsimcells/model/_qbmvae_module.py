@@ -112,13 +112,17 @@ class QBMVAEModule(BaseModuleClass):
 
     @auto_move_data
     def inference(self, x: torch.Tensor, n_samples: int = 1) -> dict[str, torch.Tensor]:
-        """Posterior means ``q``, a relaxed sample ``zeta`` and the library size."""
+        """Posterior means ``q`` (and their logits), a relaxed sample ``zeta`` and the library
+        size."""
         hidden = self.encoder(self._encoder_input(x))
-        q = torch.sigmoid(self.encoder_logits(hidden)).clamp(_Q_MIN, 1 - _Q_MIN)
+        bound = math.log((1 - _Q_MIN) / _Q_MIN)  # the logit of the clamped q
+        logits = self.encoder_logits(hidden).clamp(-bound, bound)
+        q = torch.sigmoid(logits).clamp(_Q_MIN, 1 - _Q_MIN)
         rho = torch.rand_like(q)
         zeta = spike_exponential(q, rho, self.beta)
         library = x.sum(-1, keepdim=True)
-        return {"q": q, "zeta": zeta, "z": (rho > 1 - q).to(q.dtype), "library": library}
+        return {"q": q, "logits": logits, "zeta": zeta, "z": (rho > 1 - q).to(q.dtype),
+                "library": library}
 
     @auto_move_data
     def generative(self, zeta: torch.Tensor, library: torch.Tensor,

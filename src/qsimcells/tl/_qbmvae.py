@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._utils import RngLike, as_generator
+from .._utils import RngLike, as_generator, check_choice
 from ._preprocess import check_adata
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,8 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
            batch_key: str | None = None, layer: str | None = None,
            max_epochs: int | None = None, prior_sampler: str = "gibbs",
            model_kwargs: dict[str, Any] | None = None, key_added: str = "X_qbmvae",
-           rng: RngLike = None, copy: bool = False, **train_kwargs: Any
+           representation: str = "probability", rng: RngLike = None, copy: bool = False,
+           **train_kwargs: Any
            ) -> QBMVAE | tuple[QBMVAE, AnnData]:
     """Train a QBM-VAE on raw counts and store its latent (posterior means ``q``).
 
@@ -64,6 +65,11 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
         ``beta``, ``num_reads``, ``prior_sampler_kwargs``, ``dropout_rate``).
     key_added
         ``obsm`` key of the latent and ``uns`` key of the parameters.
+    representation
+        ``"probability"`` (the posterior means ``q``) or ``"logit"`` (their logits, the
+        better input of ``sc.pp.neighbors``; see
+        :meth:`QBMVAE.get_latent_representation
+        <qsimcells.model.QBMVAE.get_latent_representation>`).
     rng
         Seed or generator; ``None`` draws a fresh seed (stored in ``uns[key_added]``).
     copy
@@ -77,9 +83,10 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
     QBMVAE or tuple of (QBMVAE, anndata.AnnData)
         The trained model; with ``copy=True``, ``(model, adata_copy)``. The AnnData trained on
         gets ``obsm[key_added]``, the ``(n_cells, n_latent)`` float32 posterior means ``q`` in
-        ``(0, 1)``, and ``uns[key_added]["params"]``, the arguments and the seed.
+        ``(0, 1)`` (or their logits), and ``uns[key_added]["params"]``, the arguments and the seed.
     """
     check_adata(adata, "adata")
+    check_choice("representation", representation, ["probability", "logit"])
     if not isinstance(key_added, str) or not key_added:
         raise ValueError(f"key_added: expected a non-empty string, got {key_added!r}")
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
@@ -100,9 +107,11 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
     model = QBMVAE(target, n_latent=n_latent, likelihood=likelihood,
                    prior_sampler=prior_sampler, seed=seed, **model_kwargs)
     model.train(max_epochs=max_epochs, **train_kwargs)
-    target.obsm[key_added] = model.get_latent_representation(target)
+    target.obsm[key_added] = model.get_latent_representation(target,
+                                                             representation=representation)
     params: dict[str, Any] = {"n_latent": int(n_latent), "likelihood": likelihood,
                               "prior_sampler": prior_sampler, "seed": seed,
+                              "representation": representation,
                               "epochs": int(model.history["train_loss"].shape[0])}
     optional = {"batch_key": batch_key, "layer": layer, "max_epochs": max_epochs}
     params.update({k: v for k, v in optional.items() if v is not None})  # h5ad stores no None
