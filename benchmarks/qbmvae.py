@@ -440,7 +440,8 @@ def seed_repeats(ds: dict, adata, n_seeds: int, latent: int, qbm_latent: int) ->
             continue
         accs = [by_name[spec["name"]]["knn_acc"][0]]
         logit = logit_name(spec["name"])
-        logit_accs = ([by_name[logit]["knn_acc"][0]] if "knn_acc" in by_name.get(logit, {})
+        logit_accs = ([by_name[logit]["knn_acc"][0]]
+                      if spec["kind"] == "qbmvae" and "knn_acc" in by_name.get(logit, {})
                       else None)
         for seed in range(1, n_seeds):
             fitted = fit_model(spec, adata, ds["batch_key"], ds["epochs"], seed=seed)
@@ -450,7 +451,10 @@ def seed_repeats(ds: dict, adata, n_seeds: int, latent: int, qbm_latent: int) ->
         repeats[spec["name"]] = accs
         if logit_accs is not None:
             repeats[logit] = logit_accs
-        print(f"  seeds {spec['name']:14s} kNN " + " ".join(f"{a:.3f}" for a in accs), flush=True)
+        for name, values in ((spec["name"], accs), (logit, logit_accs)):
+            if values is not None:
+                print(f"  seeds {name:26s} kNN " + " ".join(f"{a:.3f}" for a in values),
+                      flush=True)
     ds["repeats"] = repeats
 
 
