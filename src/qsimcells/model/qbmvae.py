@@ -261,8 +261,9 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``log(q / (1 - q))``, the encoder's own output (the Bernoulli's natural
             parameter). ``q`` saturates near 0 and 1, so distances between confident cells
             shrink; the logits keep them, as SCVI's unbounded Gaussian mean does, and give the
-            better neighbours (kNN label accuracy on pbmc68k_reduced 0.805 against 0.793 for
-            ``q``, 3 seeds; ``docs/benchmarks/qbmvae.md``). Use it for ``sc.pp.neighbors``.
+            better neighbours (kNN label accuracy on pbmc68k_reduced 0.800 against 0.792 for
+            ``q``, SCVI 0.808; 3 seeds, ``docs/benchmarks/qbmvae.md``). Use it for
+            ``sc.pp.neighbors``.
 
         Returns
         -------
