@@ -25,6 +25,7 @@ from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
 from ._qbmvae_module import QBMVAEModule, spike_exponential
+from ._persist import atomic_folder, unreadable
 from ._qbmvae_plan import QBMVAETrainingPlan
 
 __all__ = ["QBMVAE"]
@@ -185,6 +186,38 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
+
+    def save(self, dir_path: str, prefix: str | None = None, overwrite: bool = False,
+             save_anndata: bool = False, **kwargs: Any) -> None:
+        """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.save`, made atomic: the save is
+        written to a temporary folder beside ``dir_path`` and renamed into place when it is
+        complete, so a failed save leaves the previous one (or nothing); a non-empty
+        ``dir_path`` is replaced only with ``overwrite=True``."""
+        with atomic_folder(dir_path, overwrite) as tmp:
+            super().save(str(tmp), prefix=prefix, overwrite=True, save_anndata=save_anndata,
+                         **kwargs)
+
+    @classmethod
+    def load(cls, dir_path: str, adata: AnnData | None = None, *, prefix: str | None = None,
+             **kwargs: Any) -> QBMVAE:
+        """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`, after checking that
+        ``model.pt`` is a complete torch archive (a truncated or foreign file gets a clear
+        error instead of an unpickling traceback)."""
+        import os
+        import zipfile
+
+        file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"dir_path: no saved model at {str(dir_path)!r} "
+                                    f"({file} is missing)")
+        try:
+            with zipfile.ZipFile(file) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise unreadable("QBMVAE", file, err) from None
+        if damaged is not None:
+            raise unreadable("QBMVAE", file, ValueError(f"member {damaged} is damaged"))
+        return super().load(dir_path, adata=adata, prefix=prefix, **kwargs)
 
     def train(self, max_epochs: int | None = None, lr: float = 1e-2, lr_prior: float = 1e-3,
               batch_size: int = 128, early_stopping: bool = False,

@@ -42,6 +42,7 @@ from .._utils import RngLike, as_generator, check_choice, check_finite, check_po
 from ..tl._preprocess import check_adata, counts, log_normalize
 from ._backbone import PCABackbone, make_backbone, perturbation_features
 from ._network_prior import NetworkPrior, network_edges
+from ._persist import atomic_folder, unreadable
 
 __all__ = ["QPerturb"]
 
@@ -609,11 +610,6 @@ class QPerturb:
         """
         import torch
 
-        path = Path(dir_path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise FileExistsError(f"dir_path: {str(path)!r} exists and is not empty; pass "
-                                  "overwrite=True to replace it")
-        path.mkdir(parents=True, exist_ok=True)
         network = None
         if self.network_ is not None and self.network_["source"] == "table":
             edges = self.network_["edges"]
@@ -628,9 +624,11 @@ class QPerturb:
         arrays: dict[str, np.ndarray] = {}
         if isinstance(self.backbone, PCABackbone):
             arrays = {"pca_mean": self.backbone.mean_, "pca_components": self.backbone.components_}
-        torch.save(self.module.state_dict(), path / "module.pt")
-        np.savez(path / "backbone.npz", **arrays)
-        (path / "qperturb.json").write_text(json.dumps(state, indent=1))
+        # into a temporary folder, renamed into place when complete
+        with atomic_folder(dir_path, overwrite) as path:
+            torch.save(self.module.state_dict(), path / "module.pt")
+            np.savez(path / "backbone.npz", **arrays)
+            (path / "qperturb.json").write_text(json.dumps(state, indent=1))
 
     def _data_fingerprint(self) -> dict[str, Any]:
         """What ties a saved model to its training screen (checked by :meth:`load`)."""
@@ -648,7 +646,13 @@ class QPerturb:
         path = Path(dir_path)
         if not (path / "qperturb.json").exists():
             raise FileNotFoundError(f"dir_path: no saved QPerturb in {str(path)!r}")
-        state = json.loads((path / "qperturb.json").read_text())
+        try:
+            state = json.loads((path / "qperturb.json").read_text())
+            for key in ("config", "setup", "genes", "backbone", "n_latent", "data", "history",
+                        "is_trained"):
+                state[key]  # noqa: B018 - a save of something else lacks one
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            raise unreadable("QPerturb", path / "qperturb.json", err) from None
         if SETUP_KEY not in adata.uns:
             cls.setup_anndata(adata, **state["setup"])
         elif dict(adata.uns[SETUP_KEY]) != state["setup"]:
@@ -657,10 +661,13 @@ class QPerturb:
         if adata.var_names.astype(str).tolist() != state["genes"]:
             raise ValueError("adata: its genes differ from the saved model's")
         if state["backbone"] == "pca":
-            arrays = np.load(path / "backbone.npz")
-            pca = PCABackbone.from_state({"n_latent": arrays["pca_components"].shape[0],
-                                          "mean": arrays["pca_mean"],
-                                          "components": arrays["pca_components"]})
+            try:  # allow_pickle=False: numbers only, no code
+                with np.load(path / "backbone.npz", allow_pickle=False) as arrays:
+                    pca = PCABackbone.from_state({"n_latent": arrays["pca_components"].shape[0],
+                                                  "mean": arrays["pca_mean"],
+                                                  "components": arrays["pca_components"]})
+            except Exception as err:
+                raise unreadable("QPerturb", path / "backbone.npz", err) from None
             backbone = pca
         elif backbone is None:
             raise ValueError(f"backbone: the model was trained on a {state['backbone']!r} "
@@ -682,7 +689,11 @@ class QPerturb:
         if model._control_latent.shape[1] != state["n_latent"]:
             raise ValueError(f"backbone: gives {model._control_latent.shape[1]} latent "
                              f"dimensions, the saved model used {state['n_latent']}")
-        model.module.load_state_dict(torch.load(path / "module.pt", weights_only=True))
+        try:
+            weights = torch.load(path / "module.pt", weights_only=True)
+            model.module.load_state_dict(weights)
+        except Exception as err:  # truncated, damaged or another model's weights
+            raise unreadable("QPerturb", path / "module.pt", err) from None
         model.module.eval()
         model.history_ = list(state["history"])
         model.is_trained = bool(state["is_trained"])

@@ -82,6 +82,7 @@ import torch
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int, \
     seed_sequence
+from ._persist import atomic_file, unreadable
 from ..datasets._activity import activity_anndata, binary_matrix, recorded_layout, seed_record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -795,13 +796,21 @@ class SpiQGAN:
         Returns
         -------
         pathlib.Path
-            The file written.
+            The file written: first to a temporary file beside it, then renamed into place,
+            so a failed save leaves the previous one intact.
         """
         folder = Path(path)
+        if folder.exists() and not folder.is_dir():
+            raise FileExistsError(f"path: {str(folder)!r} is a file; give the folder to save "
+                                  "into")
         target = folder / _FILE
         if target.exists() and not overwrite:
             raise FileExistsError(f"path: {str(target)!r} exists; pass overwrite=True")
-        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_file(target, overwrite, field="path") as tmp:
+            self._write(tmp)
+        return target.absolute()
+
+    def _write(self, file: Path) -> None:
         torch.save({
             "config": self._config(), "version": 1, "device": str(self._device),
             "data": np.packbits(self.data, axis=1), "n_samples": self.data.shape[0],
@@ -810,8 +819,7 @@ class SpiQGAN:
             "opt_generator": self._opt_g.state_dict(), "opt_critic": self._opt_c.state_dict(),
             "history": self._history, "average": self._average,
             "average_steps": self._average_steps,
-        }, target)
-        return target
+        }, file)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: Any = None) -> SpiQGAN:
@@ -835,8 +843,11 @@ class SpiQGAN:
             file = file / _FILE
         if not file.is_file():
             raise FileNotFoundError(f"path: no saved SpiQGAN at {str(path)!r}")
-        saved = torch.load(file, map_location="cpu", weights_only=False)
-        config = dict(saved["config"])
+        try:
+            saved = torch.load(file, map_location="cpu", weights_only=False)
+            config = dict(saved["config"])
+        except Exception as err:  # truncated, damaged or another program's file
+            raise unreadable("SpiQGAN", file, err) from None
         width = config["n_units"] * config["n_timesteps"]
         data = np.unpackbits(saved["data"], axis=1, count=width)[: saved["n_samples"]]
         seed = saved["seed"]
