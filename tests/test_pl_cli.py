@@ -72,3 +72,33 @@ def test_demo_command_writes_results(tmp_path, capsys) -> None:
     assert set(summary["case2_control"]["networks"]) == {"pearson", "spearman"}
     assert main(["plugins"]) == 0
     assert "statevector" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file", "read_only"])
+def test_demo_refuses_a_bad_output_folder_before_any_work(tmp_path, capsys, monkeypatch,
+                                                          where: str) -> None:
+    import os
+
+    from qsimcells import cli
+
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = {"file": file, "under_a_file": file / "results",
+           "read_only": locked / "results"}[where]
+    if where == "read_only":
+        if os.geteuid() == 0:
+            # root writes anywhere; stand in for a folder the user cannot write
+            monkeypatch.setattr(cli.os, "access", lambda path, mode: False)
+        else:
+            locked.chmod(0o500)
+    monkeypatch.setattr(qs.sim, "simulate", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["demo", "--out", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out:" in err and "Traceback" not in err
+    assert file.read_text() == "keep me" and not (locked / "results").exists()
+    with pytest.raises(ValueError, match="--out:"):
+        cli.demo(out)

@@ -74,3 +74,60 @@ def test_public_functions_follow_scverse_conventions(name, func) -> None:
     for key in ("rng", "key_added", "copy", "sampler", "chunk_size", "batches"):
         if key in sig.parameters and params[0].name != key:
             assert sig.parameters[key].kind is inspect.Parameter.KEYWORD_ONLY, (name, key)
+
+
+#: the package's layers, low to high: a module imports only from lower layers (and pl from
+#: tl), so data flow one way: plugins -> samplers -> sim -> tl/pl -> model
+LAYERS = {"_utils": 0, "_version": 0, "plugins": 1, "samplers": 2, "circuits": 3,
+          "datasets": 3, "nn": 3, "sim": 4, "tl": 5, "pl": 5, "model": 6, "cli": 7,
+          "testing": 7, "__init__": 7}
+ALLOWED_SIDEWAYS = {("pl", "tl")}
+
+
+def _imported_packages(path, rel) -> set[tuple[str, int]]:
+    """The qsimcells subpackages a source file imports (anywhere in it), with line numbers."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                names = [node.module or ""]
+            else:  # relative: resolve against the file's package
+                package = list(rel.parts[:-1])
+                base = package[: len(package) - (node.level - 1)]
+                module = [p for p in (node.module or "").split(".") if p]
+                names = [".".join(["qsimcells", *base, *module])] if base or module else \
+                    [f"qsimcells.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "qsimcells" and len(parts) > 1:
+                found.add((parts[1], node.lineno))
+    return found
+
+
+def test_layers_import_only_downwards() -> None:
+    from pathlib import Path
+
+    root = Path(qs.__file__).parent
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        own = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        assert own in LAYERS, f"{rel}: add its package to LAYERS"
+        for target, line in _imported_packages(path, rel):
+            if target == own or target not in LAYERS:
+                continue
+            if LAYERS[target] >= LAYERS[own] and (own, target) not in ALLOWED_SIDEWAYS:
+                wrong.append(f"{rel}:{line} imports qsimcells.{target}")
+    assert wrong == [], wrong
+    # the tools and generators that need a model are named by module path, not imported
+    assert qs.tl.qbmvae.__module__ == "qsimcells.model._qbmvae_tool"
+    specs = {e.spec.name: e.spec.factory for e in qs.plugins.get_registry().entries("generator")}
+    assert specs["qbmvae"] == "qsimcells.model.qbmvae:qbmvae_generator"
+    assert specs["spiqgan"] == "qsimcells.model.spiqgan:spiqgan_generator"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def demo(out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto",
 
     from . import pl, sim, tl
 
+    check_out(out)  # before any work: a bad folder is refused at once
     out.mkdir(parents=True, exist_ok=True)
     summary: dict = {}
     data = {}
@@ -106,6 +108,19 @@ def demo(out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto",
     return summary
 
 
+def check_out(out: Path) -> None:
+    """Refuse an output folder that is a file, sits under a file or cannot be written."""
+    out = Path(out).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} is an existing file; give a folder")
+    existing = next(p for p in [out, *out.parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out: {str(existing)!r} is a file, so {str(out)!r} cannot be "
+                         "created; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out: {str(existing)!r} is not writable")
+
+
 def _plain(value: object) -> object:
     """JSON-friendly numbers (NaN as None)."""
     import math
@@ -142,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "demo":
+        try:
+            check_out(args.out)
+        except ValueError as err:
+            parser.error(str(err))  # one line on stderr, exit code 2, nothing computed
         summary = demo(args.out, args.n_cells, args.seed, args.sampler, args.n_perms)
         print(json.dumps({case: {k: v for k, v in summary[case].items() if k != "networks"}
                           for _, case in CASES}, indent=2))

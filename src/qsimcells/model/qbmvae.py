@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -581,3 +582,29 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             return np.asarray(X.sum(axis=1)).ravel()
         return np.concatenate([np.asarray(X[i:i + _BLOCK_ROWS].sum(axis=1)).ravel()
                                for i in range(0, X.shape[0], _BLOCK_ROWS)])
+
+
+# the generator this model registers (by name, in qsimcells.plugins.builtins)
+def qbmvae_generator(model: Any = None, n_cells: int = 1000, *, adata: AnnData | None = None,
+                     batch: int | str | None = None, library_size: float | None = None,
+                     rng: Any = None) -> AnnData:
+    """New cells from a trained QBM-VAE's Boltzmann prior (see
+    :meth:`qsimcells.model.QBMVAE.sample_prior`).
+
+    ``model`` is a trained :class:`~qsimcells.model.QBMVAE` or the folder of a saved one
+    (``QBMVAE.load(model, adata=adata)``; ``adata`` may be omitted when the model was saved with
+    ``save_anndata=True``). torch and scvi-tools load only when this runs.
+    """
+    if model is None:
+        raise ValueError("model: the 'qbmvae' generator needs a trained QBMVAE or the path of "
+                         "a saved one (qs.sim.generate('qbmvae', model=..., n_cells=...))")
+    if isinstance(model, (str, os.PathLike)):
+        model = QBMVAE.load(os.fspath(model), adata=adata)
+    elif not isinstance(model, QBMVAE):
+        raise TypeError(f"model: expected a trained QBMVAE or the path of a saved one, got "
+                        f"{type(model).__name__}")
+    elif adata is not None:
+        raise ValueError("adata: only used with model=<path of a saved model>")
+    if not model.is_trained:
+        raise ValueError("model: the QBMVAE is not trained (call model.train() first)")
+    return model.sample_prior(n_cells, batch=batch, library_size=library_size, rng=rng)

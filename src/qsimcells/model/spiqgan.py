@@ -864,3 +864,24 @@ class SpiQGAN:
             model._average = [t.to(model._device) for t in saved["average"]]
         model._average_steps = saved["average_steps"]
         return model
+
+
+# the generator this model registers (by name, in qsimcells.plugins.builtins)
+def spiqgan_generator(model: Any = None, n_cells: int = 1000, *, rng: Any = None) -> AnnData:
+    """Binary activity from a trained SpiQGAN (see :meth:`qsimcells.model.SpiQGAN.sample`).
+
+    ``model`` is a trained :class:`~qsimcells.model.SpiQGAN` or the folder of a saved one;
+    ``n_cells`` rows (samples of ``n_units * n_timesteps`` columns) come back as an activity
+    AnnData. torch loads only when this runs.
+    """
+    if model is None:
+        raise ValueError("model: the 'spiqgan' generator needs a trained SpiQGAN or the path of "
+                         "a saved one (qs.sim.generate('spiqgan', model=..., n_cells=...))")
+    if isinstance(model, (str, os.PathLike)):
+        model = SpiQGAN.load(os.fspath(model))
+    elif not isinstance(model, SpiQGAN):
+        raise TypeError(f"model: expected a trained SpiQGAN or the path of a saved one, got "
+                        f"{type(model).__name__}")
+    if not model.is_trained:
+        raise ValueError("model: the SpiQGAN is not trained (call model.train() first)")
+    return model.sample(n_cells, rng, as_anndata=True)

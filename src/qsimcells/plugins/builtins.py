@@ -67,14 +67,14 @@ def qsimcells_generators() -> list[GeneratorSpec]:
         ),
         GeneratorSpec(
             name="qbmvae",
-            factory="qsimcells.sim.generators:qbmvae_generator",
+            factory="qsimcells.model.qbmvae:qbmvae_generator",
             description="Cells from a trained QBM-VAE: Boltzmann-prior states decoded to counts "
             "(model=<QBMVAE or saved path>)",
             tags=("model", "boltzmann", "learned"),
         ),
         GeneratorSpec(
             name="spiqgan",
-            factory="qsimcells.sim.generators:spiqgan_generator",
+            factory="qsimcells.model.spiqgan:spiqgan_generator",
             description="Binary activity (spike trains) from a trained SpiQGAN patch quantum "
             "GAN (model=<SpiQGAN or saved path>)",
             tags=("model", "quantum", "gan", "learned"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from .design import CellCircuit
@@ -51,55 +50,6 @@ def independent_generator(design: CellCircuit | str | None = None, n_cells: int 
     adata.uns["qsimcells"]["generator"] = "independent"
     adata.uns["qsimcells"]["reference_design"] = base.to_dict()
     return adata
-
-
-def qbmvae_generator(model: Any = None, n_cells: int = 1000, *, adata: AnnData | None = None,
-                     batch: int | str | None = None, library_size: float | None = None,
-                     rng: Any = None) -> AnnData:
-    """New cells from a trained QBM-VAE's Boltzmann prior (see
-    :meth:`qsimcells.model.QBMVAE.sample_prior`).
-
-    ``model`` is a trained :class:`~qsimcells.model.QBMVAE` or the folder of a saved one
-    (``QBMVAE.load(model, adata=adata)``; ``adata`` may be omitted when the model was saved with
-    ``save_anndata=True``). torch and scvi-tools load only when this runs.
-    """
-    if model is None:
-        raise ValueError("model: the 'qbmvae' generator needs a trained QBMVAE or the path of "
-                         "a saved one (qs.sim.generate('qbmvae', model=..., n_cells=...))")
-    from ..model import QBMVAE
-
-    if isinstance(model, (str, os.PathLike)):
-        model = QBMVAE.load(os.fspath(model), adata=adata)
-    elif not isinstance(model, QBMVAE):
-        raise TypeError(f"model: expected a trained QBMVAE or the path of a saved one, got "
-                        f"{type(model).__name__}")
-    elif adata is not None:
-        raise ValueError("adata: only used with model=<path of a saved model>")
-    if not model.is_trained:
-        raise ValueError("model: the QBMVAE is not trained (call model.train() first)")
-    return model.sample_prior(n_cells, batch=batch, library_size=library_size, rng=rng)
-
-
-def spiqgan_generator(model: Any = None, n_cells: int = 1000, *, rng: Any = None) -> AnnData:
-    """Binary activity from a trained SpiQGAN (see :meth:`qsimcells.model.SpiQGAN.sample`).
-
-    ``model`` is a trained :class:`~qsimcells.model.SpiQGAN` or the folder of a saved one;
-    ``n_cells`` rows (samples of ``n_units * n_timesteps`` columns) come back as an activity
-    AnnData. torch loads only when this runs.
-    """
-    if model is None:
-        raise ValueError("model: the 'spiqgan' generator needs a trained SpiQGAN or the path of "
-                         "a saved one (qs.sim.generate('spiqgan', model=..., n_cells=...))")
-    from ..model import SpiQGAN
-
-    if isinstance(model, (str, os.PathLike)):
-        model = SpiQGAN.load(os.fspath(model))
-    elif not isinstance(model, SpiQGAN):
-        raise TypeError(f"model: expected a trained SpiQGAN or the path of a saved one, got "
-                        f"{type(model).__name__}")
-    if not model.is_trained:
-        raise ValueError("model: the SpiQGAN is not trained (call model.train() first)")
-    return model.sample(n_cells, rng, as_anndata=True)
 
 
 def generate(name: str, **params: Any) -> AnnData:

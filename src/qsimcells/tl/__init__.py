@@ -26,7 +26,6 @@ from .communication import cellchat, communication_shift
 from .communication_truth import score_communication, true_communication
 from .grn import correlation_network, score_network, true_network
 from .linear_baseline import linear_baseline
-from ._qbmvae import qbmvae
 from .spikes import independent_surrogate, js_divergence, spike_statistics
 from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbation_similarity,
                   vcc_metrics, vcc_scaled_scores)
@@ -36,3 +35,20 @@ __all__ = ["VCCResult", "cell_mean_baseline", "cellchat", "communication_shift",
            "score_communication", "score_network", "true_communication", "true_network",
            "vcc_metrics", "vcc_scaled_scores",
            "spike_statistics", "independent_surrogate", "js_divergence"]
+
+
+#: tools that train a model: they live in the model layer and are named here by module path,
+#: so that no analysis module imports a model (and ``import qsimcells.tl`` stays light)
+_MODEL_TOOLS = {"qbmvae": "qsimcells.model._qbmvae_tool"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _MODEL_TOOLS:
+        import importlib
+
+        return getattr(importlib.import_module(_MODEL_TOOLS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODEL_TOOLS))

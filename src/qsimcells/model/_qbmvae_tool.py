@@ -1,6 +1,9 @@
-"""QBM-VAE in one call: set up, train (seeded) and store the binary latent, scanpy style.
+"""``qs.tl.qbmvae``: QBM-VAE in one call: set up, train (seeded) and store the binary latent,
+scanpy style.
 
-torch and scvi-tools load only when :func:`qbmvae` runs (``import qsimcells.tl`` stays light).
+It lives in the model layer, which may use the analyses, and ``qs.tl`` names it lazily (by
+module path, as the plugin registry names factories), so no analysis module imports a model:
+data flow one way, plugins -> samplers -> sim -> tl/pl -> model.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._utils import RngLike, as_generator, check_choice
-from ._preprocess import check_adata
+from ..tl._preprocess import check_adata
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
 
-    from ..model.qbmvae import QBMVAE
+    from .qbmvae import QBMVAE
 
 __all__ = ["qbmvae"]
 
@@ -98,7 +101,7 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
                              "(seed: rng)")
     import scvi
 
-    from ..model.qbmvae import QBMVAE
+    from .qbmvae import QBMVAE
 
     seed = _seed(rng)
     target = adata.copy() if copy else adata
