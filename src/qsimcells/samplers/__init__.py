@@ -127,7 +127,7 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
         obj = make_sampler(sampler, **options)
         reason = getattr(obj, "supports", lambda c: None)(circuit)
         if reason:
-            raise ValueError(f"sampler {sampler!r} cannot sample this circuit: {reason}")
+            raise ValueError(f"sampler: {sampler!r} cannot sample this circuit: {reason}")
         return obj, SamplerInfo(sampler, sampler, "requested", dict(options))
 
     if options:

@@ -127,7 +127,7 @@ class AerSampler:
         try:
             measured = self._fit(circuit)
         except ValueError as err:
-            raise ValueError(f"sampler 'aer' cannot sample this circuit: {err}") from None
+            raise ValueError(f"sampler: 'aer' cannot sample this circuit: {err}") from None
         # measurements are in the circuit before mapping, so routing cannot reorder the clbits
         pass_manager = generate_preset_pass_manager(
             optimization_level=self.optimization_level, backend=self.simulator,

@@ -385,7 +385,7 @@ class IBMSampler:
         try:  # fitted once per call: the same check as supports(), and the circuit to compile
             measured = self._fit(circuit, device)
         except ValueError as err:
-            raise ValueError(f"sampler 'ibm' cannot sample this circuit: {err}") from None
+            raise ValueError(f"sampler: 'ibm' cannot sample this circuit: {err}") from None
         compiled = self._compile(measured, circuit.num_qubits, device)
         per_job = self.max_shots_per_job or _max_shots(device)
         sizes = [min(per_job, shots - start) for start in range(0, shots, per_job)]
