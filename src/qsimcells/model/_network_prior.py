@@ -59,8 +59,7 @@ def network_edges(network: Any, adata: Any, control_rows: np.ndarray, genes: lis
             raise ValueError(f"network: the table needs columns source and target (missing "
                              f"{sorted(missing)}; has {list(network.columns)})")
         table = network[["source", "target"]].astype(str).reset_index(drop=True)
-        unknown = sorted(set(table["source"]) | set(table["target"]) - set(genes))
-        unknown = [g for g in unknown if g not in genes]
+        unknown = sorted((set(table["source"]) | set(table["target"])) - set(genes))
         if unknown:
             raise ValueError(f"network: genes {unknown[:10]} are not in var_names")
         directed = bool(network.attrs.get("directed", True))
@@ -96,12 +95,20 @@ class NetworkPrior:
         if not directed:
             sources, targets = np.r_[sources, targets], np.r_[targets, sources]
         keep = sources != targets
-        sources, targets = sources[keep], targets[keep]
-        self.beta = np.zeros((n_genes, n_genes))
-        for s, t in zip(sources.tolist(), targets.tolist(), strict=True):
-            when_on, when_off = on[:, s] > 0, on[:, s] == 0
-            if when_on.any() and when_off.any():  # a slope needs both states of the source
-                self.beta[s, t] = on[when_on, t].mean() - on[when_off, t].mean()
+        # one slope per ordered pair, however often the graph lists it
+        pairs = np.unique(np.stack([sources[keep], targets[keep]], axis=1), axis=0)
+        sources, targets = pairs[:, 0], pairs[:, 1]
+        # per edge: P(t ON | s ON) - P(t ON | s OFF); 0 where the source never takes both states
+        source_on = on[:, sources]
+        n_on = source_on.sum(axis=0)
+        n_off = on.shape[0] - n_on
+        on_given_on = (source_on * on[:, targets]).sum(axis=0)
+        on_given_off = on[:, targets].sum(axis=0) - on_given_on
+        both = (n_on > 0) & (n_off > 0)
+        slope = np.zeros(sources.size)
+        slope[both] = on_given_on[both] / n_on[both] - on_given_off[both] / n_off[both]
+        # sparse: a graph has far fewer edges than gene pairs (20,000 genes would be 3.2 GB)
+        self.beta = sparse.csr_matrix((slope, (sources, targets)), shape=(n_genes, n_genes))
         expressed = np.where(on > 0, control_expr, np.nan)
         with np.errstate(invalid="ignore"):
             level = np.nanmean(expressed, axis=0) if expressed.size else np.zeros(n_genes)
@@ -118,7 +125,7 @@ class NetworkPrior:
         change[genes] = target - self.p_on[genes]
         total, frontier = change.copy(), change
         for _ in range(self.n_hops):
-            frontier = frontier @ self.beta
+            frontier = self.beta.T @ frontier
             frontier[genes] = 0.0  # the intervention holds the perturbed genes
             total += frontier
         return np.clip(total, -1.0, 1.0, out=total)  # a change of an ON probability

@@ -204,7 +204,6 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`, after checking that
         ``model.pt`` is a complete torch archive (a truncated or foreign file gets a clear
         error instead of an unpickling traceback)."""
-        import os
         import zipfile
 
         file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")

@@ -804,8 +804,6 @@ class SpiQGAN:
             raise FileExistsError(f"path: {str(folder)!r} is a file; give the folder to save "
                                   "into")
         target = folder / _FILE
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"path: {str(target)!r} exists; pass overwrite=True")
         with atomic_file(target, overwrite, field="path") as tmp:
             self._write(tmp)
         return target.absolute()

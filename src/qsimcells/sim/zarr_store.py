@@ -406,8 +406,8 @@ def _finish(partial: Path, target: Path, run: Simulation, overwrite: bool) -> Pa
                                "kept for inspection")
     if any(a.shape[0] != n_obs for a in _frame_arrays(root["obs"])):
         raise RuntimeError(f"simulate_to_zarr: obs does not have {n_obs} rows")
-    for name in run.cell_annotations()[0]:
-        if root["obsm"][name].shape[0] != n_obs:
+    for name, array in root["obsm"].arrays():  # the tissue's, written with chunk 0
+        if array.shape[0] != n_obs:
             raise RuntimeError(f"simulate_to_zarr: obsm[{name!r}] does not have {n_obs} rows")
     root.attrs["encoding-type"] = "anndata"
     with warnings.catch_warnings():  # the progress file is not part of the zarr hierarchy

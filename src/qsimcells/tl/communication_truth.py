@@ -64,9 +64,7 @@ def true_communication(adata: Any, *, groupby: str = "cell_type",
     if gates.empty:
         raise ValueError("adata: the design in uns['qsimcells'] has no ligand-receptor edges, "
                          "so there is no communication to score")
-    from ..sim.design import CellCircuit
-
-    gene_type = CellCircuit.from_dict(adata.uns["qsimcells"]["design"]).genes["cell_type"]
+    gene_type = adata.var["cell_type"].astype(str)  # simulate's: each circuit gene's type
     active = _active_per_cell(adata, gates)
     if region_key is None:
         regions = np.zeros(adata.n_obs, dtype=np.int64)
