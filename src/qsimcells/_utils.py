@@ -11,6 +11,18 @@ import numpy as np
 RngLike = int | np.random.Generator | np.random.SeedSequence | None
 
 
+class MissingKeyError(KeyError, ValueError):
+    """A name the user gave (an obs column, a layer, a gene, a uns key) is not in the data.
+
+    A ``KeyError``, as scanpy raises for a missing key, and a ``ValueError``, as every other
+    bad argument here is, so one ``except ValueError`` catches all bad input. Its message is
+    printed as written (``KeyError`` alone would show it in quotes).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def seed_sequence(rng: RngLike) -> np.random.SeedSequence:
     """Turn the public ``rng`` argument into a :class:`numpy.random.SeedSequence`.
 
@@ -75,10 +87,10 @@ def check_finite(field: str, value: Any, *, low: float = -math.inf, high: float 
 
 def layer_matrix(adata: Any, layer: str | None, field: str = "adata") -> Any:
     """``adata.X`` (``layer=None``) or ``adata.layers[layer]``, as stored; a missing layer is a
-    ``KeyError`` that lists the layers there are."""
+    :class:`MissingKeyError` that lists the layers there are."""
     if layer is None:
         return adata.X
     if layer not in adata.layers:
-        raise KeyError(f"layer: {layer!r} is not in {field}.layers; available: "
+        raise MissingKeyError(f"layer: {layer!r} is not in {field}.layers; available: "
                        f"{sorted(adata.layers)}")
     return adata.layers[layer]

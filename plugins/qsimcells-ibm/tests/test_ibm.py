@@ -414,6 +414,36 @@ def test_real_device_path_with_a_stand_in_service(offline: Path, monkeypatch) ->
     assert pickle.loads(pickle.dumps(ibm))._backend is None  # no runtime client in a pickle
 
 
+def test_env_token_never_reaches_the_data(offline: Path, monkeypatch) -> None:
+    """simulate on a real backend name (a stand-in service hands out fake_manila) with the token
+    in the environment: it appears nowhere in uns, in the h5ad written from it, or in the
+    sampler's options and repr."""
+    import qiskit_ibm_runtime
+
+    from qsimcells.samplers.fake_backends import fake_backend
+
+    class Service:
+        def __init__(self, **kwargs) -> None:
+            self.kwargs = kwargs
+
+        def backend(self, name: str):
+            return fake_backend("fake_manila")
+
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
+    monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Service)
+    adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 60, sampler="ibm",
+                            sampler_options={"backend": "ibm_manila", "connect_timeout": None},
+                            rng=0)
+    info = adata.uns["qsimcells"]["sampler"]
+    assert info["name"] == "ibm" and info["options"]["backend"] == "ibm_manila"
+    assert SECRET not in repr(dict(adata.uns)) and SECRET not in repr(adata)
+    path = offline / "out.h5ad"
+    adata.write_h5ad(path)
+    assert SECRET.encode() not in path.read_bytes()
+    ibm = sampler(backend="ibm_manila", connect_timeout=None)
+    assert SECRET not in repr(ibm) and SECRET not in repr(vars(ibm))
+
+
 # --- options ------------------------------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
+from .._utils import MissingKeyError, RngLike, as_generator, check_choice, check_finite, check_positive_int
 from ..tl._preprocess import check_adata, counts, log_normalize
 from ._backbone import PCABackbone, make_backbone, perturbation_features
 from ._network_prior import NetworkPrior, network_edges
@@ -186,7 +186,7 @@ class QPerturb:
         """
         check_adata(adata)
         if perturbation_key not in adata.obs:
-            raise KeyError(f"perturbation_key: {perturbation_key!r} is not an obs column; "
+            raise MissingKeyError(f"perturbation_key: {perturbation_key!r} is not an obs column; "
                            f"available: {list(adata.obs.columns)}")
         counts(adata, layer)  # raw counts, finite and >= 0
         labels = adata.obs[perturbation_key].astype(str)
@@ -205,7 +205,7 @@ class QPerturb:
                              f"('G1' or 'G1+G5'); not genes: {unknown[:12]}")
         if kind_key is not None and kind_key not in adata.obs:
             if kind_key != "perturbation_kind":  # only the default name may be absent
-                raise KeyError(f"kind_key: {kind_key!r} is not an obs column; available: "
+                raise MissingKeyError(f"kind_key: {kind_key!r} is not an obs column; available: "
                                f"{list(adata.obs.columns)} (None: every perturbation is a "
                                "knockout)")
             kind_key = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._utils import RngLike
+from .._utils import MissingKeyError, RngLike
 from ._common import finish
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +60,7 @@ def umap(adata: AnnData, *, color: str = "cell_type", rng: RngLike = 0, n_pcs: i
     from .._utils import as_generator, check_positive_int
 
     if color not in adata.obs:
-        raise KeyError(f"color: {color!r} is not a column of adata.obs; available: "
+        raise MissingKeyError(f"color: {color!r} is not a column of adata.obs; available: "
                        f"{list(adata.obs.columns)}")
     n_pcs = check_positive_int("n_pcs", n_pcs)
     seed = int(rng) if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) \

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._utils import MissingKeyError
 from ._common import finish
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +63,7 @@ def network(adata: AnnData, key: str, *, directed: bool = False, layout: str = "
 
     check_choice("layout", layout, _LAYOUTS)
     if key not in adata.uns:
-        raise KeyError(f"key: {key!r} is not in adata.uns; run qs.tl.correlation_network "
+        raise MissingKeyError(f"key: {key!r} is not in adata.uns; run qs.tl.correlation_network "
                        "(or store a network there) first")
     # the score stored by qs.tl.score_network when it ran with these settings; else score now
     score = adata.uns[key].get("score")

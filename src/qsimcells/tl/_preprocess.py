@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from .._utils import layer_matrix
+from .._utils import MissingKeyError, layer_matrix
 
 __all__ = ["check_adata", "counts", "gene_indices", "group_labels", "log_normalize"]
 
@@ -24,6 +24,10 @@ def check_adata(adata: Any, field: str = "adata") -> None:
         raise TypeError(f"{field}: expected an AnnData, got {type(adata).__name__}")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"{field}: is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
+    if not adata.var_names.is_unique:
+        repeated = list(adata.var_names[adata.var_names.duplicated()].unique()[:5])
+        raise ValueError(f"{field}.var_names: gene names must be unique, {repeated} repeat; "
+                         f"call {field}.var_names_make_unique()")
 
 
 def counts(adata: Any, layer: str | None = None) -> sparse.csr_matrix:
@@ -53,7 +57,7 @@ def gene_indices(adata: Any, genes: Iterable[str], field: str) -> np.ndarray:
     names = [str(g) for g in genes]
     missing = [g for g in names if g not in adata.var_names]
     if missing:
-        raise KeyError(f"{field}: gene(s) {missing} not in adata.var_names "
+        raise MissingKeyError(f"{field}: gene(s) {missing} not in adata.var_names "
                        f"(first genes: {list(adata.var_names[:10])})")
     return np.asarray(adata.var_names.get_indexer(names), dtype=np.int64)
 
@@ -63,7 +67,7 @@ def group_labels(adata: Any, groupby: str) -> Any:
     import pandas as pd
 
     if not isinstance(groupby, str) or groupby not in adata.obs:
-        raise KeyError(f"groupby: {groupby!r} is not a column of adata.obs; available: "
+        raise MissingKeyError(f"groupby: {groupby!r} is not a column of adata.obs; available: "
                        f"{list(adata.obs.columns)}")
     labels = adata.obs[groupby]
     if labels.isna().any():

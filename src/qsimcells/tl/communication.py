@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import RngLike, as_generator, check_choice, check_finite, seed_sequence
+from .._utils import MissingKeyError, RngLike, as_generator, check_choice, check_finite, seed_sequence
 from ._preprocess import check_adata, counts, gene_indices, group_labels, log_normalize
 
 __all__ = ["cellchat", "communication_shift"]
@@ -386,7 +386,7 @@ def _results(obj: Any, key: str, field: str) -> pd.DataFrame:
                             f"qs.tl.cellchat, got {type(obj).__name__}")
         entry = uns.get(key)
         if not isinstance(entry, dict) or "results" not in entry:
-            raise KeyError(f"{field}: adata.uns[{key!r}]['results'] not found; run "
+            raise MissingKeyError(f"{field}: adata.uns[{key!r}]['results'] not found; run "
                            f"qs.tl.cellchat(adata, groupby=..., key_added={key!r}) first "
                            f"(uns keys: {sorted(uns)})")
         df = entry["results"]

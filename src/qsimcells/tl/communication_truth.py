@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import check_finite
+from .._utils import MissingKeyError, check_finite
 from ._preprocess import check_adata, group_labels
 from .grn import _average_precision, true_network
 
@@ -175,7 +175,7 @@ def score_communication(
     alpha = check_finite("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
     min_active = check_finite("min_active", min_active, low=0.0, high=1.0, high_open=True)
     if region_key is not None and region_key not in adata.obs:
-        raise KeyError(f"region_key: {region_key!r} is not a column of adata.obs; available: "
+        raise MissingKeyError(f"region_key: {region_key!r} is not a column of adata.obs; available: "
                        f"{list(adata.obs.columns)}")
     table = _long_table(result, region_key)
     score, pval = _score_columns(table, score, pval)

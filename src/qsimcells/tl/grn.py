@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._utils import check_choice, check_finite
+from .._utils import MissingKeyError, check_choice, check_finite
 from ._preprocess import check_adata, counts, gene_indices, log_normalize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -467,7 +467,7 @@ def score_network(
         if not isinstance(stored, Mapping) or "edges" not in stored:
             networks = [k for k, v in adata.uns.items() if isinstance(v, Mapping)
                         and "edges" in v]
-            raise KeyError(f"key: {key!r} is not a network in adata.uns (expected "
+            raise MissingKeyError(f"key: {key!r} is not a network in adata.uns (expected "
                            f"uns[{key!r}]['edges'], e.g. from correlation_network); networks "
                            f"found: {networks}")
         if directed and not bool(dict(stored.get("params", {})).get("directed", False)):

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._utils import check_choice, check_finite, layer_matrix
+from .._utils import MissingKeyError, check_choice, check_finite, layer_matrix
 from ._preprocess import check_adata
 
 __all__ = ["VCCResult", "cell_mean_baseline", "log_expression", "participation_ratio",
@@ -152,7 +152,7 @@ class _Profile:
               normalize: bool | None, field: str) -> _Profile:
         check_adata(adata, field)
         if not isinstance(key, str) or key not in adata.obs:
-            raise KeyError(f"perturbation_key: {key!r} is not a column of {field}.obs; "
+            raise MissingKeyError(f"perturbation_key: {key!r} is not a column of {field}.obs; "
                            f"available: {list(adata.obs.columns)}")
         raw = adata.obs[key]
         if raw.isna().any():
