@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import presets
 from .backed import read_backed
+from .calibrate import CalibratedDesign, fit_design
 from .design import CellCircuit
 from .generators import generate
 from .screen import (downstream_genes, exact_activation, perturbation_screen, preset_screen,
@@ -13,6 +14,7 @@ from .simulate import simulate
 from .tissue import Tissue
 from .zarr_store import simulate_to_zarr
 
-__all__ = ["CellCircuit", "downstream_genes", "exact_activation", "generate",
+__all__ = ["CalibratedDesign", "CellCircuit", "downstream_genes", "exact_activation",
+           "fit_design", "generate",
            "perturbation_screen", "preset_screen", "presets", "read_backed", "simulate",
            "simulate_to_zarr", "Tissue", "true_response"]

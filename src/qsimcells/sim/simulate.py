@@ -20,6 +20,7 @@ from .._utils import (RngLike, check_choice, check_finite, check_positive_int, c
 from .._version import __version__
 from ._csr import CSRBuilder, index_dtype
 from .counts import NBTable, nb_with_effects
+from .calibrate import CalibratedDesign
 from .design import CellCircuit
 from .tissue import Tissue
 
@@ -104,6 +105,34 @@ class _Layout:
         )
 
 
+def _check_calibrated_options(**given: Any) -> None:
+    """A fitted design brings its own library sizes and cell-type shares: refuse the
+    options that would contradict them, or that it cannot take."""
+    default = {"batches": None, "library_size": None, "tissue": None, "engine": "memory",
+               "sampler_options": None}
+    wrong = sorted(k for k, v in given.items() if k not in default or v != default[k])
+    if wrong:
+        raise ValueError(f"{wrong[0]}: not available for a fitted design (qs.sim.fit_design): "
+                         "it brings its own library sizes and cell-type shares and runs in "
+                         "memory; allowed: n_cells, sampler, rng, chunk_size, progress")
+
+
+def _check_library_size(value: Any, types: list[str]) -> float | dict[str, float] | None:
+    """``None``, one sd of the log size factors for every cell type, or a mapping cell type ->
+    sd (each in [0, 2])."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(types))
+        missing = [t for t in types if t not in value]
+        if unknown or missing:
+            raise ValueError(f"library_size: a mapping needs one sd per cell type {types}; "
+                             f"unknown {unknown}, missing {missing}")
+        return {t: check_finite(f"library_size[{t!r}]", value[t], low=0.0, high=2.0)
+                for t in types}
+    return check_finite("library_size", value, low=0.0, high=2.0)
+
+
 def _check_batches(batches: Any) -> list[str] | None:
     if batches is None:
         return None
@@ -123,14 +152,14 @@ ENGINES = ("memory", "dask")
 
 
 def simulate(
-    design: CellCircuit,
+    design: CellCircuit | CalibratedDesign,
     n_cells: int,
     *,
     sampler: str = "auto",
     rng: RngLike = None,
     batches: int | Sequence[str] | None = None,
     batch_scale: float = 0.3,
-    library_size: float | None = None,
+    library_size: float | dict[str, float] | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     engine: str = "memory",
     tissue: Tissue | None = None,
@@ -147,9 +176,12 @@ def simulate(
     Parameters
     ----------
     design
-        The design (:class:`~qsimcells.sim.CellCircuit` or a preset).
+        The design (:class:`~qsimcells.sim.CellCircuit` or a preset), or a design fitted to a
+        reference (:class:`~qsimcells.sim.CalibratedDesign` from
+        :func:`~qsimcells.sim.fit_design`; see :meth:`CalibratedDesign.simulate`).
     n_cells
         Cells per cell type (= shots); the result has ``n_cells * n_cell_types`` observations.
+        For a fitted design: cells in all, split as the reference's cell types.
     sampler
         Circuit sampler name, or ``"auto"`` (exact classical path when valid).
     rng
@@ -161,8 +193,8 @@ def simulate(
     batch_scale
         Standard deviation of the log batch factors (at most 2).
     library_size
-        Standard deviation of log per-cell size factors (log-normal with mean 1, at most 2);
-        ``None`` for none.
+        Standard deviation of log per-cell size factors (log-normal with mean 1, at most 2):
+        one number, or a mapping cell type -> sd; ``None`` for none.
     chunk_size
         Shots (niches) per chunk. Each chunk is drawn from its own seed, spawned from ``rng``.
     engine
@@ -197,6 +229,12 @@ def simulate(
     import anndata as ad
 
     check_choice("engine", engine, ENGINES)
+    if isinstance(design, CalibratedDesign):
+        _check_calibrated_options(batches=batches, library_size=library_size, tissue=tissue,
+                                  engine=engine, sampler_options=sampler_options,
+                                  **sampler_kwargs)
+        return design.simulate(n_cells, rng=rng, sampler=sampler, chunk_size=chunk_size,
+                               progress=progress)
     run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
                      batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
                      sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
@@ -223,7 +261,7 @@ class Simulation:
 
     def __init__(self, design: CellCircuit, n_cells: int, *, sampler: str = "auto",
                  rng: RngLike = None, batches: int | Sequence[str] | None = None,
-                 batch_scale: float = 0.3, library_size: float | None = None,
+                 batch_scale: float = 0.3, library_size: float | dict[str, float] | None = None,
                  chunk_size: int = DEFAULT_CHUNK_SIZE,
                  sampler_options: dict[str, Any] | None = None,
                  sampler_kwargs: dict[str, Any] | None = None, for_workers: bool = False,
@@ -236,9 +274,8 @@ class Simulation:
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self.batch_names = _check_batches(batches)
         self.batch_scale = check_finite("batch_scale", batch_scale, low=0.0, high=2.0)
-        if library_size is not None:
-            library_size = check_finite("library_size", library_size, low=0.0, high=2.0)
-        self.library_size = library_size
+        self.library_size = _check_library_size(library_size, list(design.cell_types)) \
+            if isinstance(design, CellCircuit) else library_size
         sampler_kwargs = sampler_kwargs or {}
         if sampler_options is not None and not isinstance(sampler_options, dict):
             raise TypeError("sampler_options: expected a dict of options or None")
@@ -276,8 +313,9 @@ class Simulation:
         batch_factor = (np.exp(setup.normal(0.0, self.batch_scale,
                                             size=(len(names), self.layout.n_vars)))
                         if names else None)
-        size_factor = (np.exp(setup.normal(-library_size**2 / 2, library_size,
-                                           size=(self.n_cells, n_types)))
+        sd = (np.array([library_size[t] for t in self.layout.types])
+              if isinstance(library_size, dict) else library_size)
+        size_factor = (np.exp(setup.normal(-sd**2 / 2, sd, size=(self.n_cells, n_types)))
                        if library_size is not None else None)
         self.tissue = tissue
         # last of the set-up draws, so the placement leaves every other draw as it was
