@@ -6,10 +6,11 @@ cell types that express it, each with its own parameters. The fit has three part
 
 1. **Marginals.** Per cell type and gene, counts are zero-inflated negative binomial: the gene
    is ON with probability ``p = sin^2(theta / 2)`` and then draws ``NB(mu * s, r)``, where ``s``
-   is the cell's size factor (its total over the fitted genes divided by the mean total of its
-   type). ``p``, ``mu`` and ``r`` are maximum-likelihood estimates (L-BFGS in torch, all
-   genes and types at once). The size factors of each type are summarised by the sd of their
-   logarithm, which :func:`~qsimcells.sim.simulate` draws again (log-normal, mean 1).
+   is the cell's size factor, log-normal with mean 1 and a per-type sd ``sigma`` (the model
+   :func:`~qsimcells.sim.simulate` draws from). ``p``, ``mu``, ``r`` and ``sigma`` are
+   maximum-likelihood estimates with ``s`` integrated out by Gauss-Hermite quadrature
+   (L-BFGS in torch, one cell type at a time). A plug-in size factor (total / mean total)
+   would count a cell's ON/OFF pattern as library size.
 2. **Candidate edges**, within each cell type: pairs whose binarised expression correlates
    (``|r| >= min_correlation``), or a table the user gives. An edge points from the gene earlier
    in ``var`` order to the later one, so the graph is acyclic and the exact sampler applies; a
@@ -19,7 +20,8 @@ cell types that express it, each with its own parameters. The fit has three part
    correlation). For a target with parents, ``P(ON | parents) = sin^2((theta + sum phi_k
    g_k) / 2)``; the parents' ON states are latent (an ON gene can count zero), so the
    likelihood of the target's counts averages over them with their posterior ON probabilities
-   from step 1: the closed form of the exact sampler, fitted by maximum likelihood. Each
+   from step 1: the closed form of the exact sampler, fitted by maximum likelihood (damped
+   Newton, every target at once; each cell at its posterior mean size factor). Each
    candidate is kept when it raises the log-likelihood by more than ``penalty * log(n) / 2``
    (BIC at ``penalty=1``), at most ``max_parents`` per target (the strongest), and the kept
    parents are then fitted jointly.
@@ -122,7 +124,8 @@ class CalibratedDesign:
         -------
         anndata.AnnData
             ``X`` integer counts (CSR) over :attr:`genes`, ``layers["binary"]`` the ON states,
-            ``obs`` with ``cell_type`` and ``size_factor``, and ``uns["qsimcells"]`` as
+            ``obs`` with ``cell_type`` (also under the reference's ``groupby`` name) and
+            ``size_factor``, and ``uns["qsimcells"]`` as
             :func:`~qsimcells.sim.simulate` writes it plus ``calibration`` (the fit and the
             edges in gene names).
         """
@@ -150,6 +153,9 @@ class CalibratedDesign:
                                    dtype=np.uint8)
         obs = full.obs.iloc[rows].copy()
         obs["cell_type"] = pd.Categorical(obs["cell_type"].astype(str), categories=types)
+        groupby = self.fit["params"]["groupby"]
+        if groupby != "cell_type":  # also under the reference's name, to compare like for like
+            obs[groupby] = obs["cell_type"]
         var = pd.DataFrame({"housekeeping": False, "background": False},
                            index=pd.Index(self.genes))
         uns = dict(full.uns["qsimcells"])
@@ -670,31 +676,82 @@ class _ConditionalFit:
         # (G, cells, patterns): product over parents of w or 1 - w
         weight = torch.prod(torch.where(pat[None, None] > 0, wt[:, :, None, :],
                                         1 - wt[:, :, None, :]), dim=-1)
-        lgx = torch.lgamma(xt + 1)
-        theta0 = 2 * np.arcsin(np.sqrt(np.clip(p_marg, 1e-4, 1 - 1e-4)))
-        u = torch.tensor(np.log(theta0 / (math.pi - theta0)), requires_grad=True)
-        v = torch.full((G, n_par), -1.0, dtype=torch.float64, requires_grad=True)
+        # the target's NB is fixed: log P(count | ON) once, then only P(ON) varies
+        log_r_m = torch.logaddexp(torch.log(rt), lmt)
+        nb0 = rt * (torch.log(rt) - log_r_m)
+        on_ll = torch.where(xt > 0, torch.lgamma(xt + rt) - torch.lgamma(rt)
+                            - torch.lgamma(xt + 1) + nb0 + xt * (lmt - log_r_m), nb0)
+        counted = xt > 0
+        zero_on = torch.exp(nb0)
 
-        def loglik(with_parents: bool) -> Any:
-            theta = math.pi * torch.sigmoid(u)
-            phi = math.pi * torch.sigmoid(v) * usedt * (1.0 if with_parents else 0.0)
-            angle = theta[:, None] + phi @ pat.T  # (G, patterns)
-            p_on = torch.sin(angle / 2) ** 2
-            p_cell = (weight * p_on[:, None, :]).sum(-1)  # (G, cells)
-            ll = _zinb_loglik(torch, xt, p_cell, lmt, rt, lgx)
+        def loglik(params: Any) -> Any:
+            """(G,): log-likelihood of each group's target counts."""
+            theta = math.pi * torch.sigmoid(params[:, 0])
+            phi = math.pi * torch.sigmoid(params[:, 1:]) * usedt[:, :params.shape[1] - 1]
+            angle = theta[:, None] + phi @ pat[:, :phi.shape[1]].T  # (G, patterns)
+            p_on = (torch.sin(angle / 2) ** 2).clamp(_P_CLIP, 1 - _P_CLIP)
+            if phi.shape[1] == 0:
+                p_cell = p_on[:, :1].expand(-1, xt.shape[1])
+            else:
+                p_cell = (weight * p_on[:, None, :]).sum(-1)  # (G, cells)
+            p_cell = p_cell.clamp(_P_CLIP, 1 - _P_CLIP)
+            ll = torch.where(counted, torch.log(p_cell) + on_ll,
+                             torch.log1p(p_cell * (zero_on - 1)))
             return (ll * mt).sum(-1)
 
-        # baseline: theta alone (what the marginal fit found, refitted in this parametrisation)
-        _lbfgs(torch, [u], lambda: -loglik(False).sum() / mt.sum(), max_iter=200)
+        theta0 = 2 * np.arcsin(np.sqrt(np.clip(p_marg, 1e-4, 1 - 1e-4)))
+        start = torch.as_tensor(np.log(theta0 / (math.pi - theta0)))[:, None]
+        # baseline: theta alone (the marginal fit, in this parametrisation), then the parents
+        base_params = _newton(torch, loglik, start)
         with torch.no_grad():
-            base = loglik(False).numpy().copy()
-        _lbfgs(torch, [u, v], lambda: -loglik(True).sum() / mt.sum())
+            base = loglik(base_params).numpy()
+        full_start = torch.cat([base_params, torch.full((G, n_par), -1.0,
+                                                        dtype=torch.float64)], dim=1)
+        params = _newton(torch, loglik, full_start)
         with torch.no_grad():
-            full = loglik(True).numpy()
-            theta = (math.pi * torch.sigmoid(u)).numpy()
-            phi = (math.pi * torch.sigmoid(v)).numpy()
+            full = loglik(params).numpy()
+            theta = (math.pi * torch.sigmoid(params[:, 0])).numpy()
+            phi = (math.pi * torch.sigmoid(params[:, 1:])).numpy()
         gain = np.maximum(full - base, 0.0)
         return (theta.tolist(), [phi[i, :len(g[2])] for i, g in enumerate(groups)], gain)
+
+
+def _newton(torch: Any, loglik: Any, start: Any, max_iter: int = 60, tol: float = 1e-8
+            ) -> Any:
+    """Maximise ``loglik(params).sum()`` for many independent small problems at once (one row
+    of ``params`` each): damped Newton (Levenberg-Marquardt) with each row's own damping, so
+    each problem converges at its own pace. The Hessian's blocks come from one backward pass
+    per parameter column."""
+    params = start.clone()
+    n, d = params.shape
+    damping = torch.full((n,), 1e-3, dtype=torch.float64)
+    done = torch.zeros(n, dtype=torch.bool)
+    eye = torch.eye(d, dtype=torch.float64)
+    with torch.no_grad():
+        current = loglik(params)
+    for _ in range(max_iter):
+        p = params.clone().requires_grad_(True)
+        value = loglik(p)
+        (grad,) = torch.autograd.grad(value.sum(), p, create_graph=True)
+        hess = torch.stack([torch.autograd.grad(grad[:, j].sum(), p, retain_graph=True)[0]
+                            for j in range(d)], dim=1)  # (n, d, d)
+        grad, hess = grad.detach(), hess.detach()
+        with torch.no_grad():
+            system = -hess + damping[:, None, None] * (eye + torch.diag_embed(
+                hess.diagonal(dim1=1, dim2=2).abs()))
+            step = torch.linalg.solve(system, grad[:, :, None])[:, :, 0]
+            trial = params + step
+            new = loglik(trial)
+            better = torch.isfinite(new) & (new >= current)
+            params = torch.where(better[:, None], trial, params)
+            gained = torch.where(better, new - current, torch.zeros_like(new))
+            current = torch.where(better, new, current)
+            damping = torch.where(better, damping / 3, damping * 4).clamp(1e-9, 1e9)
+            # a row is done when a step gains almost nothing, or no step gains at all
+            done = done | (better & (gained < tol)) | (damping > 1e6)
+            if bool(done.all()):
+                break
+    return params.detach()
 
 
 def _circuit(types: list[str], genes: list[str], fit: _Marginals, edges: pd.DataFrame,

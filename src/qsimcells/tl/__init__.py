@@ -15,6 +15,8 @@
   :func:`linear_baseline` (Ahlmann-Eltze et al.'s linear model on gene embeddings), and the seed
   paper's
   diagnostics :func:`participation_ratio` and :func:`perturbation_similarity`.
+- Simulators against real data: :func:`compare_to_reference` (per-gene statistics, library
+  sizes, correlations and a kNN two-sample AUC of a simulation against its reference).
 - Binary activity (spike trains): :func:`spike_statistics` (SpiQGAN's Fig. 2-3 statistics,
   real against generated), :func:`independent_surrogate` (the independent-units baseline) and
   :func:`js_divergence`.
@@ -26,11 +28,13 @@ from .communication import cellchat, communication_shift
 from .communication_truth import score_communication, true_communication
 from .grn import correlation_network, score_network, true_network
 from .linear_baseline import linear_baseline
+from .reference import ReferenceComparison, compare_to_reference
 from .spikes import independent_surrogate, js_divergence, spike_statistics
 from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbation_similarity,
                   vcc_metrics, vcc_scaled_scores)
 
-__all__ = ["VCCResult", "cell_mean_baseline", "cellchat", "communication_shift",
+__all__ = ["ReferenceComparison", "VCCResult", "cell_mean_baseline", "cellchat",
+           "communication_shift", "compare_to_reference",
            "correlation_network", "linear_baseline", "participation_ratio", "perturbation_similarity", "qbmvae",
            "score_communication", "score_network", "true_communication", "true_network",
            "vcc_metrics", "vcc_scaled_scores",
