@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/qbmvae.py
 	$(PY) benchmarks/pqc.py
 	$(PY) benchmarks/perturbation.py
+	$(PY) benchmarks/calibration.py
 	$(PY) benchmarks/spiqgan.py
 	$(PY) benchmarks/spiqgan_kloss.py
 	$(PY) benchmarks/atlas.py

@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import importlib
+import importlib.metadata
 import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,9 +76,15 @@ def machine(packages: tuple[str, ...] = ("numpy", "scipy", "qiskit", "qiskit_aer
     versions = {}
     for name in packages:
         try:
-            versions[name] = importlib.import_module(name).__version__
+            module = importlib.import_module(name)
         except ImportError:
             versions[name] = "not installed"
+            continue
+        try:  # a package without __version__ (scdesigner) still has its distribution's
+            versions[name] = getattr(module, "__version__", None) or \
+                importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "?"
     return {"cores": cores, "cpu": cpu, "memory": gib(mem) if mem else "?",
             "python": platform.python_version(), **versions,
             "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
@@ -105,3 +114,34 @@ def command(script: str, argv: list[str]) -> str:
         return os.path.relpath(p, REPO) if Path(p).is_relative_to(REPO) else p
 
     return " ".join([rel(sys.executable), rel(str(Path(script).resolve())), *argv])
+
+
+#: the cell-type column of scanpy's pbmc68k_reduced
+PBMC_LABEL = "bulk_labels"
+
+
+def _dense(X) -> np.ndarray:
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X)
+
+
+def load_pbmc() -> tuple:
+    """pbmc68k_reduced with integer counts rebuilt from ``.raw`` and ``obs["n_counts"]``."""
+    import anndata as ad
+    import scanpy as sc
+
+    src = sc.datasets.pbmc68k_reduced()
+    raw = _dense(src.raw.X).astype(np.float64)
+    values = np.expm1(raw) * src.obs["n_counts"].to_numpy(np.float64)[:, None] / 1e4
+    counts = np.round(values)
+    off = np.abs(values - counts)
+    info = {"max_off": float(off.max()), "mean_off_nonzero": float(off[counts > 0].mean()),
+            "share_of_n_counts": float(np.median(counts.sum(1)
+                                                 / src.obs["n_counts"].to_numpy())),
+            "nonzero": float((counts > 0).mean())}
+    if info["max_off"] > 0.25:
+        raise RuntimeError(f"pbmc68k_reduced: rebuilt counts are not whole numbers "
+                           f"(largest distance {info['max_off']:.3f})")
+    adata = ad.AnnData(counts.astype(np.float32), obs=src.obs[[PBMC_LABEL]].copy(),
+                       var=src.raw.var[[]].copy())
+    adata.obs_names = src.obs_names
+    return adata, info

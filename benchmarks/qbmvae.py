@@ -85,6 +85,7 @@ warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
 from _common import REPO, command, machine, source_state  # noqa: E402
+from _common import PBMC_LABEL, load_pbmc  # noqa: E402
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "qbmvae.md"
 SEED = 0
@@ -93,7 +94,6 @@ FOLDS = 5
 KNN_K = 15
 XGB_TREES = 100
 EPOCH_TARGET = 1.5
-PBMC_LABEL = "bulk_labels"
 SIM_LABEL, SIM_BATCH = "cell_type", "batch"
 
 
@@ -106,33 +106,6 @@ def _quiet() -> None:
 
 # --------------------------------------------------------------------------------------------
 # data
-
-
-def _dense(X) -> np.ndarray:
-    return np.asarray(X.toarray() if hasattr(X, "toarray") else X)
-
-
-def load_pbmc() -> tuple:
-    """pbmc68k_reduced with integer counts rebuilt from ``.raw`` and ``obs["n_counts"]``."""
-    import anndata as ad
-    import scanpy as sc
-
-    src = sc.datasets.pbmc68k_reduced()
-    raw = _dense(src.raw.X).astype(np.float64)
-    values = np.expm1(raw) * src.obs["n_counts"].to_numpy(np.float64)[:, None] / 1e4
-    counts = np.round(values)
-    off = np.abs(values - counts)
-    info = {"max_off": float(off.max()), "mean_off_nonzero": float(off[counts > 0].mean()),
-            "share_of_n_counts": float(np.median(counts.sum(1)
-                                                 / src.obs["n_counts"].to_numpy())),
-            "nonzero": float((counts > 0).mean())}
-    if info["max_off"] > 0.25:
-        raise RuntimeError(f"pbmc68k_reduced: rebuilt counts are not whole numbers "
-                           f"(largest distance {info['max_off']:.3f})")
-    adata = ad.AnnData(counts.astype(np.float32), obs=src.obs[[PBMC_LABEL]].copy(),
-                       var=src.raw.var[[]].copy())
-    adata.obs_names = src.obs_names
-    return adata, info
 
 
 def load_sim(shots: int) -> tuple:

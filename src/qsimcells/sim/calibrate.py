@@ -301,7 +301,7 @@ def fit_design(
                                                          types, penalty, max_parents,
                                                          progress)
     design, marginals, chosen_edges = _circuit(types, gene_names, fit, chosen_edges,
-                                               joint_theta)
+                                               joint_theta, gen)
     loglik_edges = float(joint_theta["loglik_gain"].sum()) if len(joint_theta) else 0.0
     params = {"groupby": groupby, "n_genes": len(gene_names), "edges": _describe(edges),
               "layer": layer, "min_correlation": min_correlation,
@@ -402,8 +402,11 @@ class _Marginals:
             genes = np.flatnonzero(nonzero[k] > 0)
             if genes.size == 0:
                 continue
-            one = _fit_type(X[np.ix_(cells, genes)], nodes)
-            p[k, genes], mu[k, genes], r[k, genes] = one["p"], one["mu"], one["r"]
+            counts = X[np.ix_(cells, genes)]
+            one = _fit_type(counts, nodes)
+            p[k, genes] = one["p"]
+            mu[k, genes], r[k, genes] = _match_moments(counts, one["p"], one["mu"], one["r"],
+                                                       one["sigma"])
             sigma[k], size[cells] = one["sigma"], one["size"]
             loglik += one["loglik"]
         return cls(p, mu, r, sigma, size, loglik, nonzero, n_cells)
@@ -413,6 +416,24 @@ class _Marginals:
         p, mu, r = self.p[codes], self.mu[codes] * size[:, None], self.r[codes]
         zero_on = p * np.exp(r * (np.log(r) - np.log(r + mu)))
         return np.where(X > 0, 1.0, zero_on / np.maximum(zero_on + (1 - p), 1e-300))
+
+
+def _match_moments(counts: np.ndarray, p: np.ndarray, mu: np.ndarray, r: np.ndarray,
+                   sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """``mu`` and ``r`` moved so that each gene's mean and variance are the reference's exactly,
+    ``p`` and ``sigma`` kept. Real data is not exactly this model (a labelled cell type can be
+    a mixture), and a maximum-likelihood fit of a misspecified model need not reproduce the
+    moments a simulator is judged by. With ``X = ON * NB(mu s, r)``: ``E[X] = p mu`` and
+    ``E[X^2] = p (mu + mu^2 e^{sigma^2} (1 + 1 / r))``."""
+    mean, var = counts.mean(axis=0), counts.var(axis=0)
+    ok = p > _P_CLIP
+    mu = np.where(ok, mean / np.maximum(p, _P_CLIP), mu)
+    second = var + mean**2
+    excess = np.divide(second / np.maximum(p, _P_CLIP) - mu, mu**2 * math.exp(sigma**2),
+                       out=np.full_like(mu, np.inf), where=ok & (mu > 0)) - 1.0
+    r = np.where(ok & (mu > 0), np.divide(1.0, excess, out=np.full_like(mu, 1e4),
+                                          where=excess > 1e-4), r)
+    return np.clip(mu, 0.0, MU_MAX), np.clip(r, R_RANGE[0], 1e4)
 
 
 def _fit_type(X: np.ndarray, nodes: int) -> dict[str, Any]:
@@ -754,14 +775,74 @@ def _newton(torch: Any, loglik: Any, start: Any, max_iter: int = 60, tol: float 
     return params.detach()
 
 
+def _match_on_marginals(p: np.ndarray, preferred: np.ndarray, edges: pd.DataFrame,
+                        rng: np.random.Generator, shots: int = 20_000) -> np.ndarray:
+    """The RY angle of every (type, gene) such that the circuit's ON probability is the
+    fitted marginal ``p``, with the gates' angles kept.
+
+    The joint fit reads the parents' ON states through their posterior probabilities, as if
+    independent; in the circuit they are sampled, and a target's ON probability drifts from
+    the reference's. So the genes of each type are sampled in qubit order (the gate order:
+    parents first), and each target's angle solves ``mean over shots of sin^2((theta + e) /
+    2) = p`` given its sampled parents, in closed form: with ``A = mean cos e`` and ``B =
+    mean sin e``, the mean is ``(1 - R cos(theta + delta)) / 2``, ``R e^{i delta} = A + iB``.
+    Of two solutions, the one nearer the joint fit's angle ``preferred`` (the other one can
+    turn an activation into a repression); unreachable ``p`` gets the nearest angle in
+    ``[0, pi]``."""
+    theta = preferred.copy()
+    if edges.empty:
+        return theta
+    for k, rows in edges.groupby("type", sort=True):
+        k = int(k)
+        parents_of: dict[int, list[tuple[int, float, int]]] = {}
+        for _, parent, target, phi, sign in rows[["type", "parent", "target", "weight",
+                                                   "sign"]].itertuples(index=False):
+            parents_of.setdefault(int(target), []).append(
+                (int(parent), float(phi), 1 if sign == "activation" else -1))
+        genes = sorted(set(parents_of) | {q for v in parents_of.values() for q, _, _ in v})
+        bits: dict[int, np.ndarray] = {}
+        for g in genes:  # ascending: parents before targets
+            extra = np.zeros(shots)
+            for parent, phi, sign in parents_of.get(g, []):
+                fires = bits[parent] if sign > 0 else ~bits[parent]
+                extra += phi * fires
+            if g in parents_of:
+                theta[k, g] = _solve_angle(float(p[k, g]), extra, float(preferred[k, g]))
+            bits[g] = rng.random(shots) < np.sin((theta[k, g] + extra) / 2) ** 2
+    return theta
+
+
+def _solve_angle(p: float, extra: np.ndarray, preferred: float) -> float:
+    """``theta`` in ``[0, pi]`` with ``mean(sin^2((theta + extra) / 2))`` equal to ``p`` (the
+    solution nearest ``preferred``), or closest to it when ``p`` is out of reach."""
+    a, b = float(np.cos(extra).mean()), float(np.sin(extra).mean())
+    radius, delta = math.hypot(a, b), math.atan2(b, a)
+
+    def on(theta: float) -> float:
+        return (1 - radius * math.cos(theta + delta)) / 2
+
+    exact = []
+    if radius > 1e-12 and abs((1 - 2 * p) / radius) <= 1:
+        base = math.acos((1 - 2 * p) / radius)
+        exact = [t for t in ((sgn * base - delta) % (2 * math.pi) for sgn in (1, -1))
+                 if t <= math.pi]
+    if exact:
+        return min(exact, key=lambda t: abs(t - preferred))
+    ends = [0.0, math.pi] + [t for t in ((-delta) % (2 * math.pi),
+                                         (math.pi - delta) % (2 * math.pi)) if t <= math.pi]
+    return min(ends, key=lambda t: abs(on(t) - p))
+
+
 def _circuit(types: list[str], genes: list[str], fit: _Marginals, edges: pd.DataFrame,
-             joint: pd.DataFrame) -> tuple[CellCircuit, pd.DataFrame, pd.DataFrame]:
+             joint: pd.DataFrame, rng: np.random.Generator
+             ) -> tuple[CellCircuit, pd.DataFrame, pd.DataFrame]:
     """The CellCircuit of the fit: a qubit per (type, gene with counts), gates sorted by
     target so every parent's own gates come first (the exact sampler's order)."""
-    theta = 2 * np.arcsin(np.sqrt(np.clip(fit.p, 0.0, 1.0)))
+    preferred = 2 * np.arcsin(np.sqrt(np.clip(fit.p, 0.0, 1.0)))
     for k, t, th in (joint[["type", "target", "theta"]].itertuples(index=False)
                      if len(joint) else []):
-        theta[int(k), int(t)] = th
+        preferred[int(k), int(t)] = th
+    theta = _match_on_marginals(fit.p, preferred, edges, rng)
     names = {(k, g): f"{types[k]}{SEPARATOR}{genes[g]}" for k in range(len(types))
              for g in range(len(genes))}
     if len(set(names.values())) != len(names):
