@@ -137,6 +137,28 @@ def test_gene_selection(known) -> None:
     assert chosen.genes == ["G1", "G3"]
 
 
+def test_states_split_a_mixed_cell_type() -> None:
+    """Two designs' cells under one label: n_states=2 finds the two sub-populations (k-means
+    on the PCA), fits each, and the simulation keeps the label with obs['state']."""
+    a = qs.sim.CellCircuit({"A": ["x", "y", "z"]}, p=[0.9, 0.9, 0.05], mu=20.0,
+                           n_housekeeping=0)
+    b = qs.sim.CellCircuit({"A": ["x", "y", "z"]}, p=[0.05, 0.05, 0.9], mu=20.0,
+                           n_housekeeping=0)
+    ref = ad.concat([qs.sim.simulate(a, 300, rng=0, progress=False),
+                     qs.sim.simulate(b, 200, rng=1, progress=False)], index_unique="-")
+    fitted = qs.sim.fit_design(ref, n_genes=None, edges=None, n_states=2, progress=False)
+    # cells OFF in every gene belong to neither: a few land in the other state
+    assert np.allclose(sorted(fitted.proportions), [0.4, 0.6], atol=0.03)
+    assert set(fitted.cell_type_of.values()) == {"A"} and len(fitted.cell_type_of) == 2
+    marg = fitted.fit["marginals"]
+    z = marg[marg["gene"] == "z"].sort_values("p_on")["p_on"].to_numpy()
+    assert z[0] < 0.15 and z[1] > 0.8  # each state has its own marginals
+    sim = fitted.simulate(1000, rng=2, progress=False)
+    assert set(sim.obs["cell_type"]) == {"A"} and sim.obs["state"].nunique() == 2
+    with pytest.raises(ValueError, match="n_states: must be a positive integer"):
+        qs.sim.fit_design(ref, n_states=0)
+
+
 def _reference(n=40) -> ad.AnnData:
     gen = np.random.default_rng(0)
     X = gen.negative_binomial(1.0, 0.3, size=(n, 6)).astype(np.float32)

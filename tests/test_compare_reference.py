@@ -33,6 +33,9 @@ def test_same_design_is_close_and_another_is_far(draws) -> None:
     assert abs(same.value("knn", "auc") - 0.5) < 0.05
     assert same.value("knn", "cell_type_accuracy") >= \
         same.value("knn", "cell_type_accuracy_reference") - 0.03
+    assert same.value("knn", "cell_type_accuracy_gap") == pytest.approx(abs(
+        same.value("knn", "cell_type_accuracy")
+        - same.value("knn", "cell_type_accuracy_reference")))
     assert far.value("knn", "auc") > 0.7  # measured 0.78
     for stat, metric in [("mean", "mae"), ("zero_fraction", "mae"), ("library_size", "ks"),
                          ("correlation", "mae"), ("correlation_within_types", "mae")]:

@@ -58,7 +58,8 @@ SEPARATOR = ":"
 _LOGIT_MAX = 15.0
 #: a jointly fitted gate angle below this (radians) changes P(ON) by < 0.0003: no edge
 MIN_PHI = 0.02
-EDGE_TABLE = ["cell_type", "source", "target", "weight", "sign", "delta_loglik", "correlation"]
+EDGE_TABLE = ["cell_type", "state", "source", "target", "weight", "sign", "delta_loglik",
+              "correlation"]
 _P_CLIP = 1e-9
 
 
@@ -74,12 +75,14 @@ class CalibratedDesign:
     genes
         The fitted genes, in the reference's ``var`` order: the columns of a simulation.
     proportions
-        Share of each cell type in the reference.
+        Share of each of the circuit's cell types in the reference (the states, with
+        ``n_states > 1``).
     library_size
-        Cell type -> sd of the log size factors.
+        The circuit's cell types -> sd of the log size factors.
     fit
-        The fit: ``marginals`` (one row per cell type and gene: ``p_on``, ``mu``, ``r``,
-        ``n_cells``, ``nonzero_fraction``), ``edges`` (cell type, source, target,
+        The fit: ``marginals`` (one row per qubit: ``cell_type``, ``state`` (the circuit's
+        cell type), ``gene``, ``theta``, ``p_on``, ``mu``, ``r``, ``n_cells``,
+        ``nonzero_fraction``), ``edges`` (cell type, state, source, target,
         weight = phi, sign, ``delta_loglik`` of the edge alone, ``correlation``), ``loglik``
         (of the whole fitted model), ``loglik_independent`` (without edges), ``n_candidates``
         and ``params``.
@@ -90,6 +93,7 @@ class CalibratedDesign:
     proportions: pd.Series
     library_size: dict[str, float]
     fit: dict[str, Any] = field(repr=False)
+    cell_type_of: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"CalibratedDesign({len(self.genes)} genes, {len(self.proportions)} cell types, "
@@ -152,7 +156,12 @@ class CalibratedDesign:
         binary = sparse.csr_matrix(full.layers["binary"][rows] @ to_gene.astype(np.uint8),
                                    dtype=np.uint8)
         obs = full.obs.iloc[rows].copy()
-        obs["cell_type"] = pd.Categorical(obs["cell_type"].astype(str), categories=types)
+        state = obs["cell_type"].astype(str)
+        parent_of = self.cell_type_of or {t: t for t in types}
+        obs["cell_type"] = pd.Categorical(state.map(parent_of),
+                                          categories=list(dict.fromkeys(parent_of.values())))
+        if any(k != v for k, v in parent_of.items()):
+            obs["state"] = pd.Categorical(state, categories=types)
         groupby = self.fit["params"]["groupby"]
         if groupby != "cell_type":  # also under the reference's name, to compare like for like
             obs[groupby] = obs["cell_type"]
@@ -169,6 +178,7 @@ class CalibratedDesign:
         fit = self.fit
         return {"genes": np.asarray(self.genes, dtype=object),
                 "proportions": self.proportions.to_dict(),
+                "cell_type_of": dict(self.cell_type_of),
                 "library_size": dict(self.library_size),
                 "marginals": fit["marginals"].reset_index(names="qubit"),
                 "edges": fit["edges"].copy(), "loglik": fit["loglik"],
@@ -189,6 +199,8 @@ def fit_design(
     max_candidates: int = 10,
     max_parents: int = 3,
     penalty: float = 1.0,
+    n_states: int = 1,
+    min_state_cells: int = 30,
     max_cells: int | None = 20_000,
     key_added: str | None = "qsimcells_fit",
     rng: RngLike = 0,
@@ -224,8 +236,16 @@ def fit_design(
     penalty
         An edge is kept when it raises the log-likelihood by more than ``penalty * log(n) /
         2`` (``n``: cells of the type); 1 is BIC.
+    n_states
+        Sub-populations (states) per cell type: ``> 1`` splits each cell type by k-means on
+        its principal components into at most ``n_states`` states, each with its own
+        marginals and edges (a labelled cell type is often a mixture); simulations keep the
+        cell-type labels and add ``obs["state"]``.
+    min_state_cells
+        Cells per state at least (a type with fewer than ``2 * min_state_cells`` cells stays
+        whole).
     max_cells
-        Cells per type used in the fit; larger types are subsampled with ``rng``. ``None``:
+        Cells per type (state) used in the fit; larger types are subsampled with ``rng``. ``None``:
         all.
     key_added
         Where the fit goes in ``adata.uns`` (``None``: nowhere).
@@ -261,6 +281,8 @@ def fit_design(
     penalty = check_finite("penalty", penalty, low=0.0)
     max_candidates = check_positive_int("max_candidates", max_candidates)
     max_parents = check_positive_int("max_parents", max_parents)
+    n_states = check_positive_int("n_states", n_states)
+    min_state_cells = check_positive_int("min_state_cells", min_state_cells)
     if max_parents > 6:
         raise ValueError(f"max_parents: at most 6 (the parents' 2**k ON/OFF states are "
                          f"enumerated), got {max_parents}")
@@ -275,8 +297,11 @@ def fit_design(
     counts = _counts(adata, layer)
     chosen = _choose_genes(adata, counts, n_genes, genes)
     gen = as_generator(seed_sequence(rng))
-    types = [str(t) for t in pd.Categorical(labels.astype(str)).categories]
-    label = labels.astype(str).to_numpy()
+    cell_types = [str(t) for t in pd.Categorical(labels.astype(str)).categories]
+    label, parent_of = _states(counts[:, chosen], labels.astype(str).to_numpy(), cell_types,
+                               n_states, min_state_cells, gen)
+    types = list(parent_of)  # the design's cell types: the states, in cell-type order
+    parents = [parent_of[t] for t in types]
     keep = []
     for t in types:
         cells = np.flatnonzero(label == t)
@@ -291,25 +316,27 @@ def fit_design(
                    .rename_axis(None).rename("proportion"))
 
     if isinstance(edges, pd.DataFrame):
-        _table_pairs(edges, gene_names, types)  # every bad row named before any work
+        _table_pairs(edges, gene_names, parents)  # every bad row named before any work
     fit = _Marginals.fit(X, codes, len(types), progress=progress)
     size = fit.size
     library_sd = {t: float(fit.sigma[k]) for k, t in enumerate(types)}
-    candidates = _candidates(X, codes, types, gene_names, fit.nonzero, edges, min_correlation,
-                             max_candidates)
+    candidates = _candidates(X, codes, parents, gene_names, fit.nonzero, edges,
+                             min_correlation, max_candidates)
     chosen_edges, joint_theta, n_candidates = _fit_edges(X, codes, size, fit, candidates,
                                                          types, penalty, max_parents,
                                                          progress)
-    design, marginals, chosen_edges = _circuit(types, gene_names, fit, chosen_edges,
+    design, marginals, chosen_edges = _circuit(types, parents, gene_names, fit, chosen_edges,
                                                joint_theta, gen)
     loglik_edges = float(joint_theta["loglik_gain"].sum()) if len(joint_theta) else 0.0
     params = {"groupby": groupby, "n_genes": len(gene_names), "edges": _describe(edges),
               "layer": layer, "min_correlation": min_correlation,
               "max_candidates": max_candidates, "max_parents": max_parents,
-              "penalty": penalty, "max_cells": max_cells, "n_obs": int(adata.n_obs),
+              "penalty": penalty, "n_states": n_states, "min_state_cells": min_state_cells,
+              "max_cells": max_cells, "n_obs": int(adata.n_obs),
               "n_fitted": int(rows.size)}
     result = CalibratedDesign(
         circuit=design, genes=gene_names, proportions=proportions, library_size=library_sd,
+        cell_type_of=parent_of,
         fit={"marginals": marginals, "edges": chosen_edges,
              "loglik": fit.loglik + loglik_edges,
              "loglik_independent": fit.loglik, "n_candidates": n_candidates,
@@ -319,6 +346,46 @@ def fit_design(
     logger.info("fit_design: %d genes, %d cell types, %d of %d candidate edges kept",
                 len(gene_names), len(types), len(chosen_edges), n_candidates)
     return result
+
+
+STATE_MARK = "#"
+
+
+def _states(counts: sparse.csr_matrix, label: np.ndarray, cell_types: list[str],
+            n_states: int, min_state_cells: int, gen: np.random.Generator
+            ) -> tuple[np.ndarray, dict[str, str]]:
+    """Each cell's state, and the cell type of every state (in cell-type order). With
+    ``n_states > 1`` a cell type is split by k-means (k-means++, seeded) on the first 10
+    principal components of its log-normalised counts, into at most one state per
+    ``min_state_cells`` cells; a labelled cell type is often a mixture of sub-populations,
+    and the circuit's genes of one state are then closer to independent given the state."""
+    from scipy.cluster.vq import kmeans2
+
+    parent_of: dict[str, str] = {}
+    out = label.astype(object).copy()
+    for t in cell_types:
+        rows = np.flatnonzero(label == t)
+        k = min(n_states, rows.size // min_state_cells)
+        if k <= 1:
+            parent_of[t] = t
+            continue
+        block = counts[rows].toarray()
+        total = block.sum(axis=1, keepdims=True)
+        logx = np.log1p(np.divide(block * 1e4, total, out=np.zeros_like(block),
+                                  where=total > 0))
+        logx -= logx.mean(axis=0)
+        u, sv, _ = np.linalg.svd(logx, full_matrices=False)
+        emb = u[:, :10] * sv[:10]
+        _, cluster = kmeans2(emb, k, minit="++", seed=gen)
+        found = np.unique(cluster)  # an empty cluster leaves a gap: renumber
+        for i, c in enumerate(found):
+            name = f"{t}{STATE_MARK}{i}"
+            if name in cell_types:
+                raise ValueError(f"groupby: cell type {name!r} collides with the name of a "
+                                 f"state of {t!r}; rename it or use n_states=1")
+            parent_of[name] = t
+            out[rows[cluster == c]] = name
+    return out.astype(str), parent_of
 
 
 def _describe(edges: Any) -> str:
@@ -522,17 +589,18 @@ def _lbfgs(torch: Any, params: list[Any], loss_fn: Any, max_iter: int = 500) -> 
     return int(opt.state[opt._params[0]]["func_evals"])
 
 
-def _candidates(X: np.ndarray, codes: np.ndarray, types: list[str], genes: list[str],
+def _candidates(X: np.ndarray, codes: np.ndarray, parents: list[str], genes: list[str],
                 nonzero: np.ndarray, edges: Any, min_correlation: float,
                 max_candidates: int) -> pd.DataFrame:
-    """Candidate (type, parent, target) triples, parent before target in ``var`` order."""
+    """Candidate (type, parent, target) triples, parent before target in ``var`` order
+    (``parents``: the cell type of each of the design's types, which may be states)."""
     columns = ["type", "parent", "target", "correlation"]
     if edges is None:
         return pd.DataFrame(columns=columns)
     records = []
     binary = (X > 0).astype(np.float64)
     corr_of = {}
-    for k in range(len(types)):
+    for k in range(len(parents)):
         y = binary[codes == k]
         varying = (nonzero[k] > 0) & (nonzero[k] < 1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -543,14 +611,14 @@ def _candidates(X: np.ndarray, codes: np.ndarray, types: list[str], genes: list[
         c[:, ~varying] = np.nan
         corr_of[k] = c
     if isinstance(edges, pd.DataFrame):
-        for kinds, parent, target in _table_pairs(edges, genes, types):
+        for kinds, parent, target in _table_pairs(edges, genes, parents):
             for k in kinds:
                 r = corr_of[k][parent, target]
                 if np.isfinite(r):
                     records.append((k, parent, target, float(r)))
         table = pd.DataFrame.from_records(records, columns=columns)
         return table.drop_duplicates(["type", "parent", "target"]).reset_index(drop=True)
-    for k in range(len(types)):
+    for k in range(len(parents)):
         c = corr_of[k]
         n = c.shape[0]
         for target in range(1, n):
@@ -563,10 +631,12 @@ def _candidates(X: np.ndarray, codes: np.ndarray, types: list[str], genes: list[
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _table_pairs(edges: pd.DataFrame, genes: list[str], types: list[str]
+def _table_pairs(edges: pd.DataFrame, genes: list[str], parents: list[str]
                  ) -> list[tuple[list[int], int, int]]:
-    """A user's candidate table as (cell types, parent, target) indices, checked row by row;
-    the parent is the gene earlier in ``var`` order."""
+    """A user's candidate table as (design types, parent, target) indices, checked row by
+    row; the parent is the gene earlier in ``var`` order. A row's ``cell_type`` selects every
+    state of that cell type (``parents``: the cell type of each design type)."""
+    types = list(dict.fromkeys(parents))
     missing = {"source", "target"} - set(edges.columns)
     if missing:
         raise ValueError(f"edges: the table needs columns 'source' and 'target' (and "
@@ -581,12 +651,12 @@ def _table_pairs(edges: pd.DataFrame, genes: list[str], types: list[str]
         a, b = index[str(rec["source"])], index[str(rec["target"])]
         if a == b:
             raise ValueError(f"edges[{i}]: source and target are the same gene {genes[a]!r}")
-        kinds = list(range(len(types)))
+        kinds = list(range(len(parents)))
         cell_type = rec.get("cell_type")
         if cell_type is not None and not (isinstance(cell_type, float) and math.isnan(cell_type)):
             if str(cell_type) not in types:
                 raise ValueError(f"edges[{i}].cell_type: {cell_type!r} is not one of {types}")
-            kinds = [types.index(str(cell_type))]
+            kinds = [k for k, t in enumerate(parents) if t == str(cell_type)]
         pairs.append((kinds, min(a, b), max(a, b)))
     return pairs
 
@@ -833,8 +903,8 @@ def _solve_angle(p: float, extra: np.ndarray, preferred: float) -> float:
     return min(ends, key=lambda t: abs(on(t) - p))
 
 
-def _circuit(types: list[str], genes: list[str], fit: _Marginals, edges: pd.DataFrame,
-             joint: pd.DataFrame, rng: np.random.Generator
+def _circuit(types: list[str], parents: list[str], genes: list[str], fit: _Marginals,
+             edges: pd.DataFrame, joint: pd.DataFrame, rng: np.random.Generator
              ) -> tuple[CellCircuit, pd.DataFrame, pd.DataFrame]:
     """The CellCircuit of the fit: a qubit per (type, gene with counts), gates sorted by
     target so every parent's own gates come first (the exact sampler's order)."""
@@ -856,11 +926,11 @@ def _circuit(types: list[str], genes: list[str], fit: _Marginals, edges: pd.Data
             expressed = np.array([0])
         cell_types[t] = [names[k, g] for g in expressed]
         for g in expressed:
-            rows.append((names[k, g], t, genes[g], theta[k, g], fit.p[k, g], fit.mu[k, g],
-                         fit.r[k, g], int(fit.n_cells[k]), fit.nonzero[k, g]))
+            rows.append((names[k, g], parents[k], t, genes[g], theta[k, g], fit.p[k, g],
+                         fit.mu[k, g], fit.r[k, g], int(fit.n_cells[k]), fit.nonzero[k, g]))
     marginals = pd.DataFrame.from_records(
-        rows, columns=["qubit", "cell_type", "gene", "theta", "p_on", "mu", "r", "n_cells",
-                       "nonzero_fraction"]).set_index("qubit")
+        rows, columns=["qubit", "cell_type", "state", "gene", "theta", "p_on", "mu", "r",
+                       "n_cells", "nonzero_fraction"]).set_index("qubit")
     marginals.index.name = None
     gates = edges.sort_values(["type", "target", "parent"], kind="stable")
     design = CellCircuit(
@@ -873,7 +943,8 @@ def _circuit(types: list[str], genes: list[str], fit: _Marginals, edges: pd.Data
                .itertuples(index=False)],
         n_housekeeping=0, name="fitted")
     table = pd.DataFrame({
-        "cell_type": [types[int(k)] for k in gates["type"]],
+        "cell_type": [parents[int(k)] for k in gates["type"]],
+        "state": [types[int(k)] for k in gates["type"]],
         "source": [genes[int(g)] for g in gates["parent"]],
         "target": [genes[int(g)] for g in gates["target"]],
         "weight": gates["weight"].to_numpy(float),

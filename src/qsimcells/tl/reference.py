@@ -38,9 +38,10 @@ class ReferenceComparison:
         ``correlation`` and ``correlation_within_types`` (Pearson of log-normalised
         expression over the ``n_correlation_genes`` most expressed genes): ``mae`` over gene
         pairs. ``knn``: ``auc`` (two-sample; 0.5 = indistinguishable), ``cell_type_accuracy``
-        (simulated cells labelled by their reference neighbours) and
-        ``cell_type_accuracy_reference`` (the same for reference cells, leave one out: the
-        ceiling).
+        (simulated cells labelled by their reference neighbours),
+        ``cell_type_accuracy_reference`` (the same for reference cells, leave one out) and
+        ``cell_type_accuracy_gap``, the difference of the two: types that are too cleanly
+        separated are as unlike the reference as types that blur.
     per_gene
         Per shared gene: ``mean``, ``variance`` and ``zero_fraction`` of each side.
     library
@@ -224,6 +225,7 @@ def _knn_rows(lsim: sparse.csr_matrix, lreal: sparse.csr_matrix, adata: Any, ref
                      float((_vote(real_types[to_real]) == sim_types).mean())))
         rows.append(("knn", "cell_type_accuracy_reference",
                      float((_vote(real_types[within[:, 1:]]) == real_types).mean())))
+        rows.append(("knn", "cell_type_accuracy_gap", abs(rows[-2][2] - rows[-1][2])))
     return rows
 
 
