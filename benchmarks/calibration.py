@@ -63,6 +63,8 @@ ROWS = [("mean", "mae", "mean per gene, MAE (log10)"),
          "reference's own accuracy")]
 METHODS = ("qsimcells", "qsimcells, no edges", "qsimcells, one state", "independent NB",
            "Gaussian copula")
+#: two draws of the qsimcells fit against each other: how close a perfect simulator gets
+FLOOR = "noise floor"
 #: states per cell type of pbmc68k_reduced's fit (its labels are mixtures: see the docstring)
 PBMC_STATES = 4
 
@@ -151,12 +153,17 @@ def run_reference(title: str, ref, groupby: str, n_genes: int | None, seeds: int
     times["Gaussian copula"] = time.perf_counter() - start
     print(f"{title}: fits {times}", file=sys.stderr, flush=True)
 
-    scores: dict[str, list] = {m: [] for m in METHODS}
+    scores: dict[str, list] = {m: [] for m in (*METHODS, FLOOR)}
     for seed in range(seeds):
         for method in METHODS:
             sim = simulate_with(method, fits[method], sub, groupby, seed)
             result = qs.tl.compare_to_reference(sim, sub, groupby=groupby, rng=seed)
             scores[method].append({(s, m): result.value(s, m) for s, m, _ in ROWS})
+        # the noise floor: two independent draws of one model, as large as the reference
+        a, b = (simulate_with("qsimcells", fits["qsimcells"], sub, groupby, seed + k * 1000)
+                for k in (1, 2))
+        result = qs.tl.compare_to_reference(a, b, groupby=groupby, rng=seed)
+        scores[FLOOR].append({(s, m): result.value(s, m) for s, m, _ in ROWS})
         print(f"{title}: seed {seed} done", file=sys.stderr, flush=True)
     return {"title": title, "fits": fits, "times": times, "scores": scores,
             "n_edges": len(fits["qsimcells"].fit["edges"]), "n_cells": ref.n_obs,
@@ -254,14 +261,15 @@ def _cell(values: list[float]) -> str:
 
 
 def reference_section(result: dict, title: str) -> list[str]:
+    columns = (*METHODS, FLOOR)
     lines = [f"## {title}", "",
-             "| statistic | " + " | ".join(METHODS) + " |",
-             "|---|" + "---:|" * len(METHODS)]
+             "| statistic | " + " | ".join(columns) + " |",
+             "|---|" + "---:|" * len(columns)]
     for stat, metric, label in ROWS:
-        cells = [_cell([s[(stat, metric)] for s in result["scores"][m]]) for m in METHODS]
+        cells = [_cell([s[(stat, metric)] for s in result["scores"][m]]) for m in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| fit time (s) | " + " | ".join(f"{result['times'][m]:.1f}"
-                                                  for m in METHODS) + " |")
+                                                  for m in METHODS) + " | |")
     lines += ["", f"`qsimcells`: `n_states={result['n_states_asked']}` gave "
               f"{result['n_states']} states in all; `fit_design` kept {result['n_edges']} "
               "edges.", ""]
@@ -269,21 +277,33 @@ def reference_section(result: dict, title: str) -> list[str]:
 
 
 def goal_lines(*results: dict) -> list[str]:
-    lines = ["## Goal", ""]
+    """The goal, strictly (every mean no larger than the copula's) and within noise (no mean
+    larger than the copula's by more than the larger of the two seed-to-seed sds)."""
+    lines = ["## Goal", "",
+             "Strict: every mean at most the copula's. Within noise: no mean above the "
+             "copula's by more than the larger of the two seed-to-seed sds. The noise floor "
+             "column shows how far two draws of one model are from each other: differences "
+             "below it are not evidence.", ""]
     for result in results:
         ours, copula = result["scores"]["qsimcells"], result["scores"]["Gaussian copula"]
-        worse = []
+        strict, noisy = [], []
         for stat, metric, label in ROWS:
-            a = np.mean([s[(stat, metric)] for s in ours])
-            b = np.mean([s[(stat, metric)] for s in copula])
-            if a > b:
-                worse.append(f"{label} ({a:.3f} vs {b:.3f})")
+            a = np.array([s[(stat, metric)] for s in ours])
+            b = np.array([s[(stat, metric)] for s in copula])
+            sd = max(a.std(ddof=1), b.std(ddof=1)) if len(a) > 1 else 0.0
+            if a.mean() > b.mean():
+                strict.append(f"{label} ({a.mean():.3f} vs {b.mean():.3f})")
+                if a.mean() - b.mean() > sd:
+                    noisy.append(f"{label} ({a.mean():.3f} vs {b.mean():.3f})")
         auc = np.mean([s[("knn", "auc")] for s in ours])
+        copula_auc = np.mean([s[("knn", "auc")] for s in copula])
         lines.append(f"- **{result['title']}**: at least as close as the Gaussian copula on "
-                     f"every statistic: **{'met' if not worse else 'not met'}**"
-                     + (f" (further on: {'; '.join(worse)})" if worse else "")
-                     + f"; kNN two-sample AUC {auc:.3f} <= {AUC_GOAL}: "
-                     f"**{'met' if auc <= AUC_GOAL else 'not met'}**.")
+                     f"every statistic, strictly: **{'met' if not strict else 'not met'}**"
+                     + (f" (further on: {'; '.join(strict)})" if strict else "")
+                     + f"; within noise: **{'met' if not noisy else 'not met'}**"
+                     + (f" (further on: {'; '.join(noisy)})" if noisy else "")
+                     + f". kNN two-sample AUC {auc:.3f} (copula {copula_auc:.3f}) <= "
+                     f"{AUC_GOAL}: **{'met' if auc <= AUC_GOAL else 'not met'}**.")
     return lines + [""]
 
 

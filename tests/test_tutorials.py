@@ -16,9 +16,9 @@ def code_cells(page: Path) -> list[str]:
     return CELL.findall(page.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("name", ["spatial"])
+@pytest.mark.parametrize("name", ["spatial", "calibration"])
 def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -> None:
-    pytest.importorskip("squidpy")
+    pytest.importorskip({"spatial": "squidpy", "calibration": "torch"}[name])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,3 +45,10 @@ def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -
         scores = namespace["scores"]
         for s in scores.values():
             assert s["aupr"] == 1.0 and s["precision"] == pytest.approx(1 / 3) and s["recall"] == 1.0
+    if name == "calibration":
+        comparison, score = namespace["comparison"], namespace["score"]
+        # the figures the page discusses: a look-alike (not a perfect) simulation, and the
+        # known circuit's edges found with high precision
+        assert comparison.value("knn", "auc") < 0.8
+        assert comparison.value("zero_fraction", "mae") < 0.03
+        assert score["precision"] >= 0.6 and score["recall"] >= 0.2
