@@ -124,10 +124,20 @@ class QBMVAEModule(BaseModuleClass):
         return {"q": q, "logits": logits, "zeta": zeta, "z": (rho > 1 - q).to(q.dtype),
                 "library": library}
 
+    @property
+    def gene_likelihood(self) -> str:
+        """The name scvi-tools' mixins read (``"nb"`` or ``"mse"``)."""
+        return self.likelihood
+
     @auto_move_data
     def generative(self, zeta: torch.Tensor, library: torch.Tensor,
-                   batch_index: torch.Tensor) -> dict[str, Any]:
-        """Decoder output: the NB distribution (``"nb"``) or the reconstruction (``"mse"``)."""
+                   batch_index: torch.Tensor, transform_batch: int | None = None
+                   ) -> dict[str, Any]:
+        """Decoder output: the NB distribution (``"nb"``) or the reconstruction (``"mse"``).
+        ``transform_batch``: decode every cell as if from that batch (scvi-tools' mixins pass
+        it for batch-corrected expression)."""
+        if transform_batch is not None:
+            batch_index = torch.full_like(batch_index, int(transform_batch))
         hidden = self.decoder(zeta, batch_index)
         out = self.decoder_out(hidden)
         if self.likelihood == "nb":

@@ -21,7 +21,8 @@ from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin, VAEMixin
+from scvi.distributions import NegativeBinomial
+from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
 from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
@@ -75,8 +76,14 @@ def _check_counts(X: Any, likelihood: str) -> None:
                              "likelihood='mse')")
 
 
-class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class QBMVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Binary-latent VAE with a Boltzmann-machine prior sampled by a named Ising sampler.
+
+    A scvi-tools model: scvi-tools' own :class:`~scvi.model.base.RNASeqMixin` gives it
+    ``differential_expression`` (``mode="change"`` or ``"vanilla"``),
+    ``get_feature_correlation_matrix`` and ``get_likelihood_parameters`` (``likelihood="nb"``)
+    on top of :meth:`get_normalized_expression`; what the binary latent changes is written
+    here (see each method).
 
     Parameters
     ----------
@@ -352,9 +359,11 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             mod.train(was_training)
 
     def _posterior_draws(self, adata: AnnData | None, indices: Sequence[int] | None,
-                         batch_size: int | None, n_samples: int) -> Iterator[list[dict]]:
-        """Per minibatch: ``n_samples`` decoder outputs, each from a fresh relaxation draw
-        ``zeta(rho, q)`` of the cells' posterior ``q`` (the encoder runs once per minibatch)."""
+                         batch_size: int | None, n_samples: int,
+                         transform_batch: int | None = None) -> Iterator[tuple[dict, list]]:
+        """Per minibatch: the encoder's output and ``n_samples`` decoder outputs, each from a
+        fresh relaxation draw ``zeta(rho, q)`` of the cells' posterior ``q`` (the encoder runs
+        once per minibatch); ``transform_batch`` decodes every cell as from that batch."""
         mod = self.module
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         for tensors in loader:
@@ -364,19 +373,26 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 zeta = spike_exponential(inference["q"], torch.rand_like(inference["q"]),
                                          mod.beta)
                 draws.append(mod.generative(zeta, inference["library"],
-                                            tensors[REGISTRY_KEYS.BATCH_KEY].to(mod.device)))
-            yield draws
+                                            tensors[REGISTRY_KEYS.BATCH_KEY].to(mod.device),
+                                            transform_batch=transform_batch))
+            yield inference, draws
 
     def get_normalized_expression(self, adata: AnnData | None = None,
                                   indices: Sequence[int] | None = None,
-                                  library_size: float = 1, n_samples: int = 1,
-                                  batch_size: int | None = None, return_mean: bool = True
+                                  transform_batch: Any = None,
+                                  gene_list: Sequence[str] | None = None,
+                                  library_size: float | str = 1, n_samples: int = 1,
+                                  n_samples_overall: int | None = None,
+                                  weights: str | None = None, batch_size: int | None = None,
+                                  return_mean: bool = True, return_numpy: bool | None = None,
+                                  silent: bool = True, **kwargs: Any
                                   ) -> pd.DataFrame | np.ndarray:
         """Decoded expression of each cell on a common library size (scVI's ``rho * L``).
 
-        Each of the ``n_samples`` draws takes a fresh relaxed latent ``zeta(rho, q)`` of the
-        cell's posterior (torch's global random stream, seeded by ``scvi.settings.seed``) and
-        decodes it with the cell's observed batch.
+        scvi-tools' signature, so that its differential expression and feature correlations
+        run on it. Each of the ``n_samples`` draws takes a fresh relaxed latent ``zeta(rho, q)``
+        of the cell's posterior (torch's global random stream, seeded by
+        ``scvi.settings.seed``) and decodes it with the cell's batch (or ``transform_batch``).
 
         - ``likelihood="nb"``: the decoder's softmax ``scale`` (frequencies summing to one per
           cell) times ``library_size``.
@@ -391,15 +407,32 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             AnnData with the training genes (default: the model's).
         indices
             Cells to use (default: all).
+        transform_batch
+            Decode every cell as from this batch (label or code), or average over a list of
+            batches (batch-corrected expression); ``None``: each cell's own batch.
+        gene_list
+            Genes to return (default: all).
         library_size
             Common library size the frequencies are scaled to (``1``: frequencies; ``1e4``:
-            counts per 10k).
+            counts per 10k), or ``"latent"``: each cell's observed library size (the model
+            has no latent library; it conditions on the observed one).
         n_samples
             Relaxation draws per cell.
+        n_samples_overall
+            Draw this many cells uniformly from ``indices`` (with replacement), one relaxed
+            sample each, and return them as an array (scvi-tools' differential expression
+            asks for this).
+        weights
+            ``None`` or ``"uniform"``. ``"importance"`` is refused: its weights need the
+            posterior density of a continuous latent, and this latent is binary.
         batch_size
             Minibatch size of the forward pass.
         return_mean
             Average over the draws; else (with ``n_samples > 1``) return every draw.
+        return_numpy
+            Return an array instead of a DataFrame.
+        silent
+            Accepted for scvi-tools' signature (no progress bar is drawn).
 
         Returns
         -------
@@ -409,24 +442,163 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``(n_samples, n_cells, n_genes)``.
         """
         self._check_if_trained(warn=True)
+        unknown = sorted(k for k, v in kwargs.items() if v is not None)
+        if unknown:
+            raise TypeError(f"{unknown[0]}: not supported by QBMVAE.get_normalized_expression")
+        if weights not in (None, "uniform"):
+            raise ValueError(f"weights: {weights!r} is not allowed; choose 'uniform' (importance "
+                             "weights need the density of a continuous latent; QBM-VAE's is "
+                             "binary)")
         adata = self._validate_anndata(adata)
         n_samples = check_positive_int("n_samples", n_samples)
-        library_size = check_finite("library_size", library_size, low=0.0, low_open=True)
+        latent_library = isinstance(library_size, str)
+        if latent_library:
+            check_choice("library_size", library_size, ["latent"])
+        else:
+            library_size = check_finite("library_size", library_size, low=0.0, low_open=True)
+        if indices is None:
+            indices = np.arange(adata.n_obs)
+        indices = np.asarray(indices)
+        if n_samples_overall is not None:
+            n_samples_overall = check_positive_int("n_samples_overall", n_samples_overall)
+            indices = np.random.choice(indices, n_samples_overall)  # scvi-tools' own draw
+            n_samples, return_numpy = 1, True
+        genes = slice(None) if gene_list is None else \
+            adata.var_names.get_indexer([str(g) for g in gene_list])
+        if gene_list is not None and (np.asarray(genes) < 0).any():
+            missing = [g for g, i in zip(gene_list, genes, strict=True) if i < 0]
+            raise ValueError(f"gene_list: {missing[:10]} not in the model's genes")
+        batches = transform_batch if isinstance(transform_batch, (list, tuple)) else \
+            [transform_batch]
+        codes = [None if b is None else self._batch_code(b)[0] for b in batches]
         mod = self.module
-        parts = []
+        per_batch = []
         with self._eval_mode():
-            for draws in self._posterior_draws(adata, indices, batch_size, n_samples):
-                if mod.likelihood == "nb":
-                    values = [out["px_scale"] * library_size for out in draws]
-                else:
-                    values = [torch.expm1(out["px_mean"].clamp(min=0.0)) * (library_size / 1e4)
-                              for out in draws]
-                parts.append(torch.stack(values).cpu())
-        expr = torch.cat(parts, dim=1).numpy().astype(np.float32)
+            for code in codes:
+                parts = []
+                for inference, draws in self._posterior_draws(adata, indices, batch_size,
+                                                              n_samples, code):
+                    scale = inference["library"] if latent_library else library_size
+                    if mod.likelihood == "nb":
+                        values = [out["px_scale"] * scale for out in draws]
+                    else:
+                        values = [torch.expm1(out["px_mean"].clamp(min=0.0)) * (scale / 1e4)
+                                  for out in draws]
+                    parts.append(torch.stack(values).cpu())
+                per_batch.append(torch.cat(parts, dim=1).numpy())
+        expr = np.mean(per_batch, axis=0).astype(np.float32)[..., genes]
         if n_samples > 1 and not return_mean:
             return expr
-        cells = adata.obs_names if indices is None else adata.obs_names[np.asarray(indices)]
-        return pd.DataFrame(expr.mean(0), index=cells, columns=adata.var_names)
+        expr = expr.mean(0)
+        if return_numpy:
+            return expr
+        columns = adata.var_names if gene_list is None else adata.var_names[genes]
+        return pd.DataFrame(expr, index=adata.obs_names[indices], columns=columns)
+
+    def differential_expression(self, adata: AnnData | None = None,
+                                groupby: str | None = None, group1: Any = None,
+                                group2: str | None = None, idx1: Any = None, idx2: Any = None,
+                                mode: str = "vanilla", delta: float = 0.25,
+                                batch_size: int | None = None, all_stats: bool = True,
+                                batch_correction: bool = False, batchid1: Any = None,
+                                batchid2: Any = None, fdr_target: float = 0.05,
+                                silent: bool = False, weights: str | None = "uniform",
+                                filter_outlier_cells: bool = False,
+                                **kwargs: Any) -> pd.DataFrame:
+        """Differential expression between two groups of cells: scvi-tools' own
+        :meth:`scvi.model.base.RNASeqMixin.differential_expression` (``mode="vanilla"``,
+        Lopez et al. 2018, or ``"change"``, Boyeau et al. 2019, with its Bayes factors, LFCs
+        and FDR control), on draws of :meth:`get_normalized_expression`.
+
+        What the binary latent changes: each draw relaxes the cell's Bernoulli posterior
+        afresh; ``weights`` must be ``"uniform"`` (importance weights need the density of a
+        continuous latent); ``batch_correction=True`` decodes the cells with every batch of
+        ``batchid1`` / ``batchid2`` (the decoder's batch input). All arguments as scvi-tools'.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per gene, scvi-tools' columns (``proba_de``, ``bayes_factor``,
+            ``lfc_mean``, ``is_de_fdr_<target>`` in change mode, ...).
+        """
+        check_choice("mode", mode, ["vanilla", "change"])
+        if weights not in (None, "uniform"):
+            raise ValueError(f"weights: {weights!r} is not allowed; choose 'uniform' (importance "
+                             "weights need the density of a continuous latent; QBM-VAE's is "
+                             "binary)")
+        return super().differential_expression(
+            adata=adata, groupby=groupby, group1=group1, group2=group2, idx1=idx1, idx2=idx2,
+            mode=mode, delta=delta, batch_size=batch_size, all_stats=all_stats,
+            batch_correction=batch_correction, batchid1=batchid1, batchid2=batchid2,
+            fdr_target=fdr_target, silent=silent, weights="uniform",
+            filter_outlier_cells=filter_outlier_cells, **kwargs)
+
+    def get_importance_weights(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Not available: scvi-tools' importance weights are ratios of the densities of a
+        continuous latent (``p(z) p(x | z) / q(z | x)``), and QBM-VAE's latent is binary with
+        a Boltzmann prior whose partition function is not tracked during training. Use
+        ``weights="uniform"`` (the default everywhere)."""
+        raise NotImplementedError("get_importance_weights: not available for QBM-VAE's binary "
+                                  "latent; use weights='uniform'")
+
+    def get_feature_correlation_matrix(self, adata: AnnData | None = None,
+                                       indices: Sequence[int] | None = None,
+                                       n_samples: int = 10, batch_size: int = 64,
+                                       rna_size_factor: int = 1000,
+                                       transform_batch: Any = None,
+                                       correlation_type: str = "spearman") -> pd.DataFrame:
+        """Gene-gene correlation of denoised counts, as scvi-tools' mixin computes it: per
+        cell ``n_samples`` draws of ``NB(rna_size_factor * scale, theta)``, each from a fresh
+        relaxed latent (the mixin's own sampler asks the encoder for a sample axis, which a
+        binary latent relaxed per draw does not have), pooled over cells, draws and the
+        batches of ``transform_batch``; then Spearman or Pearson correlation.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Genes x genes.
+        """
+        from scipy.stats import spearmanr
+
+        check_choice("correlation_type", correlation_type, ["spearman", "pearson"])
+        if self.module.likelihood != "nb":
+            raise ValueError("likelihood: get_feature_correlation_matrix needs the NB count "
+                             "model (likelihood='nb')")
+        adata = self._validate_anndata(adata)
+        n_samples = check_positive_int("n_samples", n_samples)
+        batches = transform_batch if isinstance(transform_batch, (list, tuple)) else \
+            [transform_batch]
+        rows = []
+        with self._eval_mode():
+            for b in batches:
+                code = None if b is None else self._batch_code(b)[0]
+                for _, draws in self._posterior_draws(adata, indices, batch_size, n_samples,
+                                                      code):
+                    for out in draws:
+                        px = out["px"]
+                        nb = NegativeBinomial(mu=rna_size_factor * out["px_scale"],
+                                              theta=px.theta)
+                        rows.append(nb.sample().cpu().numpy())
+        data = np.concatenate(rows)
+        if correlation_type == "pearson":
+            corr = np.corrcoef(data, rowvar=False)
+        else:
+            corr, _ = spearmanr(data, axis=0)
+        return pd.DataFrame(np.atleast_2d(corr), index=adata.var_names,
+                            columns=adata.var_names)
+
+    def get_latent_library_size(self, adata: AnnData | None = None,
+                                indices: Sequence[int] | None = None, give_mean: bool = True,
+                                batch_size: int | None = None) -> np.ndarray:
+        """Each cell's library size, ``(n_cells, 1)``. QBM-VAE has no latent library (it
+        conditions on the observed one, as the decoder's NB mean is ``library * scale``), so
+        this is the observed total; scvi-tools' mixin would read a log library instead."""
+        adata = self._validate_anndata(adata)
+        out = []
+        with self._eval_mode():
+            for inference, _ in self._posterior_draws(adata, indices, batch_size, 0):
+                out.append(inference["library"].cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
 
     def posterior_predictive_sample(self, adata: AnnData | None = None,
                                     indices: Sequence[int] | None = None, n_samples: int = 1,
@@ -466,7 +638,7 @@ class QBMVAE(VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
         n_samples = check_positive_int("n_samples", n_samples)
         parts = []
         with self._eval_mode():
-            for draws in self._posterior_draws(adata, indices, batch_size, n_samples):
+            for _, draws in self._posterior_draws(adata, indices, batch_size, n_samples):
                 parts.append(torch.stack([out["px"].sample() for out in draws], -1).cpu())
         counts = torch.cat(parts).numpy().round().astype(np.int64)
         if n_samples == 1:

@@ -1,0 +1,144 @@
+"""QBM-VAE through scvi-tools' own RNASeqMixin: differential expression against a known truth,
+feature correlations, likelihood parameters, library sizes and batch-transformed expression."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import qsimcells as qs
+from qsimcells.tl.grn import _roc_auc
+
+pytest.importorskip("scvi")
+import scvi  # noqa: E402
+import torch  # noqa: E402
+from scvi.model.base import RNASeqMixin  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("scvi_quiet_seeded")
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The paper's design with 20 housekeeping genes and two batches: the circuit genes of
+    CT1 are expressed only in CT1 and those of CT2 only in CT2 (differentially expressed by
+    construction), the housekeeping genes everywhere alike."""
+    scvi.settings.seed = 0
+    adata = qs.sim.simulate(qs.sim.presets.romero2025(True, n_housekeeping=20), 300, rng=0,
+                            batches=2)
+    qs.model.QBMVAE.setup_anndata(adata, batch_key="batch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = qs.model.QBMVAE(adata, n_latent=8, n_hidden=32)
+            m.train(max_epochs=30, enable_progress_bar=False, accelerator="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    return m
+
+
+def test_scvi_tools_mixin_is_used(model, monkeypatch) -> None:
+    """The DE is scvi-tools' own: QBMVAE's method only checks its arguments and calls it."""
+    assert isinstance(model, RNASeqMixin)
+    calls = []
+    original = RNASeqMixin.differential_expression
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs["mode"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RNASeqMixin, "differential_expression", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.differential_expression(groupby="cell_type", group1="CT1", group2="CT2",
+                                      silent=True)
+    assert calls == ["vanilla"]
+    with pytest.raises(ValueError, match="weights: 'importance' is not allowed"):
+        model.differential_expression(groupby="cell_type", group1="CT1", weights="importance")
+    with pytest.raises(NotImplementedError, match="get_importance_weights: not available"):
+        model.get_importance_weights(model.adata, indices=[0])
+    with pytest.raises(ValueError, match="mode: 'bayes' is not allowed"):
+        model.differential_expression(groupby="cell_type", group1="CT1", mode="bayes")
+
+
+@pytest.mark.parametrize("mode", ["change", "vanilla"])
+def test_differential_expression_finds_the_programmed_genes(model, mode) -> None:
+    """AUROC of the DE score against the truth (circuit genes DE, housekeeping genes not)."""
+    adata = model.adata
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        de = model.differential_expression(groupby="cell_type", group1="CT1", group2="CT2",
+                                           mode=mode)
+    assert set(de.index) == set(adata.var_names)
+    truth = ~adata.var["housekeeping"].to_numpy()
+    score = de.loc[adata.var_names, "proba_de" if mode == "change" else "bayes_factor"]
+    score = np.abs(score.to_numpy(dtype=float))
+    assert _roc_auc(truth, score) >= 0.9
+    if mode == "change":  # the direction too: CT1's genes are up in CT1
+        lfc = de.loc[adata.var_names, "lfc_mean"].to_numpy()
+        ct1 = (adata.var["cell_type"] == "CT1").to_numpy()
+        assert (lfc[ct1] > 1).all() and (lfc[(adata.var["cell_type"] == "CT2").to_numpy()]
+                                          < -1).all()
+
+
+def test_feature_correlation_matrix(model) -> None:
+    corr = model.get_feature_correlation_matrix(n_samples=3)
+    genes = model.adata.var_names
+    assert corr.shape == (len(genes), len(genes)) and list(corr.index) == list(genes)
+    values = corr.to_numpy()
+    assert np.allclose(np.diag(values), 1) and np.allclose(values, values.T)
+    # genes of one cell type are zero together in the other type: a gene of CT1 correlates
+    # more with another gene of CT1 than with one of CT2
+    assert corr.loc["g0", "g1"] > 0 > corr.loc["g0", "g5"]
+    pearson = model.get_feature_correlation_matrix(n_samples=2, correlation_type="pearson",
+                                                   transform_batch=["batch0", "batch1"])
+    assert pearson.shape == corr.shape
+    with pytest.raises(ValueError, match="correlation_type: 'kendall' is not allowed"):
+        model.get_feature_correlation_matrix(correlation_type="kendall")
+
+
+def test_likelihood_parameters_and_library_sizes(model) -> None:
+    cells = [0, 1, 5]
+    params = model.get_likelihood_parameters(indices=cells)
+    observed = np.asarray(model.adata.X[cells].sum(1)).ravel()
+    assert params["mean"].shape == (3, model.adata.n_vars)
+    # the NB mean is library * scale: each row sums to the cell's library size
+    np.testing.assert_allclose(params["mean"].sum(1), observed, rtol=1e-4)
+    assert (params["dispersions"] > 0).all()
+    library = model.get_latent_library_size()
+    np.testing.assert_allclose(library.ravel(), np.asarray(model.adata.X.sum(1)).ravel())
+
+
+def test_normalized_expression_with_scvi_tools_arguments(model) -> None:
+    cells = [0, 2, 4]
+    own = model.get_normalized_expression(indices=cells, n_samples=20)
+    torch.manual_seed(0)
+    as_b0 = model.get_normalized_expression(indices=cells, transform_batch="batch0",
+                                            n_samples=20)
+    torch.manual_seed(0)
+    as_b1 = model.get_normalized_expression(indices=cells, transform_batch="batch1",
+                                            n_samples=20)
+    assert not np.allclose(as_b0.to_numpy(), as_b1.to_numpy())
+    assert own.shape == as_b0.shape
+    torch.manual_seed(0)
+    both = model.get_normalized_expression(indices=cells, n_samples=20,
+                                           transform_batch=["batch0", "batch1"])
+    np.testing.assert_allclose(both.sum(1), 1, rtol=1e-4)
+    sub = model.get_normalized_expression(indices=cells, gene_list=["g3", "g0"])
+    assert list(sub.columns) == ["g3", "g0"]
+    latent = model.get_normalized_expression(indices=cells, library_size="latent")
+    np.testing.assert_allclose(latent.sum(1), np.asarray(model.adata.X[cells].sum(1)).ravel(),
+                               rtol=1e-4)
+    overall = model.get_normalized_expression(indices=cells, n_samples_overall=7)
+    assert isinstance(overall, np.ndarray) and overall.shape == (7, model.adata.n_vars)
+    with pytest.raises(ValueError, match="weights: 'importance' is not allowed"):
+        model.get_normalized_expression(weights="importance")
+    with pytest.raises(ValueError, match=r"gene_list: \['nope'\] not in"):
+        model.get_normalized_expression(gene_list=["nope"])
+    with pytest.raises(ValueError, match="batch: unknown batch 'b9'"):
+        model.get_normalized_expression(transform_batch="b9")
+    with pytest.raises(ValueError, match="library_size: 'observed' is not allowed"):
+        model.get_normalized_expression(library_size="observed")
