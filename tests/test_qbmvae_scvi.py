@@ -142,3 +142,43 @@ def test_normalized_expression_with_scvi_tools_arguments(model) -> None:
         model.get_normalized_expression(transform_batch="b9")
     with pytest.raises(ValueError, match="library_size: 'observed' is not allowed"):
         model.get_normalized_expression(library_size="observed")
+
+
+def test_reference_mapping_with_scvi_tools_arches(tmp_path) -> None:
+    """scArches through scvi-tools' ArchesMixin: train on two batches, map a held-out third
+    with load_query_data (encoder and expression decoder frozen, the new batch's decoder
+    input trained), transfer the cell-type labels by kNN, and save / load the query model."""
+    from scipy.spatial import cKDTree
+
+    scvi.settings.seed = 0
+    adata = qs.sim.simulate(qs.sim.presets.random_network(40, 3, rng=0, n_housekeeping=10),
+                            200, rng=0, batches=3)
+    ref = adata[adata.obs["batch"] != "batch2"].copy()
+    query = adata[adata.obs["batch"] == "batch2"].copy()
+    qs.model.QBMVAE.setup_anndata(ref, batch_key="batch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = qs.model.QBMVAE(ref, n_latent=8, n_hidden=32)
+        reference.train(max_epochs=30, enable_progress_bar=False, accelerator="cpu")
+        reference.save(tmp_path / "ref")
+        qs.model.QBMVAE.prepare_query_anndata(query, str(tmp_path / "ref"))
+        mapped = qs.model.QBMVAE.load_query_data(query, str(tmp_path / "ref"))
+        assert isinstance(mapped, qs.model.QBMVAE) and mapped.module.n_batch == 3
+        before = {k: v.clone() for k, v in mapped.module.state_dict().items()}
+        mapped.train(max_epochs=10, enable_progress_bar=False, accelerator="cpu")
+    after = mapped.module.state_dict()
+    encoder = [k for k in before if k.startswith("encoder")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)  # frozen
+    first = next(k for k in before if k.startswith("decoder") and k.endswith("weight"))
+    changed = (before[first] != after[first]).any(dim=0)
+    assert changed.any() and not changed[:8].any()  # only the new batch's one-hot column
+    z_ref = reference.get_latent_representation(ref)
+    z_query = mapped.get_latent_representation(query)
+    _, nearest = cKDTree(z_ref).query(z_query, k=10)
+    labels = ref.obs["cell_type"].to_numpy()[nearest]
+    votes = [max(set(row), key=list(row).count) for row in labels]
+    accuracy = np.mean(np.array(votes) == query.obs["cell_type"].to_numpy())
+    assert accuracy >= 0.9, accuracy
+    mapped.save(tmp_path / "query")
+    again = qs.model.QBMVAE.load(str(tmp_path / "query"), adata=query)
+    np.testing.assert_allclose(again.get_latent_representation(query), z_query, rtol=1e-5)

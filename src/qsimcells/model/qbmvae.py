@@ -22,7 +22,8 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.distributions import NegativeBinomial
-from scvi.model.base import BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin, VAEMixin
+from scvi.model.base import (ArchesMixin, BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin,
+                             VAEMixin)
 from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
@@ -76,14 +77,17 @@ def _check_counts(X: Any, likelihood: str) -> None:
                              "likelihood='mse')")
 
 
-class QBMVAE(RNASeqMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Binary-latent VAE with a Boltzmann-machine prior sampled by a named Ising sampler.
 
     A scvi-tools model: scvi-tools' own :class:`~scvi.model.base.RNASeqMixin` gives it
     ``differential_expression`` (``mode="change"`` or ``"vanilla"``),
     ``get_feature_correlation_matrix`` and ``get_likelihood_parameters`` (``likelihood="nb"``)
-    on top of :meth:`get_normalized_expression`; what the binary latent changes is written
-    here (see each method).
+    on top of :meth:`get_normalized_expression`, and :class:`~scvi.model.base.ArchesMixin`
+    gives it scArches reference mapping (``prepare_query_anndata``, ``load_query_data``: the
+    encoder and the expression decoder frozen, the new batches' decoder inputs trained; the
+    Boltzmann prior is frozen with them, so query cells are mapped into the reference's
+    latent space). What the binary latent changes is written here (see each method).
 
     Parameters
     ----------
