@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pqc.py
 	$(PY) benchmarks/perturbation.py
 	$(PY) benchmarks/calibration.py
+	$(PY) benchmarks/qbmvae_de.py
 	$(PY) benchmarks/spiqgan.py
 	$(PY) benchmarks/spiqgan_kloss.py
 	$(PY) benchmarks/atlas.py

@@ -94,3 +94,18 @@ def layer_matrix(adata: Any, layer: str | None, field: str = "adata") -> Any:
         raise MissingKeyError(f"layer: {layer!r} is not in {field}.layers; available: "
                        f"{sorted(adata.layers)}")
     return adata.layers[layer]
+
+
+def group_labels(adata: Any, groupby: str) -> Any:
+    """``obs[groupby]`` as a categorical Series (its categories define the groups); a missing
+    column or a missing label is an error naming ``groupby``."""
+    import pandas as pd
+
+    if not isinstance(groupby, str) or groupby not in adata.obs:
+        raise MissingKeyError(f"groupby: {groupby!r} is not a column of adata.obs; available: "
+                              f"{list(adata.obs.columns)}")
+    labels = adata.obs[groupby]
+    if labels.isna().any():
+        raise ValueError(f"groupby: obs[{groupby!r}] has {int(labels.isna().sum())} missing "
+                         "labels")
+    return labels if isinstance(labels.dtype, pd.CategoricalDtype) else labels.astype("category")

@@ -43,7 +43,7 @@ import pandas as pd
 from scipy import sparse
 
 from .._utils import (MissingKeyError, RngLike, as_generator, check_finite, check_positive_int,
-                      layer_matrix, seed_sequence)
+                      group_labels, layer_matrix, seed_sequence)
 from .design import MU_MAX, R_RANGE, CellCircuit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -270,13 +270,7 @@ def fit_design(
     if not adata.var_names.is_unique:
         raise ValueError("adata.var_names: gene names must be unique; call "
                          "adata.var_names_make_unique()")
-    if not isinstance(groupby, str) or groupby not in adata.obs:
-        raise MissingKeyError(f"groupby: {groupby!r} is not a column of adata.obs; available: "
-                              f"{list(adata.obs.columns)}")
-    labels = adata.obs[groupby]
-    if labels.isna().any():
-        raise ValueError(f"groupby: obs[{groupby!r}] has {int(labels.isna().sum())} missing "
-                         "labels")
+    labels = group_labels(adata, groupby)
     min_correlation = check_finite("min_correlation", min_correlation, low=0.0, high=1.0)
     penalty = check_finite("penalty", penalty, low=0.0)
     max_candidates = check_positive_int("max_candidates", max_candidates)

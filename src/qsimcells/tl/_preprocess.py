@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from .._utils import MissingKeyError, layer_matrix
+from .._utils import MissingKeyError, group_labels, layer_matrix
 
 __all__ = ["check_adata", "counts", "gene_indices", "group_labels", "log_normalize"]
 
@@ -60,17 +60,3 @@ def gene_indices(adata: Any, genes: Iterable[str], field: str) -> np.ndarray:
         raise MissingKeyError(f"{field}: gene(s) {missing} not in adata.var_names "
                        f"(first genes: {list(adata.var_names[:10])})")
     return np.asarray(adata.var_names.get_indexer(names), dtype=np.int64)
-
-
-def group_labels(adata: Any, groupby: str) -> Any:
-    """``obs[groupby]`` as a categorical Series (its categories define the groups)."""
-    import pandas as pd
-
-    if not isinstance(groupby, str) or groupby not in adata.obs:
-        raise MissingKeyError(f"groupby: {groupby!r} is not a column of adata.obs; available: "
-                       f"{list(adata.obs.columns)}")
-    labels = adata.obs[groupby]
-    if labels.isna().any():
-        raise ValueError(f"groupby: obs[{groupby!r}] has {int(labels.isna().sum())} missing "
-                         "labels")
-    return labels if isinstance(labels.dtype, pd.CategoricalDtype) else labels.astype("category")
