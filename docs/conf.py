@@ -115,16 +115,4 @@ def _drop_empty_glob(app, docname: str, source: list[str]) -> None:
 
 
 def setup(app):
-    from docutils.parsers.rst import roles
-
     app.connect("source-read", _drop_empty_glob)
-    for role in ("cite:p", "cite:t", "cite"):
-        roles.register_local_role(role, _citation_as_text)
-
-
-def _citation_as_text(name, rawtext, text, lineno, inliner, options=None, content=None):
-    """scvi-tools' docstrings, inherited by QBMVAE, cite with sphinxcontrib-bibtex's
-    ``:cite:p:``; without its bibliography the key is shown as text."""
-    from docutils import nodes
-
-    return [nodes.literal(rawtext, text)], []

@@ -109,3 +109,43 @@ def group_labels(adata: Any, groupby: str) -> Any:
         raise ValueError(f"groupby: obs[{groupby!r}] has {int(labels.isna().sum())} missing "
                          "labels")
     return labels if isinstance(labels.dtype, pd.CategoricalDtype) else labels.astype("category")
+
+
+def check_adata(adata: Any, field: str = "adata") -> None:
+    from anndata import AnnData
+
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"{field}: expected an AnnData, got {type(adata).__name__}")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"{field}: is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
+    if not adata.var_names.is_unique:
+        repeated = list(adata.var_names[adata.var_names.duplicated()].unique()[:5])
+        raise ValueError(f"{field}.var_names: gene names must be unique, {repeated} repeat; "
+                         f"call {field}.var_names_make_unique()")
+
+
+def counts(adata: Any, layer: str | None = None) -> Any:
+    """Raw counts (``X`` or ``layers[layer]``) as float64 CSR, checked finite and >= 0."""
+    from scipy import sparse
+
+    X = sparse.csr_matrix(layer_matrix(adata, layer), dtype=np.float64)
+    if not np.isfinite(X.data).all():
+        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: contains NaN or "
+                         "infinite values; expected raw counts")
+    if (X.data < 0).any():
+        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: expected raw "
+                         "counts, found negative values")
+    return X
+
+
+def log_normalize(X: Any, target_sum: float = 1e4) -> Any:
+    """``log1p(X / total * target_sum)`` per cell of a CSR matrix; cells with no counts stay
+    zero."""
+    from scipy import sparse
+
+    total = np.asarray(X.sum(axis=1)).ravel()
+    scale = np.divide(target_sum, total, out=np.zeros_like(total), where=total > 0)
+    out = sparse.diags(scale) @ X
+    out = sparse.csr_matrix(out)
+    np.log1p(out.data, out=out.data)
+    return out

@@ -537,6 +537,19 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
             fdr_target=fdr_target, silent=silent, weights="uniform",
             filter_outlier_cells=filter_outlier_cells, **kwargs)
 
+    @classmethod
+    def load_query_data(cls, adata: AnnData, reference_model: Any, **kwargs: Any) -> QBMVAE:
+        """Map new batches onto a trained reference (scArches): scvi-tools'
+        :meth:`scvi.model.base.ArchesMixin.load_query_data`, unchanged.
+
+        ``reference_model`` is a trained QBMVAE or the folder of a saved one; ``adata`` is the
+        query, prepared with :meth:`prepare_query_anndata`. By default the encoder, the
+        expression decoder and the Boltzmann prior stay frozen and only the decoder's inputs
+        for the query's new batches train, so query cells land in the reference's latent
+        space. Keyword arguments (``freeze_expression``, ``unfrozen``, ...) as scvi-tools'.
+        """
+        return super().load_query_data(adata, reference_model, **kwargs)
+
     def get_importance_weights(self, *args: Any, **kwargs: Any) -> np.ndarray:
         """Not available: scvi-tools' importance weights are ratios of the densities of a
         continuous latent (``p(z) p(x | z) / q(z | x)``), and QBM-VAE's latent is binary with
@@ -598,10 +611,8 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
         conditions on the observed one, as the decoder's NB mean is ``library * scale``), so
         this is the observed total; scvi-tools' mixin would read a log library instead."""
         adata = self._validate_anndata(adata)
-        out = []
-        with self._eval_mode():
-            for inference, _ in self._posterior_draws(adata, indices, batch_size, 0):
-                out.append(inference["library"].cpu().numpy())
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        out = [tensors[REGISTRY_KEYS.X_KEY].sum(-1, keepdim=True).numpy() for tensors in loader]
         return np.concatenate(out).astype(np.float32)
 
     def posterior_predictive_sample(self, adata: AnnData | None = None,

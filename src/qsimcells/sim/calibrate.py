@@ -42,8 +42,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._utils import (MissingKeyError, RngLike, as_generator, check_finite, check_positive_int,
-                      group_labels, layer_matrix, seed_sequence)
+from .._utils import (MissingKeyError, RngLike, as_generator, check_adata, check_finite,
+                      check_positive_int, group_labels, log_normalize, seed_sequence)
+from .._utils import counts as checked_counts
 from .design import MU_MAX, R_RANGE, CellCircuit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,6 +80,8 @@ class CalibratedDesign:
         ``n_states > 1``).
     library_size
         The circuit's cell types -> sd of the log size factors.
+    cell_type_of
+        The circuit's cell types (states) -> the reference's cell type.
     fit
         The fit: ``marginals`` (one row per qubit: ``cell_type``, ``state`` (the circuit's
         cell type), ``gene``, ``theta``, ``p_on``, ``mu``, ``r``, ``n_cells``,
@@ -92,8 +95,8 @@ class CalibratedDesign:
     genes: list[str]
     proportions: pd.Series
     library_size: dict[str, float]
+    cell_type_of: dict[str, str]
     fit: dict[str, Any] = field(repr=False)
-    cell_type_of: dict[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (f"CalibratedDesign({len(self.genes)} genes, {len(self.proportions)} cell types, "
@@ -157,7 +160,7 @@ class CalibratedDesign:
                                    dtype=np.uint8)
         obs = full.obs.iloc[rows].copy()
         state = obs["cell_type"].astype(str)
-        parent_of = self.cell_type_of or {t: t for t in types}
+        parent_of = self.cell_type_of
         obs["cell_type"] = pd.Categorical(state.map(parent_of),
                                           categories=list(dict.fromkeys(parent_of.values())))
         if any(k != v for k, v in parent_of.items()):
@@ -260,16 +263,9 @@ def fit_design(
         Simulate it with :meth:`CalibratedDesign.simulate` or
         :func:`~qsimcells.sim.simulate` (where ``n_cells`` is then the total).
     """
-    from anndata import AnnData
-
-    if not isinstance(adata, AnnData):
-        raise TypeError(f"adata: expected an AnnData, got {type(adata).__name__}")
-    if adata.n_obs < 2 or adata.n_vars < 1:
-        raise ValueError(f"adata: needs at least 2 cells and 1 gene, has {adata.n_obs} x "
-                         f"{adata.n_vars}")
-    if not adata.var_names.is_unique:
-        raise ValueError("adata.var_names: gene names must be unique; call "
-                         "adata.var_names_make_unique()")
+    check_adata(adata)
+    if adata.n_obs < 2:
+        raise ValueError(f"adata: needs at least 2 cells, has {adata.n_obs}")
     labels = group_labels(adata, groupby)
     min_correlation = check_finite("min_correlation", min_correlation, low=0.0, high=1.0)
     penalty = check_finite("penalty", penalty, low=0.0)
@@ -288,11 +284,11 @@ def fit_design(
         raise ValueError(f"edges: expected 'correlation', a DataFrame with source and target, "
                          f"or None, got {edges!r}")
 
-    counts = _counts(adata, layer)
-    chosen = _choose_genes(adata, counts, n_genes, genes)
+    raw = _counts(adata, layer)
+    chosen = _choose_genes(adata, raw, n_genes, genes)
     gen = as_generator(seed_sequence(rng))
     cell_types = [str(t) for t in pd.Categorical(labels.astype(str)).categories]
-    label, parent_of = _states(counts[:, chosen], labels.astype(str).to_numpy(), cell_types,
+    label, parent_of = _states(raw[:, chosen], labels.astype(str).to_numpy(), cell_types,
                                n_states, min_state_cells, gen)
     types = list(parent_of)  # the design's cell types: the states, in cell-type order
     parents = [parent_of[t] for t in types]
@@ -303,7 +299,7 @@ def fit_design(
             cells = np.sort(gen.choice(cells, max_cells, replace=False))
         keep.append(cells)
     rows = np.concatenate(keep)
-    X = np.asarray(counts[rows][:, chosen].toarray(), dtype=np.float64)
+    X = np.asarray(raw[rows][:, chosen].toarray(), dtype=np.float64)
     codes = np.concatenate([np.full(c.size, k) for k, c in enumerate(keep)])
     gene_names = [str(g) for g in adata.var_names[chosen]]
     proportions = (pd.Series(label).value_counts(normalize=True).reindex(types)
@@ -363,10 +359,7 @@ def _states(counts: sparse.csr_matrix, label: np.ndarray, cell_types: list[str],
         if k <= 1:
             parent_of[t] = t
             continue
-        block = counts[rows].toarray()
-        total = block.sum(axis=1, keepdims=True)
-        logx = np.log1p(np.divide(block * 1e4, total, out=np.zeros_like(block),
-                                  where=total > 0))
+        logx = log_normalize(counts[rows]).toarray()
         logx -= logx.mean(axis=0)
         u, sv, _ = np.linalg.svd(logx, full_matrices=False)
         emb = u[:, :10] * sv[:10]
@@ -387,14 +380,12 @@ def _describe(edges: Any) -> str:
 
 
 def _counts(adata: AnnData, layer: str | None) -> sparse.csr_matrix:
-    field_name = "X" if layer is None else f"layers[{layer!r}]"
-    X = layer_matrix(adata, layer)
-    X = sparse.csr_matrix(X, dtype=np.float64)
-    if not np.isfinite(X.data).all():
-        raise ValueError(f"{field_name}: contains NaN or infinite values; expected raw counts")
-    if (X.data < 0).any() or (X.data != np.round(X.data)).any():
-        raise ValueError(f"{field_name}: expected raw counts (non-negative integers); found "
-                         "negative or fractional values (normalised data cannot be fitted)")
+    """The shared checks of raw counts, and whole numbers: an NB is fitted to them."""
+    X = checked_counts(adata, layer)
+    if (X.data != np.round(X.data)).any():
+        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: expected raw "
+                         "counts (non-negative integers); found fractional values (normalised "
+                         "data cannot be fitted)")
     return X
 
 
@@ -415,10 +406,7 @@ def _choose_genes(adata: AnnData, counts: sparse.csr_matrix, n_genes: int | None
             check_positive_int("n_genes", n_genes)
         return np.arange(adata.n_vars)
     n_genes = check_positive_int("n_genes", n_genes)
-    total = np.asarray(counts.sum(axis=1)).ravel()
-    scale = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
-    logx = sparse.diags(scale) @ counts
-    logx.data = np.log1p(logx.data)
+    logx = log_normalize(counts)
     mean = np.asarray(logx.mean(axis=0)).ravel()
     var = np.asarray(logx.multiply(logx).mean(axis=0)).ravel() - mean**2
     return np.sort(np.argsort(-var, kind="stable")[:n_genes])
@@ -667,12 +655,12 @@ def _fit_edges(X: np.ndarray, codes: np.ndarray, size: np.ndarray, fit: _Margina
         return (pd.DataFrame(columns=edge_columns), pd.DataFrame(), 0)
     on = fit.posterior_on(X, codes, size)
     cells_of = [np.flatnonzero(codes == k) for k in range(len(types))]
-    single = _ConditionalFit(X, size, fit, on, cells_of)
+    fitter = _ConditionalFit(X, size, fit, on, cells_of)
     cand = candidates.copy()
     cand["sign"] = np.where(cand["correlation"] >= 0, 1, -1)
     groups = [(int(k), int(t), [int(p)], [int(s)]) for k, t, p, s in
               cand[["type", "target", "parent", "sign"]].itertuples(index=False)]
-    _, _, gain = single.run(groups, progress, "fit_design: screening edges")
+    _, _, gain = fitter.run(groups, progress, "fit_design: screening edges")
     cand["delta_loglik"] = gain
     threshold = penalty * np.log(fit.n_cells[cand["type"].to_numpy()]) / 2
     kept = cand[cand["delta_loglik"] > threshold]
@@ -685,7 +673,7 @@ def _fit_edges(X: np.ndarray, codes: np.ndarray, size: np.ndarray, fit: _Margina
     for (k, t), rows in kept.groupby(["type", "target"], sort=True):
         joint_groups.append((int(k), int(t), rows["parent"].astype(int).tolist(),
                              rows["sign"].astype(int).tolist()))
-    theta, phi, gain = single.run(joint_groups, progress, "fit_design: joint fits")
+    theta, phi, gain = fitter.run(joint_groups, progress, "fit_design: joint fits")
     out = []
     for (k, t, parents, signs), th, ph, g in zip(joint_groups, theta, phi, gain, strict=True):
         rows = kept[(kept["type"] == k) & (kept["target"] == t)].set_index("parent")

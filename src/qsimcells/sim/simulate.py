@@ -274,8 +274,7 @@ class Simulation:
         self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self.batch_names = _check_batches(batches)
         self.batch_scale = check_finite("batch_scale", batch_scale, low=0.0, high=2.0)
-        self.library_size = _check_library_size(library_size, list(design.cell_types)) \
-            if isinstance(design, CellCircuit) else library_size
+        self.library_size = _check_library_size(library_size, list(design.cell_types))
         sampler_kwargs = sampler_kwargs or {}
         if sampler_options is not None and not isinstance(sampler_options, dict):
             raise TypeError("sampler_options: expected a dict of options or None")
