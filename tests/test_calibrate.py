@@ -210,10 +210,37 @@ def test_bad_inputs_name_their_field(change, kwargs, error, match) -> None:
     assert "qsimcells_fit" not in adata.uns  # nothing half-written
 
 
+def test_batches_of_a_fitted_design_scale_a_gene_alike_in_every_cell_type(known) -> None:
+    """With batches, each gene's mean is multiplied by one factor per batch, the same in
+    both cell types (their qubits of a gene share it): per type and gene, the log ratio of the
+    batch means lies within 5 sd of the log ratio of the factors."""
+    _, _, fitted = known
+    sim = qs.sim.simulate(fitted, 8000, rng=3, batches=["b0", "b1"], batch_scale=0.5,
+                          progress=False)
+    factors = sim.uns["qsimcells"]["batch_factors"]
+    assert factors.shape == (2, len(fitted.genes))
+    assert set(sim.obs["batch"]) == {"b0", "b1"}
+    want = np.log(factors[1] / factors[0])
+    checked = 0
+    for cell_type in ("CT1", "CT2"):
+        part = sim[sim.obs["cell_type"] == cell_type]
+        X = part.X.toarray().astype(float)
+        b0, b1 = X[part.obs["batch"].to_numpy() == "b0"], X[part.obs["batch"].to_numpy() == "b1"]
+        m0, m1 = b0.mean(0), b1.mean(0)
+        shown = (m0 > 0.5) & (m1 > 0.5)
+        sd = np.sqrt(b0.var(0) / (len(b0) * m0**2 + 1e-12) + b1.var(0) / (len(b1) * m1**2 + 1e-12))
+        got = np.log(m1[shown] / m0[shown])
+        assert (np.abs(got - want[shown]) < 5 * sd[shown]).all(), cell_type
+        checked += int(shown.sum())
+    assert checked >= 15  # housekeeping genes count in both types
+    with pytest.raises(ValueError, match=r"batches: expected None"):
+        qs.sim.simulate(fitted, 10, batches="b0")
+
+
 def test_simulate_refuses_options_a_fitted_design_brings_itself(known) -> None:
     _, _, fitted = known
-    with pytest.raises(ValueError, match=r"batches: not available for a fitted design"):
-        qs.sim.simulate(fitted, 10, batches=2)
+    with pytest.raises(ValueError, match=r"tissue: not available for a fitted design"):
+        qs.sim.simulate(fitted, 10, tissue=qs.sim.Tissue())
     with pytest.raises(ValueError, match=r"library_size: not available"):
         qs.sim.simulate(fitted, 10, library_size=0.5)
     with pytest.raises(ValueError, match=r"n_cells: must be a positive integer"):

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "docs" / "tutorials"
@@ -16,9 +17,10 @@ def code_cells(page: Path) -> list[str]:
     return CELL.findall(page.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("name", ["spatial", "calibration"])
+@pytest.mark.parametrize("name", ["spatial", "calibration", "reference_mapping"])
 def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -> None:
-    pytest.importorskip({"spatial": "squidpy", "calibration": "torch"}[name])
+    pytest.importorskip({"spatial": "squidpy", "calibration": "torch",
+                         "reference_mapping": "scvi"}[name])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,3 +54,11 @@ def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -
         assert comparison.value("knn", "auc") < 0.8
         assert comparison.value("zero_fraction", "mae") < 0.03
         assert score["precision"] >= 0.6 and score["recall"] >= 0.2
+    if name == "reference_mapping":
+        transfer = namespace["transfer"]
+        # labels transfer about as well as within the reference, for both models; the query
+        # training raises the query's ELBO, and the decoder learns part of the true batch effect
+        assert (transfer["query accuracy"] > 0.8).all()
+        assert (transfer["query accuracy"] > transfer["within reference (3-fold)"] - 0.05).all()
+        assert (transfer["query ELBO after"] > transfer["query ELBO before"]).all()
+        assert (transfer["batch effect learned (r)"] > 0.15).all()

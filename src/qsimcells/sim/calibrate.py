@@ -118,35 +118,46 @@ class CalibratedDesign:
         return dict(zip(self.proportions.index, counts.tolist(), strict=True))
 
     def simulate(self, n_cells: int | None = None, *, rng: RngLike = None,
-                 sampler: str = "auto", chunk_size: int | None = None,
+                 sampler: str = "auto", batches: int | Sequence[str] | None = None,
+                 batch_scale: float = 0.3, chunk_size: int | None = None,
                  progress: bool | None = None) -> AnnData:
         """Simulate look-alike cells: ``n_cells`` in all (default: as many as the reference),
         split as the reference's cell types.
 
-        The circuit is simulated with :func:`~qsimcells.sim.simulate` (one shot gives one cell
-        of every type; the shots needed for the largest type are drawn and each type keeps its
-        share), and each cell's qubits are written to their genes' columns.
+        The circuit is simulated as :func:`~qsimcells.sim.simulate` does (one shot gives one
+        cell of every type; the shots needed for the largest type are drawn and each type keeps
+        its share), and each cell's qubits are written to their genes' columns.
+
+        Parameters
+        ----------
+        batches, batch_scale
+            As in :func:`~qsimcells.sim.simulate`: each cell goes to a batch at random, and
+            each batch multiplies every gene's mean by its own log-normal factor, the same in
+            every cell type (all the qubits of one gene share it).
 
         Returns
         -------
         anndata.AnnData
             ``X`` integer counts (CSR) over :attr:`genes`, ``layers["binary"]`` the ON states,
-            ``obs`` with ``cell_type`` (also under the reference's ``groupby`` name) and
-            ``size_factor``, and ``uns["qsimcells"]`` as
-            :func:`~qsimcells.sim.simulate` writes it plus ``calibration`` (the fit and the
-            edges in gene names).
+            ``obs`` with ``cell_type`` (also under the reference's ``groupby`` name),
+            ``size_factor`` (and ``batch``), and ``uns["qsimcells"]`` as
+            :func:`~qsimcells.sim.simulate` writes it (``batch_factors`` per gene) plus
+            ``calibration`` (the fit and the edges in gene names).
         """
         import anndata as ad
 
-        from .simulate import DEFAULT_CHUNK_SIZE, simulate
+        from .simulate import DEFAULT_CHUNK_SIZE, Simulation, _as_anndata
 
         n_cells = self.fit["params"]["n_obs"] if n_cells is None else n_cells
         per_type = self.cells_per_type(n_cells)
         shots = max(per_type.values())
         types = list(self.circuit.cell_types)
-        full = simulate(self.circuit, shots, sampler=sampler, rng=rng,
-                        library_size=self.library_size, progress=progress,
-                        chunk_size=chunk_size or DEFAULT_CHUNK_SIZE)
+        gene_of_qubit = self.gene_of_qubit()
+        run = Simulation(self.circuit, shots, sampler=sampler, rng=rng, batches=batches,
+                         batch_scale=batch_scale, library_size=self.library_size,
+                         chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+                         batch_columns=gene_of_qubit)
+        full = _as_anndata(run, progress=progress)
         niche = full.obs["niche"].to_numpy()
         kind = full.obs["cell_type"].astype(str).to_numpy()
         limit = np.array([per_type[t] for t in kind])
@@ -171,6 +182,10 @@ class CalibratedDesign:
         var = pd.DataFrame({"housekeeping": False, "background": False},
                            index=pd.Index(self.genes))
         uns = dict(full.uns["qsimcells"])
+        if "batch_factors" in uns:  # per gene, as the columns of X (1 for a gene never ON)
+            per_gene = np.ones((len(uns["batch_factors"]), len(self.genes)))
+            per_gene[:, gene_of_qubit] = uns["batch_factors"]
+            uns["batch_factors"] = per_gene
         uns["calibration"] = self.as_dict()
         uns["n_cells"] = int(n_cells)
         return ad.AnnData(X=X, obs=obs, var=var, layers={"binary": binary},

@@ -108,13 +108,14 @@ class _Layout:
 def _check_calibrated_options(**given: Any) -> None:
     """A fitted design brings its own library sizes and cell-type shares: refuse the
     options that would contradict them, or that it cannot take."""
-    default = {"batches": None, "library_size": None, "tissue": None, "engine": "memory",
+    default = {"library_size": None, "tissue": None, "engine": "memory",
                "sampler_options": None}
     wrong = sorted(k for k, v in given.items() if k not in default or v != default[k])
     if wrong:
         raise ValueError(f"{wrong[0]}: not available for a fitted design (qs.sim.fit_design): "
                          "it brings its own library sizes and cell-type shares and runs in "
-                         "memory; allowed: n_cells, sampler, rng, chunk_size, progress")
+                         "memory; allowed: n_cells, sampler, rng, batches, batch_scale, "
+                         "chunk_size, progress")
 
 
 def _check_library_size(value: Any, types: list[str]) -> float | dict[str, float] | None:
@@ -226,19 +227,24 @@ def simulate(
         ``intervention``, and ``uns["qsimcells"]`` with the design (ground truth), the sampler
         that ran, the seed and the package version.
     """
-    import anndata as ad
-
     check_choice("engine", engine, ENGINES)
     if isinstance(design, CalibratedDesign):
-        _check_calibrated_options(batches=batches, library_size=library_size, tissue=tissue,
-                                  engine=engine, sampler_options=sampler_options,
-                                  **sampler_kwargs)
-        return design.simulate(n_cells, rng=rng, sampler=sampler, chunk_size=chunk_size,
-                               progress=progress)
+        _check_calibrated_options(library_size=library_size, tissue=tissue, engine=engine,
+                                  sampler_options=sampler_options, **sampler_kwargs)
+        return design.simulate(n_cells, rng=rng, sampler=sampler, batches=batches,
+                               batch_scale=batch_scale, chunk_size=chunk_size, progress=progress)
     run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
                      batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
                      sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
                      for_workers=engine == "dask", tissue=tissue)
+    return _as_anndata(run, engine, progress)
+
+
+def _as_anndata(run: Simulation, engine: str = "memory",
+                progress: bool | None = None) -> AnnData:
+    """The data of a prepared simulation, in memory or as lazy dask arrays."""
+    import anndata as ad
+
     if engine == "dask":
         from .lazy import lazy_matrices
 
@@ -256,7 +262,9 @@ class Simulation:
     Chunk ``i`` covers niches ``[i * chunk_size, (i + 1) * chunk_size)`` and is drawn from its own
     spawned seed only, so chunks can be computed in any order, in any process, and give the same
     data as one in-memory run. Arguments as in :func:`simulate`; ``for_workers`` refuses samplers
-    that cannot run in a worker process (credentials, hardware, objects that do not pickle).
+    that cannot run in a worker process (credentials, hardware, objects that do not pickle);
+    ``batch_columns`` gives each var the column of the batch factors it takes (vars that share
+    a column share the factor; default: a column of its own).
     """
 
     def __init__(self, design: CellCircuit, n_cells: int, *, sampler: str = "auto",
@@ -265,7 +273,7 @@ class Simulation:
                  chunk_size: int = DEFAULT_CHUNK_SIZE,
                  sampler_options: dict[str, Any] | None = None,
                  sampler_kwargs: dict[str, Any] | None = None, for_workers: bool = False,
-                 tissue: Tissue | None = None) -> None:
+                 tissue: Tissue | None = None, batch_columns: np.ndarray | None = None) -> None:
         from ..samplers import resolve_sampler
 
         if not isinstance(design, CellCircuit):
@@ -309,8 +317,10 @@ class Simulation:
         names = self.batch_names
         n_types = len(self.layout.types)
         batch_of_niche = setup.integers(len(names), size=self.n_cells) if names else None
+        # one factor per gene: a fitted design's qubits of one gene share their column
+        columns = np.arange(self.layout.n_vars) if batch_columns is None else batch_columns
         batch_factor = (np.exp(setup.normal(0.0, self.batch_scale,
-                                            size=(len(names), self.layout.n_vars)))
+                                            size=(len(names), int(columns.max()) + 1)))[:, columns]
                         if names else None)
         sd = (np.array([library_size[t] for t in self.layout.types])
               if isinstance(library_size, dict) else library_size)
