@@ -51,6 +51,31 @@ def report(text: str, out: Path | None) -> None:
         out.write_text(text)
 
 
+def _markers(key: str) -> tuple[str, str]:
+    return f"<!-- begin {key}: written by benchmarks/{key}.py -->", f"<!-- end {key} -->"
+
+
+def section(page: Path, key: str) -> str:
+    """The section ``key`` of ``page`` (markers included) that :func:`splice_section` wrote,
+    or "" when there is none; a script that regenerates ``page`` keeps it this way."""
+    begin, end = _markers(key)
+    text = page.read_text() if page.exists() else ""
+    if begin not in text or end not in text:
+        return ""
+    return text[text.index(begin):text.index(end) + len(end)]
+
+
+def splice_section(page: Path, key: str, body: str) -> None:
+    """Write ``body`` into ``page`` as its section ``key``: replace the section another run
+    wrote, or append it. Lets a second benchmark report on a page a first one generates."""
+    begin, end = _markers(key)
+    text = page.read_text() if page.exists() else ""
+    block = f"{begin}\n{body.strip()}\n{end}"
+    old = section(page, key)
+    text = text.replace(old, block) if old else text.rstrip("\n") + "\n\n" + block + "\n"
+    page.write_text(text)
+
+
 def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 

@@ -84,7 +84,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 warnings.filterwarnings("ignore")
 
 import numpy as np  # noqa: E402
-from _common import REPO, command, machine, source_state  # noqa: E402
+from _common import REPO, command, machine, section, source_state  # noqa: E402
 from _common import PBMC_LABEL, load_pbmc  # noqa: E402
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "qbmvae.md"
@@ -743,6 +743,9 @@ def main(argv: list[str]) -> None:
         info["load_start"], info["load_end"] = f"{load_start:.1f}", f"{os.getloadavg()[0]:.1f}"
         text = markdown(command(__file__, argv), info, source, source_state(), datasets,
                         args.quick, args)
+        # The DE section is benchmarks/qbmvae_de.py's: keep what it last wrote.
+        kept = section(out, "qbmvae_de")
+        text = text + "\n" + kept + "\n" if kept else text
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
         print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
