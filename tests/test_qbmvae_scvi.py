@@ -182,3 +182,110 @@ def test_reference_mapping_with_scvi_tools_arches(tmp_path) -> None:
     mapped.save(tmp_path / "query")
     again = qs.model.QBMVAE.load(str(tmp_path / "query"), adata=query)
     np.testing.assert_allclose(again.get_latent_representation(query), z_query, rtol=1e-5)
+    # the reference's batches keep the rows they learned; the query batch has its own
+    rows_ref = reference.get_batch_representation(ref)
+    rows_mapped = mapped.get_batch_representation(adata)
+    in_ref = (adata.obs["batch"] != "batch2").to_numpy()
+    np.testing.assert_array_equal(rows_mapped[in_ref], rows_ref)
+    assert not np.allclose(rows_mapped[~in_ref][0], rows_ref[0])
+
+
+def test_batch_representation_is_the_decoders_learned_batch_input(model) -> None:
+    rows = model.get_batch_representation()
+    assert rows.shape == (model.adata.n_obs, 32) and rows.dtype == np.float32
+    batch = model.adata.obs["batch"].to_numpy()
+    weight = model.module.decoder.fc_layers[0][0].weight.detach().numpy()
+    for code, label in enumerate(["batch0", "batch1"]):
+        mine = rows[batch == label]
+        np.testing.assert_array_equal(mine, np.broadcast_to(weight[:, 8 + code], mine.shape))
+    assert not np.allclose(rows[batch == "batch0"][0], rows[batch == "batch1"][0])
+    sub = model.get_batch_representation(indices=[3, 1])
+    np.testing.assert_array_equal(sub, rows[[3, 1]])
+    single = model.adata.copy()
+    qs.model.QBMVAE.setup_anndata(single)
+    with pytest.raises(ValueError, match="batch_key: the model was set up with one batch"):
+        qs.model.QBMVAE(single, n_latent=8, n_hidden=32).get_batch_representation()
+
+
+def _copy_of(model, tmp_path):
+    """A fresh copy of the trained model (minifying changes a model in place)."""
+    model.save(tmp_path / "full")
+    return qs.model.QBMVAE.load(str(tmp_path / "full"), adata=model.adata.copy())
+
+
+def test_a_minified_model_answers_from_the_stored_posterior(model, tmp_path) -> None:
+    full = _copy_of(model, tmp_path)
+    mini = _copy_of(model, tmp_path / "b")
+    adata = mini.adata
+    qzm, qzv = mini.get_latent_representation(return_dist=True)
+    np.testing.assert_allclose(qzv, qzm * (1 - qzm))
+    adata.obsm["X_latent_qzm"], adata.obsm["X_latent_qzv"] = qzm, qzv
+    mini.minify_adata()
+    assert mini.minified_data_type == "latent_posterior_parameters"
+    assert mini.adata is not adata and mini.adata.X.nnz == 0  # the counts are gone
+    np.testing.assert_allclose(mini.get_latent_representation(), qzm, rtol=1e-6)
+    np.testing.assert_allclose(mini.get_latent_library_size(), full.get_latent_library_size())
+    # the same relaxation draws decode the same expression as on the full data
+    torch.manual_seed(3)
+    expected = full.get_normalized_expression(indices=[0, 7, 9], n_samples=5)
+    torch.manual_seed(3)
+    got = mini.get_normalized_expression(indices=[0, 7, 9], n_samples=5)
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-7)
+    counts = mini.posterior_predictive_sample(indices=[0, 1])
+    np.testing.assert_allclose(np.asarray(counts.sum(1)).ravel(),
+                               np.asarray(full.adata.X[[0, 1]].sum(1)).ravel(), rtol=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        de = mini.differential_expression(groupby="cell_type", group1="CT1", group2="CT2",
+                                          mode="change", silent=True)
+    truth = ~mini.adata.var["housekeeping"].to_numpy()
+    score = de.loc[mini.adata.var_names, "proba_de"].to_numpy(dtype=float)
+    assert _roc_auc(truth, score) >= 0.9
+    assert mini.sample_prior(5, rng=0).n_obs == 5  # library sizes from the stored ones
+    with pytest.raises(ValueError, match="adata: this model's AnnData is minified"):
+        mini.train(max_epochs=1)
+    with pytest.raises(ValueError, match="does not support minified data"):
+        mini.get_elbo()
+    with pytest.raises(ValueError, match="minified already"):
+        mini.minify_adata()
+    # a minified model saves with its minified AnnData and loads minified
+    mini.save(tmp_path / "mini", save_anndata=True)
+    again = qs.model.QBMVAE.load(str(tmp_path / "mini"))
+    assert again.minified_data_type == "latent_posterior_parameters"
+    assert again.module.minified_data_type == "latent_posterior_parameters"
+    np.testing.assert_allclose(again.get_latent_representation(), qzm, rtol=1e-6)
+
+
+def test_minifying_with_counts_keeps_them_and_the_elbo(model, tmp_path) -> None:
+    mini = _copy_of(model, tmp_path)
+    adata = mini.adata
+    adata.obsm["X_latent_qzm"], adata.obsm["X_latent_qzv"] = \
+        mini.get_latent_representation(return_dist=True)
+    mini.minify_adata("latent_posterior_parameters_with_counts")
+    assert mini.adata.X.nnz == model.adata.X.nnz
+    assert np.isfinite(mini.get_elbo())
+
+
+@pytest.mark.parametrize(("change", "error", "match"), [
+    ({"drop": "X_latent_qzm"}, KeyError, r"use_latent_qzm_key: adata.obsm\['X_latent_qzm'\] is "
+                                         "missing"),
+    ({"drop": "X_latent_qzv"}, KeyError, "use_latent_qzv_key: .* is missing"),
+    ({"qzm": "narrow"}, ValueError, r"use_latent_qzm_key: .* has shape \(600, 3\)"),
+    ({"qzm": "logits"}, ValueError, r"must hold Bernoulli means and variances in \[0, 1\]"),
+    ({"type": "posterior"}, ValueError, "minified_data_type: 'posterior' is not allowed"),
+])
+def test_minify_refuses_what_is_not_a_stored_binary_posterior(model, tmp_path, change, error,
+                                                             match) -> None:
+    mini = _copy_of(model, tmp_path)
+    adata = mini.adata
+    qzm, qzv = mini.get_latent_representation(return_dist=True)
+    adata.obsm["X_latent_qzm"], adata.obsm["X_latent_qzv"] = qzm, qzv
+    if "drop" in change:
+        del adata.obsm[change["drop"]]
+    if change.get("qzm") == "narrow":
+        adata.obsm["X_latent_qzm"] = qzm[:, :3]
+    if change.get("qzm") == "logits":
+        adata.obsm["X_latent_qzm"] = mini.get_latent_representation(representation="logit")
+    with pytest.raises(error, match=match):
+        mini.minify_adata(change.get("type", "latent_posterior_parameters"))
+    assert mini.minified_data_type is None and mini.adata is adata  # nothing changed

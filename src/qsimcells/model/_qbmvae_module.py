@@ -71,6 +71,9 @@ class QBMVAEModule(BaseModuleClass):
         from ._boltzmann import BoltzmannPrior
 
         self.n_input = n_input
+        # scvi-tools' minified mode (set by QBMVAE.minify_adata): the posterior means ``q`` and
+        # the library come from the AnnData instead of the encoder
+        self.minified_data_type: str | None = None
         self.n_batch = n_batch
         self.n_latent = n_latent
         self.likelihood = likelihood
@@ -102,6 +105,9 @@ class QBMVAEModule(BaseModuleClass):
     # -- scvi-tools protocol ---------------------------------------------------------------
     def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs: Any
                              ) -> dict[str, torch.Tensor]:
+        if self.minified_data_type is not None:
+            return {"qzm": tensors[REGISTRY_KEYS.LATENT_QZM_KEY],
+                    "observed_lib_size": tensors[REGISTRY_KEYS.OBSERVED_LIB_SIZE]}
         return {"x": tensors[REGISTRY_KEYS.X_KEY]}
 
     def _get_generative_input(self, tensors: dict[str, torch.Tensor],
@@ -111,16 +117,24 @@ class QBMVAEModule(BaseModuleClass):
                 "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY]}
 
     @auto_move_data
-    def inference(self, x: torch.Tensor, n_samples: int = 1) -> dict[str, torch.Tensor]:
+    def inference(self, x: torch.Tensor | None = None, n_samples: int = 1,
+                  qzm: torch.Tensor | None = None,
+                  observed_lib_size: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Posterior means ``q`` (and their logits), a relaxed sample ``zeta`` and the library
-        size."""
-        hidden = self.encoder(self._encoder_input(x))
+        size: from the counts ``x`` through the encoder, or on minified data from the stored
+        posterior means ``qzm`` and library ``observed_lib_size``."""
         bound = math.log((1 - _Q_MIN) / _Q_MIN)  # the logit of the clamped q
-        logits = self.encoder_logits(hidden).clamp(-bound, bound)
-        q = torch.sigmoid(logits).clamp(_Q_MIN, 1 - _Q_MIN)
+        if qzm is not None:
+            q = qzm.clamp(_Q_MIN, 1 - _Q_MIN)
+            logits = torch.logit(q)
+            library = observed_lib_size.reshape(-1, 1).to(q.dtype)
+        else:
+            hidden = self.encoder(self._encoder_input(x))
+            logits = self.encoder_logits(hidden).clamp(-bound, bound)
+            q = torch.sigmoid(logits).clamp(_Q_MIN, 1 - _Q_MIN)
+            library = x.sum(-1, keepdim=True)
         rho = torch.rand_like(q)
         zeta = spike_exponential(q, rho, self.beta)
-        library = x.sum(-1, keepdim=True)
         return {"q": q, "logits": logits, "zeta": zeta, "z": (rho > 1 - q).to(q.dtype),
                 "library": library}
 

@@ -20,10 +20,11 @@ from anndata import AnnData
 from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
+from scvi.data._utils import _get_adata_minify_type
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.distributions import NegativeBinomial
-from scvi.model.base import (ArchesMixin, BaseModelClass, RNASeqMixin, UnsupervisedTrainingMixin,
-                             VAEMixin)
+from scvi.model.base import (ArchesMixin, BaseMinifiedModeModelClass, RNASeqMixin,
+                             UnsupervisedTrainingMixin, VAEMixin)
 from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
@@ -77,7 +78,8 @@ def _check_counts(X: Any, likelihood: str) -> None:
                              "likelihood='mse')")
 
 
-class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
+             BaseMinifiedModeModelClass):
     """Binary-latent VAE with a Boltzmann-machine prior sampled by a named Ising sampler.
 
     A scvi-tools model: scvi-tools' own :class:`~scvi.model.base.RNASeqMixin` gives it
@@ -87,7 +89,9 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
     gives it scArches reference mapping (``prepare_query_anndata``, ``load_query_data``: the
     encoder and the expression decoder frozen, the new batches' decoder inputs trained; the
     Boltzmann prior is frozen with them, so query cells are mapped into the reference's
-    latent space). What the binary latent changes is written here (see each method).
+    latent space). scvi-tools' minified mode (:meth:`minify_adata`) keeps only the posterior
+    means and the library size of each cell, for sharing a trained model without its counts.
+    What the binary latent changes is written here (see each method).
 
     Parameters
     ----------
@@ -126,6 +130,9 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
     """
 
     _module_cls = QBMVAEModule
+    # obsm / obs keys of a minified AnnData (scvi-tools' minified mode)
+    _LATENT_QZM_KEY = "qbmvae_latent_qzm"
+    _LATENT_QZV_KEY = "qbmvae_latent_qzv"
     _training_plan_cls = QBMVAETrainingPlan
 
     def __init__(self, adata: AnnData, n_latent: int = 64, n_hidden: int = 256,
@@ -151,6 +158,7 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
             n_hidden=n_hidden, n_layers=n_layers, likelihood=likelihood,
             prior_sampler=prior_sampler, prior_sampler_kwargs=prior_sampler_kwargs, beta=beta,
             num_reads=num_reads, dropout_rate=dropout_rate, seed=seed)
+        self.module.minified_data_type = self.minified_data_type
         self._model_summary_string = (
             f"QBMVAE: n_latent={n_latent} binary units, n_hidden={n_hidden}, "
             f"n_layers={n_layers}, likelihood={likelihood!r}, prior_sampler={prior_sampler!r}, "
@@ -195,6 +203,9 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
             CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
         ]
+        minify_type = _get_adata_minify_type(adata)
+        if minify_type is not None:  # a minified AnnData (QBMVAE.minify_adata) being reloaded
+            fields += cls._get_fields_for_adata_minification(minify_type)
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
@@ -263,6 +274,9 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
             Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` (``train_size``,
             ``accelerator``, ``enable_progress_bar``, trainer options, ...).
         """
+        if self.minified_data_type is not None:
+            raise ValueError("adata: this model's AnnData is minified (it holds posterior means, "
+                             "not the training data); train on the full AnnData")
         plan_kwargs = dict(plan_kwargs or {})
         for key in ("lr", "lr_prior"):
             if key in plan_kwargs:
@@ -285,7 +299,9 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
     def get_latent_representation(self, adata: AnnData | None = None,
                                   indices: Sequence[int] | None = None, give_mean: bool = True,
                                   batch_size: int | None = None, rng: RngLike = None,
-                                  representation: str = "probability") -> np.ndarray:
+                                  representation: str = "probability",
+                                  return_dist: bool = False
+                                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Posterior probabilities ``q`` (``give_mean``) or binary samples ``z ~ Bernoulli(q)``.
 
         Parameters
@@ -308,11 +324,14 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
             better neighbours (kNN label accuracy on pbmc68k_reduced 0.800 against 0.792 for
             ``q``, SCVI 0.808; 3 seeds, ``docs/benchmarks/qbmvae.md``). Use it for
             ``sc.pp.neighbors``.
+        return_dist
+            Return the posterior's mean and variance, ``(q, q * (1 - q))`` (each unit is a
+            Bernoulli), as scvi-tools' ``(qzm, qzv)``: what :meth:`minify_adata` stores.
 
         Returns
         -------
-        numpy.ndarray
-            ``(n_cells, n_latent)`` float32.
+        numpy.ndarray or tuple of numpy.ndarray
+            ``(n_cells, n_latent)`` float32 (two of them with ``return_dist``).
         """
         check_choice("representation", representation, ["probability", "logit"])
         if representation == "logit" and not give_mean:
@@ -326,6 +345,11 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
             parts = [self.module.inference(**self.module._get_inference_input(tensors))[key].cpu()
                      for tensors in loader]
         q = torch.cat(parts).numpy().astype(np.float32)
+        if return_dist:
+            if representation == "logit":
+                raise ValueError("representation: return_dist gives the Bernoulli mean and "
+                                 "variance; use representation='probability'")
+            return q, q * (1 - q)
         if give_mean:
             return q
         return (as_generator(rng).random(q.shape) < q).astype(np.float32)
@@ -609,10 +633,16 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
                                 batch_size: int | None = None) -> np.ndarray:
         """Each cell's library size, ``(n_cells, 1)``. QBM-VAE has no latent library (it
         conditions on the observed one, as the decoder's NB mean is ``library * scale``), so
-        this is the observed total; scvi-tools' mixin would read a log library instead."""
+        this is the observed total (on minified data, the stored one); scvi-tools' mixin would
+        read a log library instead."""
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        out = [tensors[REGISTRY_KEYS.X_KEY].sum(-1, keepdim=True).numpy() for tensors in loader]
+        if self.minified_data_type is not None:
+            out = [tensors[REGISTRY_KEYS.OBSERVED_LIB_SIZE].reshape(-1, 1).numpy()
+                   for tensors in loader]
+        else:
+            out = [tensors[REGISTRY_KEYS.X_KEY].sum(-1, keepdim=True).numpy()
+                   for tensors in loader]
         return np.concatenate(out).astype(np.float32)
 
     def posterior_predictive_sample(self, adata: AnnData | None = None,
@@ -659,6 +689,86 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
         if n_samples == 1:
             return sp.csr_matrix(counts[..., 0])
         return counts
+
+    def minify_adata(self, minified_data_type: str = "latent_posterior_parameters",
+                     use_latent_qzm_key: str = "X_latent_qzm",
+                     use_latent_qzv_key: str = "X_latent_qzv") -> None:
+        """Minify the model's AnnData (scvi-tools'
+        :meth:`~scvi.model.base.BaseMinifiedModeModelClass.minify_adata`): keep each cell's
+        posterior means and library size and drop the counts, so a trained model can be shared
+        and queried (latent, normalised expression, differential expression, posterior
+        predictive samples) without its data.
+
+        Store the posterior first, as for SCVI::
+
+            adata.obsm["X_latent_qzm"], adata.obsm["X_latent_qzv"] = \
+                model.get_latent_representation(return_dist=True)
+            model.minify_adata()
+
+        What the binary latent changes: ``qzm`` holds the Bernoulli means ``q`` in ``[0, 1]``
+        (``qzv = q (1 - q)`` is stored because scvi-tools' format has the field, and is not
+        read); every draw relaxes ``q`` afresh as on the full data. A minified model does not
+        train, and without counts (``"latent_posterior_parameters"``) it has no ELBO.
+
+        Parameters
+        ----------
+        minified_data_type
+            ``"latent_posterior_parameters"`` (drop the counts) or
+            ``"latent_posterior_parameters_with_counts"`` (keep them in ``X``).
+        use_latent_qzm_key, use_latent_qzv_key
+            ``obsm`` keys of the stored posterior mean and variance.
+        """
+        from scvi.data._constants import ADATA_MINIFY_TYPE
+
+        check_choice("minified_data_type", minified_data_type, list(ADATA_MINIFY_TYPE))
+        if self.minified_data_type is not None:
+            raise ValueError("adata: the model's AnnData is minified already")
+        n_cells, n_latent = self.adata.n_obs, self.module.n_latent
+        for field, key in (("use_latent_qzm_key", use_latent_qzm_key),
+                           ("use_latent_qzv_key", use_latent_qzv_key)):
+            if key not in self.adata.obsm:
+                raise KeyError(f"{field}: adata.obsm[{key!r}] is missing; store the posterior "
+                               f"first: adata.obsm[{use_latent_qzm_key!r}], "
+                               f"adata.obsm[{use_latent_qzv_key!r}] = "
+                               "model.get_latent_representation(return_dist=True)")
+            values = np.asarray(self.adata.obsm[key])
+            if values.shape != (n_cells, n_latent):
+                raise ValueError(f"{field}: adata.obsm[{key!r}] has shape {values.shape}, the "
+                                 f"posterior of this model is ({n_cells}, {n_latent})")
+            if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+                raise ValueError(f"{field}: adata.obsm[{key!r}] must hold Bernoulli means and "
+                                 "variances in [0, 1] (QBM-VAE's latent is binary)")
+        super().minify_adata(minified_data_type, use_latent_qzm_key, use_latent_qzv_key)
+
+    def get_batch_representation(self, adata: AnnData | None = None,
+                                 indices: Sequence[int] | None = None,
+                                 batch_size: int | None = None) -> np.ndarray:
+        """Each cell's learned batch representation, ``(n_cells, n_hidden)``.
+
+        The decoder reads the batch as a one-hot beside the latent, so what it learned of a
+        batch is the column of its first layer's weights for that batch: the shift the batch
+        adds to the decoder's first hidden layer (before its normalisation). This is the
+        batch embedding scvi-tools' ``get_batch_representation`` returns for models that
+        embed their batches; cells of one batch share one row, and after
+        :meth:`load_query_data` a query batch gets the row it learned.
+
+        Raises
+        ------
+        ValueError
+            When the model was set up with one batch (no ``batch_key``): there is nothing
+            learned to return.
+        """
+        adata = self._validate_anndata(adata)
+        mod = self.module
+        if mod.n_batch <= 1:
+            raise ValueError("batch_key: the model was set up with one batch (no batch_key), "
+                             "so it learned no batch representation")
+        first = mod.decoder.fc_layers[0][0]  # Linear over concat(zeta, batch one-hot)
+        per_batch = first.weight[:, mod.n_latent:mod.n_latent + mod.n_batch].detach().T
+        loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
+        codes = torch.cat([tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long()
+                           for tensors in loader])
+        return per_batch.cpu()[codes].numpy().astype(np.float32)
 
     def _batch_code(self, batch: int | str | None) -> tuple[int, str | None]:
         """The decoder's batch code and the batch label (``None`` without a batch key)."""
@@ -763,6 +873,9 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, Base
         return AnnData(X=X, obs=obs, var=var, obsm={"z": z}, uns={"qsimcells": record})
 
     def _library_sizes(self) -> np.ndarray:
+        if self.minified_data_type is not None:
+            return np.asarray(self.adata_manager.get_from_registry(
+                REGISTRY_KEYS.OBSERVED_LIB_SIZE)).ravel()
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         if not _on_disk(X):
             return np.asarray(X.sum(axis=1)).ravel()
