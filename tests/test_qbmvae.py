@@ -333,6 +333,9 @@ def test_sample_prior_draws_the_prior_and_decodes_it(trained) -> None:
     assert (new.obs["batch"] == "batch1").all()
     assert list(new.obs["batch"].cat.categories) == ["batch0", "batch1"]
     assert new.uns["qsimcells"]["generator"] == "qbmvae"
+    assert new.uns["qsimcells"]["prior_sampler"] == {
+        "name": "gibbs", "distribution": "qsimcells", "version": qs.__version__,
+        "options": trained.module.prior.sampler_kwargs}
     z = new.obsm["z"]
     assert z.shape == (3000, 8) and z.dtype == np.uint8
     prior = trained.module.prior
@@ -383,6 +386,8 @@ def test_tl_qbmvae_trains_seeded_and_stores_the_latent() -> None:
     params = adata.uns["X_qbmvae"]["params"]
     assert params["seed"] == 3 and params["n_latent"] == 4 and params["batch_key"] == "batch"
     assert params["n_hidden"] == 32 and params["epochs"] == 2
+    assert adata.uns["X_qbmvae"]["prior_sampler"] == {
+        "name": "gibbs", "distribution": "qsimcells", "version": qs.__version__, "options": {}}
     other = _data()
     model2, copied = qs.tl.qbmvae(other, key_added="lat", copy=True, **kwargs)
     assert "lat" not in other.obsm and "_scvi_batch" not in other.obs  # the input is untouched

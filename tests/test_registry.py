@@ -24,8 +24,9 @@ def _plugin(name: str, specs: list) -> types.SimpleNamespace:
 
 def test_available_lists_builtins_first_with_capabilities() -> None:
     table = PluginRegistry(load_entry_points=False).table()
-    assert list(table.columns) == ["name", "kind", "distribution", "version", "capabilities",
-                                   "description"]
+    assert list(table.columns) == ["name", "kind", "distribution", "version", "status",
+                                   "capabilities", "description"]
+    assert set(table.status) == {"ok"}
     samplers = table[table.kind == "circuit_sampler"]
     assert list(samplers.name[:2]) == ["exact", "statevector"]
     assert set(samplers.distribution[:2]) == {"qsimcells"}
@@ -36,10 +37,97 @@ def test_available_lists_builtins_first_with_capabilities() -> None:
         qs.plugins.available("nope")
 
 
-def test_duplicate_names_name_both_distributions() -> None:
-    dup = _plugin("dup", [CircuitSamplerSpec("exact", factory="x.y:Z")])
-    with pytest.raises(PluginError, match=r"'exact' is provided twice.*'qsimcells'.*'acme-q'"):
-        PluginRegistry(load_entry_points=False, extra_plugins=[(dup, "acme-q", "1.0")])
+class _Zeros:
+    def sample(self, circuit, shots, *, rng):
+        return np.zeros((shots, circuit.num_qubits), np.uint8)
+
+
+def test_a_duplicate_name_disables_that_name_only() -> None:
+    first = _plugin("one", [CircuitSamplerSpec("twin", factory=_Zeros),
+                            CircuitSamplerSpec("solo", factory=_Zeros)])
+    second = _plugin("two", [CircuitSamplerSpec("twin", factory=_Zeros)])
+    with pytest.warns(RuntimeWarning, match=r"circuit sampler 'twin' is provided by 'acme-a' "
+                      r"\(1.0\) and by 'acme-b' \(2.0\).*disabled.*QSIMCELLS_DISABLE_PLUGINS=two"):
+        reg = PluginRegistry(load_entry_points=False,
+                             extra_plugins=[(first, "acme-a", "1.0"), (second, "acme-b", "2.0")])
+    assert reg.names("circuit_sampler") == ["exact", "statevector", "solo"]
+    assert reg.get("circuit_sampler", "exact").distribution == "qsimcells"
+    assert reg.get("circuit_sampler", "solo").distribution == "acme-a"
+    with pytest.raises(PluginError, match=r"circuit sampler 'twin' is ambiguous: provided by "
+                       r"'acme-a' \(1.0\) and by 'acme-b' \(2.0\); uninstall one of the "
+                       r"distributions, or skip one .*QSIMCELLS_DISABLE_PLUGINS=one"):
+        reg.get("circuit_sampler", "twin")
+    table = reg.table("circuit_sampler").set_index("name")
+    assert table.loc["solo", "status"] == "ok"
+    twins = table.loc[["twin"]]
+    assert list(twins.distribution) == ["acme-a", "acme-b"]
+    assert all(status.startswith("disabled: also provided by") for status in twins.status)
+    assert reg.ambiguous == {"circuit_sampler": {"twin": ["acme-a", "acme-b"]}}
+
+
+def test_a_plugin_cannot_take_over_a_builtin_name() -> None:
+    dup = _plugin("dup", [CircuitSamplerSpec("exact", factory=_Zeros)])
+    with pytest.warns(RuntimeWarning, match=r"'acme-q'.*circuit sampler 'exact', a builtin "
+                      "of qsimcells; the builtin is kept"):
+        reg = PluginRegistry(load_entry_points=False, extra_plugins=[(dup, "acme-q", "1.0")])
+    assert reg.get("circuit_sampler", "exact").distribution == "qsimcells"
+    assert reg.ambiguous == {}
+
+
+def test_a_duplicate_leaves_the_builtins_and_the_analyses_working(monkeypatch) -> None:
+    plugins = [(_plugin(n, [CircuitSamplerSpec("twin", factory=_Zeros)]), f"acme-{n}", "1")
+               for n in ("a", "b")]
+    with pytest.warns(RuntimeWarning, match="'twin' is provided by"):
+        reg = PluginRegistry(load_entry_points=False, extra_plugins=plugins)
+    monkeypatch.setattr(qs.plugins.registry, "_registry", reg)
+    assert "exact" in set(qs.plugins.available().name)
+    adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 20, sampler="exact", rng=0)
+    assert adata.uns["qsimcells"]["sampler"]["name"] == "exact"
+    z = qs.samplers.sample_ising(np.zeros(3), np.zeros((3, 3)), 5, sampler="gibbs", rng=0)
+    assert z.shape == (5, 3)
+    qc = QuantumCircuit(1)
+    with pytest.raises(PluginError, match="'twin' is ambiguous"):
+        qs.samplers.sample_bits(qc, 5, sampler="twin")
+
+
+def test_a_missing_factory_module_is_reported_when_listing_and_named_on_first_use() -> None:
+    ghosts = _plugin("g", [CircuitSamplerSpec("ghost", factory="no_such_module_xyz:Sampler"),
+                           CircuitSamplerSpec("deep", factory="qsimcells.no_such_xyz:Sampler"),
+                           CircuitSamplerSpec("noattr", factory="json:NoSuchSampler")])
+    reg = PluginRegistry(load_entry_points=False, extra_plugins=[(ghosts, "ghost-dist", "0.3")])
+    status = reg.table("circuit_sampler").set_index("name").status
+    assert status["ghost"] == "factory module 'no_such_module_xyz' not found"
+    assert status["deep"] == "factory module 'qsimcells.no_such_xyz' not found"
+    assert status["noattr"] == "ok"  # found; the attribute is only known on import
+    assert status["exact"] == "ok"
+    with pytest.raises(PluginError, match=r"circuit sampler 'ghost' from distribution "
+                       r"'ghost-dist' \(0.3\): cannot load its factory "
+                       r"'no_such_module_xyz:Sampler' \(ModuleNotFoundError: No module named "
+                       r"'no_such_module_xyz'\)"):
+        reg.get("circuit_sampler", "ghost").load()
+    with pytest.raises(PluginError, match=r"'noattr' from distribution 'ghost-dist'.*"
+                       "AttributeError"):
+        reg.get("circuit_sampler", "noattr").load()
+
+
+def test_errors_raised_by_a_plugin_factory_name_the_plugin(monkeypatch) -> None:
+    class Picky:
+        def __init__(self, level: int = 0):
+            if level < 0:
+                raise ValueError("level: must be >= 0")
+
+        def sample(self, circuit, shots, *, rng):
+            return np.zeros((shots, circuit.num_qubits), np.uint8)
+
+    plugin = _plugin("p", [CircuitSamplerSpec("picky", factory=Picky)])
+    monkeypatch.setattr(qs.plugins.registry, "_registry", PluginRegistry(
+        load_entry_points=False, extra_plugins=[(plugin, "picky-dist", "1.1")]))
+    with pytest.raises(ValueError, match="level: must be >= 0") as caught:
+        qs.samplers.make_sampler("picky", level=-1)
+    assert caught.value.__notes__ == [
+        "raised by circuit sampler 'picky' from distribution 'picky-dist' (1.1)"]
+    with pytest.raises(TypeError, match="options for sampler 'picky'"):
+        qs.samplers.make_sampler("picky", nope=1)
 
 
 def test_hook_that_raises_is_isolated_with_a_warning() -> None:
@@ -131,7 +219,8 @@ print(json.dumps(sorted(qs.plugins.available("circuit_sampler").name)))
     assert json.loads(off.stdout) == ["exact", "statevector"]
     # skip the broken test plugins and the project's own plugins installed in the venv
     some = run_python(code, extra_path=test_plugins_path,
-                      env={"QSIMCELLS_DISABLE_PLUGINS": "broken-import,broken-hook,aer,ibm,neal"})
+                      env={"QSIMCELLS_DISABLE_PLUGINS": "broken-import,broken-hook,twin-a,twin-b,"
+                                                        "aer,ibm,neal"})
     assert some.returncode == 0, some.stderr
     assert json.loads(some.stdout) == ["exact", "numpy-dense", "statevector"]
 
@@ -186,7 +275,10 @@ def test_auto_skips_a_plugin_whose_factory_fails() -> None:
         qc.cx(0, 1)
         qc.h(0)  # not exact: auto must go past the broken plugin to the statevector
         _, info = qs.samplers.sample_bits(qc, 10, rng=0, return_info=True)
-        assert info.name == "statevector" and "ghost: failed: ModuleNotFoundError" in info.reason
+        assert info.name == "statevector"
+        assert ("ghost: failed: PluginError: circuit sampler 'ghost' from distribution "
+                "'ghost-dist' (0): cannot load its factory 'no_such_module_xyz:Sampler' "
+                "(ModuleNotFoundError") in info.reason
     finally:
         qs.plugins.reset_registry()
 
@@ -200,3 +292,92 @@ def test_misspelled_hook_is_reported() -> None:
     with pytest.warns(RuntimeWarning, match="'typo-dist'"):
         reg = PluginRegistry(load_entry_points=False, extra_plugins=[(typo, "typo-dist", "0")])
     assert reg.names("circuit_sampler") == ["exact", "statevector"]
+
+
+def test_installed_duplicates_and_a_bad_factory_leave_everything_else_working(
+        test_plugins_path) -> None:
+    """Two separately installed distributions (qsimcells-twin-a, -b) register "twin"; twin-b
+    also registers "ghost", whose factory module does not exist; qsimcells-broken is broken."""
+    code = """
+import json, warnings
+from qiskit import QuantumCircuit
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import qsimcells as qs
+    table = qs.plugins.available("circuit_sampler")
+from qsimcells.plugins import PluginError
+errors = {}
+for name in ("twin", "ghost"):
+    try:
+        qs.samplers.sample_bits(QuantumCircuit(1), 3, sampler=name, rng=0)
+    except PluginError as err:
+        errors[name] = str(err)
+adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 10, sampler="exact", rng=0)
+z = qs.samplers.sample_ising([0.0, 0.0], [[0, 0], [0, 0]], 4, sampler="gibbs", rng=0)
+print(json.dumps({
+    "warnings": [str(w.message) for w in caught],
+    "status": {f"{r.name}@{r.distribution}": r.status for r in table.itertuples()},
+    "errors": errors,
+    "broken": sorted(qs.plugins.get_registry().broken),
+    "cells": adata.n_obs, "states": list(z.shape),
+}))
+"""
+    result = run_python(code, extra_path=test_plugins_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["cells"] == 20 and out["states"] == [4, 2]
+    messages = " ".join(out["warnings"])
+    assert ("circuit sampler 'twin' is provided by 'qsimcells-twin-a' (0.1.0) and by "
+            "'qsimcells-twin-b' (0.2.0)") in messages
+    status = out["status"]
+    assert status["twin@qsimcells-twin-a"].startswith("disabled: also provided by")
+    assert status["ghost@qsimcells-twin-b"] == "factory module 'qsimcells_twin_b.missing' not found"
+    assert status["exact@qsimcells"] == status["numpy-dense@qsimcells-example"] == "ok"
+    assert "QSIMCELLS_DISABLE_PLUGINS=twin-a" in out["errors"]["twin"]
+    assert ("circuit sampler 'ghost' from distribution 'qsimcells-twin-b' (0.2.0): cannot load"
+            in out["errors"]["ghost"])
+    # one form of key for every broken plugin: distribution:entry point
+    assert out["broken"] == ["qsimcells-broken:broken-hook", "qsimcells-broken:broken-import"]
+    cli = run_python("from qsimcells.cli import main; main(['plugins'])",
+                     extra_path=test_plugins_path)
+    assert cli.returncode == 0, cli.stderr
+    assert "factory module 'qsimcells_twin_b.missing' not found" in cli.stdout
+
+
+def test_provenance_names_the_plugin_distribution_version_and_options(monkeypatch,
+                                                                       tmp_path) -> None:
+    import anndata as ad
+
+    from qsimcells.samplers.statevector import StatevectorSampler
+
+    class Flavoured(StatevectorSampler):
+        def __init__(self, flavour: str = "plain"):
+            super().__init__()
+            self.flavour = flavour
+
+    plugin = _plugin("p", [CircuitSamplerSpec("acme-sv", factory=Flavoured)])
+    monkeypatch.setattr(qs.plugins.registry, "_registry", PluginRegistry(
+        load_entry_points=False, extra_plugins=[(plugin, "acme-dist", "3.1")]))
+    design = qs.sim.presets.romero2025(True)
+    adata = qs.sim.simulate(design, 20, sampler="acme-sv", sampler_options={"flavour": "spicy"},
+                            rng=0)
+    expected = {"name": "acme-sv", "requested": "acme-sv", "reason": "requested",
+                "options": {"flavour": "spicy"}, "distribution": "acme-dist", "version": "3.1"}
+    assert adata.uns["qsimcells"]["sampler"] == expected
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad").uns["qsimcells"]["sampler"]
+    assert {k: back[k] for k in ("name", "distribution", "version")} == \
+        {k: expected[k] for k in ("name", "distribution", "version")}
+    assert dict(back["options"]) == {"flavour": "spicy"}
+    builtin = qs.sim.simulate(design, 20, rng=0).uns["qsimcells"]["sampler"]
+    assert builtin["distribution"] == "qsimcells" and builtin["version"] == qs.__version__
+
+
+def test_samplers_satisfy_the_typing_protocols() -> None:
+    from qsimcells.plugins import CircuitSampler, IsingSampler
+
+    for name in ("exact", "statevector"):
+        assert isinstance(qs.samplers.make_sampler(name), CircuitSampler)
+    for name in ("gibbs", "exact"):
+        assert isinstance(qs.samplers.make_ising_sampler(name), IsingSampler)
+    assert not isinstance(object(), CircuitSampler)

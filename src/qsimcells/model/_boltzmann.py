@@ -87,6 +87,13 @@ class BoltzmannPrior(torch.nn.Module):
         self._rng = np.random.default_rng(int(seed))
         self._sampler = None
 
+    def provenance(self) -> dict[str, Any]:
+        """The negative phase's sampler: name, distribution, version and options (plain
+        values), from the installed plugin registry."""
+        from ..plugins import get_ising_sampler
+
+        return get_ising_sampler(self.sampler_name).provenance(self.sampler_kwargs)
+
     @property
     def W(self) -> torch.Tensor:
         """Couplings: the symmetric part of the raw parameter with a zero diagonal."""

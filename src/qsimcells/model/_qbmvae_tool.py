@@ -86,7 +86,9 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
     QBMVAE or tuple of (QBMVAE, anndata.AnnData)
         The trained model; with ``copy=True``, ``(model, adata_copy)``. The AnnData trained on
         gets ``obsm[key_added]``, the ``(n_cells, n_latent)`` float32 posterior means ``q`` in
-        ``(0, 1)`` (or their logits), and ``uns[key_added]["params"]``, the arguments and the seed.
+        ``(0, 1)`` (or their logits), and ``uns[key_added]["params"]``, the arguments and the seed,
+        and ``uns[key_added]["prior_sampler"]``, the Ising sampler's name, distribution,
+        version and options.
     """
     check_adata(adata, "adata")
     check_choice("representation", representation, ["probability", "logit"])
@@ -120,5 +122,5 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
     params.update({k: v for k, v in optional.items() if v is not None})  # h5ad stores no None
     params.update({k: v for k, v in model_kwargs.items()
                    if isinstance(v, (bool, int, float, str))})
-    target.uns[key_added] = {"params": params}
+    target.uns[key_added] = {"params": params, "prior_sampler": model.module.prior.provenance()}
     return (model, target) if copy else model

@@ -827,7 +827,8 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             ``n`` cells x the training genes: ``X`` the counts (CSR int64; ``"mse"``: the
             decoded values), ``obsm["z"]`` the binary states (uint8), ``obs["batch"]`` the batch
             label when the model has a batch key, ``obs["library_size"]`` (``"nb"``) and
-            ``uns["qsimcells"]`` a record (``generator="qbmvae"``, likelihood, sampler, batch).
+            ``uns["qsimcells"]`` a record (``generator="qbmvae"``, likelihood, batch and
+            ``prior_sampler``: the Ising sampler's name, distribution, version and options).
         """
         n = check_positive_int("n", n)
         code, label = self._batch_code(batch)
@@ -866,7 +867,7 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         var = pd.DataFrame(index=self.adata.var_names.copy())
         record = {"generator": "qbmvae", "likelihood": mod.likelihood,
                   "X": "counts" if mod.likelihood == "nb" else "log1p(1e4 * x / library)",
-                  "prior_sampler": mod.prior.sampler_name, "n_latent": int(mod.n_latent),
+                  "prior_sampler": mod.prior.provenance(), "n_latent": int(mod.n_latent),
                   "batch_code": int(code)}
         if label is not None:
             record["batch"] = label

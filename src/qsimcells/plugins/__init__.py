@@ -5,7 +5,8 @@ implements one or more of the hooks in :mod:`qsimcells.plugins.hookspecs` with :
 and returns *descriptions* (:class:`CircuitSamplerSpec`, :class:`IsingSamplerSpec`,
 :class:`GeneratorSpec`), so listing plugins imports nothing heavy. Set the environment variable
 ``QSIMCELLS_DISABLE_PLUGINS=1`` to skip entry points (or give a comma-separated list of entry-point
-names to skip only those).
+names to skip only those). :class:`CircuitSampler` and :class:`IsingSampler` are the typing
+protocols of the objects a plugin's factory returns.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ from .registry import (
     get_registry,
     reset_registry,
 )
+from .protocols import CircuitSampler, IsingSampler
 from .specs import CircuitSamplerSpec, GeneratorSpec, IsingSamplerSpec
 
 __all__ = [
     "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
+    "CircuitSampler",
     "CircuitSamplerSpec",
     "GeneratorSpec",
+    "IsingSampler",
     "IsingSamplerSpec",
     "PluginError",
     "PluginRegistry",

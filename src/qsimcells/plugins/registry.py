@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -27,19 +31,96 @@ _HOOKS = {
     "generator": ("qsimcells_generators", GeneratorSpec),
 }
 KINDS = tuple(_HOOKS)
+# how messages about a plugin's options name its kind
+_OPTION_LABEL = {"circuit_sampler": "sampler", "ising_sampler": "Ising sampler",
+                 "generator": "generator"}
+
+
+BUILTIN_DISTRIBUTION = "qsimcells"
 
 
 class PluginError(RuntimeError):
-    """A plugin conflict or an unknown plugin name."""
+    """A plugin conflict, an unknown plugin name or a plugin whose factory cannot be loaded."""
 
 
 @dataclass(frozen=True)
 class Registered:
-    """A description together with the distribution that provided it."""
+    """A description together with the distribution that provided it.
+
+    ``entry_point`` is the name ``QSIMCELLS_DISABLE_PLUGINS`` skips it by.
+    """
 
     spec: _Spec
     distribution: str
     version: str
+    entry_point: str = ""
+
+    def describe(self) -> str:
+        """``circuit sampler 'name' from distribution 'dist' (version)``, for messages."""
+        return (f"{self.spec.kind.replace('_', ' ')} {self.spec.name!r} from distribution "
+                f"{self.distribution!r} ({self.version})")
+
+    def load(self) -> Callable[..., Any]:
+        """Import and return the factory; a failure names the plugin and its distribution."""
+        try:
+            return self.spec.load()
+        except Exception as err:
+            raise PluginError(f"{self.describe()}: cannot load its factory "
+                              f"{self.spec.factory!r} ({type(err).__name__}: {err})") from err
+
+    def create(self, **options: Any) -> Any:
+        """The factory called with ``options``. A ``TypeError`` (a wrong option) is re-raised
+        naming the options; any other error gets a note naming the plugin."""
+        factory = self.load()
+        try:
+            return factory(**options)
+        except TypeError as err:
+            raise TypeError(f"options for {_OPTION_LABEL[self.spec.kind]} "
+                            f"{self.spec.name!r}: {err}") from None
+        except Exception as err:
+            err.add_note(f"raised by {self.describe()}")
+            raise
+
+    def problem(self) -> str | None:
+        """Why the factory cannot load, found without running any plugin code (the factory's
+        module is looked up, not imported); ``None`` when it is found or is a callable."""
+        factory = self.spec.factory
+        if callable(factory) or self.distribution == BUILTIN_DISTRIBUTION:
+            return None
+        module = factory.partition(":")[0]
+        return None if _module_exists(module) else f"factory module {module!r} not found"
+
+    def provenance(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What produced a result: the name, distribution, version and options, in plain
+        values (so that it stores in ``uns`` and survives h5ad)."""
+        return {"name": self.spec.name, "distribution": self.distribution,
+                "version": self.version, "options": plain_options(options or {})}
+
+
+def plain_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as h5ad can store them: numbers, strings and booleans as they are, other values
+    as their ``repr``."""
+    return {str(k): v if isinstance(v, (bool, int, float, str)) else repr(v)
+            for k, v in options.items()}
+
+
+def _module_exists(module: str) -> bool:
+    """Whether ``module`` can be imported, looked up without executing it or its parent
+    packages: the top level through every finder (editable installs have their own), the
+    submodules by path inside the parent's locations."""
+    parts = module.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])
+        for i in range(1, len(parts)):
+            if spec is None or spec.submodule_search_locations is None:
+                return False
+            parent = sys.modules.get(".".join(parts[:i]))
+            locations = list(getattr(parent, "__path__", None) or
+                             spec.submodule_search_locations)
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:i + 1]), locations)
+    except (ImportError, ValueError):
+        return False
+    return spec is not None
 
 
 class PluginRegistry:
@@ -59,15 +140,20 @@ class PluginRegistry:
                  extra_plugins: list[tuple[Any, str, str]] | None = None) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        # plugin name -> (distribution, version), in registration order
-        self._origin: dict[str, tuple[str, str]] = {}
-        self.broken: dict[str, str] = {}  # plugin name -> why it was skipped
+        # plugin key "distribution:entry point" -> (distribution, version, entry point), in
+        # registration order
+        self._origin: dict[str, tuple[str, str, str]] = {}
+        #: ``"distribution:entry point"`` -> why that plugin was skipped
+        self.broken: dict[str, str] = {}
+        #: kind -> name -> the distributions that all register it (the name is disabled)
+        self.ambiguous: dict[str, dict[str, list[str]]] = {}
+        self._ambiguous: dict[str, dict[str, list[Registered]]] = {}
 
         from . import builtins
 
-        self._register(builtins, "qsimcells-builtins", "qsimcells", __version__)
+        self._register(builtins, "builtins", BUILTIN_DISTRIBUTION, __version__)
         for obj, dist, version in extra_plugins or []:
-            self._register(obj, f"{dist}:{getattr(obj, '__name__', id(obj))}", dist, version)
+            self._register(obj, str(getattr(obj, "__name__", id(obj))), dist, version)
         skip = _skipped_entry_points()
         if load_entry_points is None:
             load_entry_points = skip is not True
@@ -76,16 +162,17 @@ class PluginRegistry:
         self._entries = {kind: self._collect(kind) for kind in KINDS}
 
     # -- loading ----------------------------------------------------------------------------
-    def _register(self, obj: Any, name: str, dist: str, version: str) -> None:
+    def _register(self, obj: Any, entry_point: str, dist: str, version: str) -> None:
+        key = f"{dist}:{entry_point}"  # unique across distributions
         try:
-            self._pm.register(obj, name=name)
+            self._pm.register(obj, name=key)
             self._pm.check_pending()  # a misspelled qsimcells_* hook is an error, not ignored
         except Exception as err:  # a bad or unknown hook, a second registration, ...
             if self._pm.is_registered(obj):
                 self._pm.unregister(obj)
-            self._warn_broken(name, dist, err)
+            self._warn_broken(key, dist, err)
             return
-        self._origin[name] = (dist, version)
+        self._origin[key] = (dist, version, entry_point)
 
     def _load_entry_points(self, skip: set[str]) -> None:
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -96,15 +183,16 @@ class PluginRegistry:
             try:
                 obj = ep.load()
             except Exception as err:  # isolate the broken plugin; the rest keeps working
-                self._warn_broken(ep.name, dist, err)
+                self._warn_broken(f"{dist}:{ep.name}", dist, err)
                 continue
-            self._register(obj, f"{dist}:{ep.name}", dist, version)  # unique across packages
+            self._register(obj, ep.name, dist, version)
 
-    def _warn_broken(self, name: str, dist: str, err: BaseException) -> None:
-        self.broken[name] = f"{type(err).__name__}: {err}"
+    def _warn_broken(self, key: str, dist: str, err: BaseException) -> None:
+        self.broken[key] = f"{type(err).__name__}: {err}"
+        entry_point = key.partition(":")[2]
         warnings.warn(
-            f"qsimcells plugin {name!r} from distribution {dist!r} could not be loaded and is "
-            f"skipped ({type(err).__name__}: {err})",
+            f"qsimcells plugin {entry_point!r} from distribution {dist!r} could not be loaded "
+            f"and is skipped ({type(err).__name__}: {err})",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -115,8 +203,9 @@ class PluginRegistry:
         position = {name: i for i, name in enumerate(self._origin)}
         impls = sorted(getattr(self._pm.hook, hook_name).get_hookimpls(),
                        key=lambda impl: position[impl.plugin_name])  # builtins first
+        ambiguous: dict[str, list[Registered]] = {}
         for impl in impls:
-            dist, version = self._origin[impl.plugin_name]
+            dist, version, entry_point = self._origin[impl.plugin_name]
             try:
                 specs = list(impl.function() or [])
                 for spec in specs:
@@ -127,14 +216,28 @@ class PluginRegistry:
                 self._warn_broken(impl.plugin_name, dist, err)
                 continue
             for spec in specs:
-                if spec.name in found:
-                    other = found[spec.name]
-                    raise PluginError(
-                        f"{kind.replace('_', ' ')} {spec.name!r} is provided twice: by "
-                        f"{other.distribution!r} ({other.version}) and by {dist!r} ({version}); "
-                        "uninstall one of the two distributions"
-                    )
-                found[spec.name] = Registered(spec, dist, version)
+                entry = Registered(spec, dist, version, entry_point)
+                if spec.name in ambiguous:
+                    ambiguous[spec.name].append(entry)
+                elif spec.name not in found:
+                    found[spec.name] = entry
+                elif found[spec.name].distribution == BUILTIN_DISTRIBUTION:
+                    # a plugin cannot replace a builtin that users and results rely on
+                    warnings.warn(
+                        f"qsimcells plugin {entry_point!r} from distribution {dist!r} "
+                        f"registers {kind.replace('_', ' ')} {spec.name!r}, a builtin of "
+                        "qsimcells; the builtin is kept and the plugin's is ignored (rename it)",
+                        RuntimeWarning, stacklevel=4)
+                else:  # two plugins: neither wins, only this name stops working
+                    ambiguous[spec.name] = [found.pop(spec.name), entry]
+        for name, providers in ambiguous.items():
+            by, advice = _ambiguity(kind, name, providers)
+            warnings.warn(f"{kind.replace('_', ' ')} {name!r} is provided by {by}, so it is "
+                          f"disabled: {advice}", RuntimeWarning, stacklevel=4)
+        self._ambiguous[kind] = ambiguous
+        if ambiguous:
+            self.ambiguous[kind] = {name: [p.distribution for p in providers]
+                                    for name, providers in ambiguous.items()}
         return found
 
     # -- queries ----------------------------------------------------------------------------
@@ -145,6 +248,10 @@ class PluginRegistry:
     def get(self, kind: str, name: str) -> Registered:
         """The registered description of ``name``; unknown names list the available ones."""
         entries = self._entries[_check_kind(kind)]
+        if name in self._ambiguous[kind]:
+            by, advice = _ambiguity(kind, name, self._ambiguous[kind][name])
+            raise PluginError(f"{kind.replace('_', ' ')} {name!r} is ambiguous: provided by "
+                              f"{by}; {advice}")
         if name not in entries:
             broken = f"; skipped broken plugins: {sorted(self.broken)}" if self.broken else ""
             raise PluginError(
@@ -159,15 +266,27 @@ class PluginRegistry:
         """All registered plugins as a table (see :func:`available`)."""
         import pandas as pd
 
-        rows = [
-            {"name": r.spec.name, "kind": k, "distribution": r.distribution,
-             "version": r.version, "capabilities": r.spec.capabilities,
-             "description": r.spec.description}
-            for k in ([_check_kind(kind)] if kind else KINDS)
-            for r in self._entries[k].values()
-        ]
-        columns = ["name", "kind", "distribution", "version", "capabilities", "description"]
+        rows = []
+        for k in ([_check_kind(kind)] if kind else KINDS):
+            listed = [(r, r.problem() or "ok") for r in self._entries[k].values()]
+            for providers in self._ambiguous[k].values():
+                for r in providers:
+                    others = [p.distribution for p in providers if p is not r]
+                    listed.append((r, f"disabled: also provided by {others}"))
+            rows += [{"name": r.spec.name, "kind": k, "distribution": r.distribution,
+                      "version": r.version, "status": status,
+                      "capabilities": r.spec.capabilities, "description": r.spec.description}
+                     for r, status in listed]
+        columns = ["name", "kind", "distribution", "version", "status", "capabilities",
+                   "description"]
         return pd.DataFrame(rows, columns=columns)
+
+
+def _ambiguity(kind: str, name: str, providers: list[Registered]) -> tuple[str, str]:
+    """Who provides an ambiguous name, and how to resolve it."""
+    by = " and by ".join(f"{p.distribution!r} ({p.version})" for p in providers)
+    skip = " or ".join(f"{DISABLE_ENV}={p.entry_point}" for p in providers)
+    return by, f"uninstall one of the distributions, or skip one plugin with {skip}"
 
 
 def _check_kind(kind: str) -> str:
@@ -213,8 +332,11 @@ def available(kind: str | None = None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``name``, ``kind``, ``distribution``, ``version``, ``capabilities``,
-        ``description``. Nothing heavy is imported to build it.
+        Columns ``name``, ``kind``, ``distribution``, ``version``, ``status``,
+        ``capabilities``, ``description``. ``status`` is ``"ok"``, ``"factory module '...' not
+        found"`` (the plugin's factory cannot be imported; found without importing it) or
+        ``"disabled: also provided by [...]"`` (two distributions register the name, so
+        neither is used). No plugin code runs to build it.
     """
     return get_registry().table(kind)
 

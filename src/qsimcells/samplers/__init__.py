@@ -44,17 +44,22 @@ def __getattr__(name: str) -> Any:
 
 @dataclass(frozen=True)
 class SamplerInfo:
-    """Which sampler ran, and why: stored by ``qs.sim.simulate`` in ``uns``."""
+    """Which sampler ran, why, and which distribution (and version) provided it: stored by
+    ``qs.sim.simulate`` in ``uns["qsimcells"]["sampler"]``."""
 
     name: str
     requested: str
     reason: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    distribution: str = ""
+    version: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        from ..plugins.registry import plain_options
+
         return {"name": self.name, "requested": self.requested, "reason": self.reason,
-                "options": {k: repr(v) if not isinstance(v, (int, float, str, bool)) else v
-                            for k, v in self.options.items()}}
+                "options": plain_options(self.options), "distribution": self.distribution,
+                "version": self.version}
 
 
 def make_sampler(name: str, **options: Any) -> Any:
@@ -74,11 +79,7 @@ def make_sampler(name: str, **options: Any) -> Any:
     """
     from ..plugins import get_circuit_sampler
 
-    factory = get_circuit_sampler(name).spec.load()
-    try:
-        return factory(**options)
-    except TypeError as err:
-        raise TypeError(f"options for sampler {name!r}: {err}") from None
+    return get_circuit_sampler(name).create(**options)
 
 
 def _check_circuit(circuit: Any) -> None:
@@ -120,7 +121,8 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
     if not isinstance(sampler, str):
         raise TypeError(f"sampler: expected a sampler name, got {type(sampler).__name__}")
     if sampler != "auto":
-        spec = get_circuit_sampler(sampler).spec
+        registered = get_circuit_sampler(sampler)
+        spec = registered.spec
         if spec.max_qubits is not None and circuit.num_qubits > spec.max_qubits:
             raise ValueError(f"sampler {sampler!r} takes at most {spec.max_qubits} qubits; the "
                              f"circuit has {circuit.num_qubits}")
@@ -128,18 +130,20 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
         reason = getattr(obj, "supports", lambda c: None)(circuit)
         if reason:
             raise ValueError(f"sampler: {sampler!r} cannot sample this circuit: {reason}")
-        return obj, SamplerInfo(sampler, sampler, "requested", dict(options))
+        return obj, SamplerInfo(sampler, sampler, "requested", dict(options),
+                                registered.distribution, registered.version)
 
     if options:
         raise ValueError(f"sampler options {sorted(options)} need a named sampler, not 'auto'")
     refusals: list[str] = []
     # the exact classical path first whenever it applies, then the others by priority
     candidates = sorted(
-        (r.spec for r in get_registry().entries("circuit_sampler")
+        (r for r in get_registry().entries("circuit_sampler")
          if not r.spec.noisy and not r.spec.needs_credentials and r.spec.exact),
-        key=lambda spec: (spec.name != "exact", -spec.priority),
+        key=lambda r: (r.spec.name != "exact", -r.spec.priority),
     )
-    for spec in candidates:
+    for registered in candidates:
+        spec = registered.spec
         if spec.max_qubits is not None and circuit.num_qubits > spec.max_qubits:
             refusals.append(f"{spec.name}: more than {spec.max_qubits} qubits")
             continue
@@ -151,7 +155,8 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
         if reason is None:
             why = ("exact classical path" if spec.name == "exact"
                    else f"fallback ({'; '.join(refusals)})")
-            return obj, SamplerInfo(spec.name, "auto", why)
+            return obj, SamplerInfo(spec.name, "auto", why, {}, registered.distribution,
+                                    registered.version)
         refusals.append(f"{spec.name}: {reason}")
     raise ValueError("sampler='auto': no registered sampler can take this circuit; "
                      + "; ".join(refusals))

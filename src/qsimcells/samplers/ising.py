@@ -163,11 +163,7 @@ def make_ising_sampler(name: str, **options: Any) -> Any:
 
     if not isinstance(name, str):
         raise TypeError(f"sampler: expected an Ising sampler name, got {type(name).__name__}")
-    factory = get_ising_sampler(name).spec.load()
-    try:
-        return factory(**options)
-    except TypeError as err:
-        raise TypeError(f"options for Ising sampler {name!r}: {err}") from None
+    return get_ising_sampler(name).create(**options)
 
 
 def _check_initial_states(initial_states: Any, num_reads: int, n: int) -> np.ndarray | None:

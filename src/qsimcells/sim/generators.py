@@ -74,7 +74,7 @@ def generate(name: str, **params: Any) -> AnnData:
 
     from ..plugins import get_generator
 
-    func = get_generator(name).spec.load()
+    func = get_generator(name).load()
     adata = func(**params)
     if not isinstance(adata, AnnData):
         raise TypeError(f"generator {name!r} returned {type(adata).__name__}, expected AnnData")
