@@ -40,7 +40,7 @@ def _qbmvae():
 
 
 MODELS = {"QPerturb": (_qperturb, "qperturb.json", "module.pt"),
-          "SpiQGAN": (_spiqgan, "spiqgan.pt", "spiqgan.pt"),
+          "SpiQGAN": (_spiqgan, "spiqgan.json", "spiqgan.pt"),
           "QBMVAE": (_qbmvae, "model.pt", "model.pt")}
 
 

@@ -311,7 +311,8 @@ def test_parameter_count_and_paper_settings() -> None:
 
 def test_save_load_and_the_registered_generator(trained, tmp_path) -> None:
     path = trained.save(tmp_path / "gan")
-    assert path.name == "spiqgan.pt"
+    assert path == (tmp_path / "gan").absolute()
+    assert sorted(p.name for p in path.iterdir()) == ["spiqgan.json", "spiqgan.pt"]
     with pytest.raises(FileExistsError, match="overwrite=True"):
         trained.save(tmp_path / "gan")
     loaded = qs.model.SpiQGAN.load(tmp_path / "gan")

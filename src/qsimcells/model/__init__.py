@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__: list[str] = ["QBMVAE", "QPerturb", "SpiQGAN"]
+__all__: list[str] = ["QBMVAE", "QPerturb", "SpiQGAN", "UnsafeFileError"]
 
-_LAZY = {"QBMVAE": ".qbmvae", "QPerturb": ".qperturb", "SpiQGAN": ".spiqgan"}
+_LAZY = {"QBMVAE": ".qbmvae", "QPerturb": ".qperturb", "SpiQGAN": ".spiqgan",
+         "UnsafeFileError": "._persist"}
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
+    from ._persist import UnsafeFileError
     from .qbmvae import QBMVAE
     from .qperturb import QPerturb
     from .spiqgan import SpiQGAN

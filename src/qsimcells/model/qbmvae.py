@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
 from ._qbmvae_module import QBMVAEModule, spike_exponential
-from ._persist import atomic_folder, unreadable
+from ._persist import atomic_folder, check_scvi_model_file, unreadable
 from ._qbmvae_plan import QBMVAETrainingPlan
 
 __all__ = ["QBMVAE"]
@@ -222,24 +223,50 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
 
     @classmethod
     def load(cls, dir_path: str, adata: AnnData | None = None, *, prefix: str | None = None,
-             **kwargs: Any) -> QBMVAE:
-        """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`, after checking that
-        ``model.pt`` is a complete torch archive (a truncated or foreign file gets a clear
-        error instead of an unpickling traceback)."""
-        import zipfile
+             trusted: bool = False, **kwargs: Any) -> QBMVAE:
+        """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`, made safe for files from
+        elsewhere: ``model.pt`` must be a complete torch archive (a truncated or foreign file
+        gets a clear error instead of an unpickling traceback) holding nothing but tensors,
+        numpy arrays, plain containers and the history's pandas frames; a file that would call
+        anything else when unpickled (and so could run code) raises
+        :class:`~qsimcells.model.UnsafeFileError` naming it, and nothing of it runs.
 
-        file = os.path.join(str(dir_path), f"{prefix or ''}model.pt")
-        if not os.path.isfile(file):
-            raise FileNotFoundError(f"dir_path: no saved model at {str(dir_path)!r} "
-                                    f"({file} is missing)")
-        try:
-            with zipfile.ZipFile(file) as archive:
-                damaged = archive.testzip()
-        except (zipfile.BadZipFile, OSError) as err:
-            raise unreadable("QBMVAE", file, err) from None
-        if damaged is not None:
-            raise unreadable("QBMVAE", file, ValueError(f"member {damaged} is damaged"))
+        Parameters
+        ----------
+        dir_path, adata, prefix, **kwargs
+            As scvi-tools' ``load``; models saved by :meth:`save` and by scvi-tools' own
+            ``save`` (the same format) load.
+        trusted
+            Skip the check and unpickle ``model.pt`` as scvi-tools does: only for a file you
+            trust (you made it, or know who did), since unpickling can run code.
+        """
+        _checked_model_file(dir_path, prefix, trusted)
         return super().load(dir_path, adata=adata, prefix=prefix, **kwargs)
+
+    @staticmethod
+    def load_registry(dir_path: str, prefix: str | None = None, *,
+                      trusted: bool = False) -> dict:
+        """The registry of a saved model (scvi-tools'), after the check of :meth:`load`."""
+        _checked_model_file(dir_path, prefix, trusted)
+        return BaseMinifiedModeModelClass.load_registry(dir_path, prefix=prefix)
+
+    @staticmethod
+    def view_setup_args(dir_path: str, prefix: str | None = None, *,
+                        trusted: bool = False) -> None:
+        """Print the set-up arguments of a saved model (scvi-tools'), after the check of
+        :meth:`load`."""
+        _checked_model_file(dir_path, prefix, trusted)
+        BaseMinifiedModeModelClass.view_setup_args(dir_path, prefix=prefix)
+
+    @classmethod
+    def prepare_query_anndata(cls, adata: AnnData, reference_model: Any, *,
+                              trusted: bool = False, **kwargs: Any) -> Any:
+        """scvi-tools' :meth:`~scvi.model.base.ArchesMixin.prepare_query_anndata` (pads and
+        orders the query's genes as the reference's); a saved reference (a folder) is checked
+        as :meth:`load` checks it."""
+        if isinstance(reference_model, (str, os.PathLike)):
+            _checked_model_file(reference_model, None, trusted)
+        return super().prepare_query_anndata(adata, reference_model, **kwargs)
 
     def train(self, max_epochs: int | None = None, lr: float = 1e-2, lr_prior: float = 1e-3,
               batch_size: int = 128, early_stopping: bool = False,
@@ -562,7 +589,8 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             filter_outlier_cells=filter_outlier_cells, **kwargs)
 
     @classmethod
-    def load_query_data(cls, adata: AnnData, reference_model: Any, **kwargs: Any) -> QBMVAE:
+    def load_query_data(cls, adata: AnnData, reference_model: Any, *, trusted: bool = False,
+                        **kwargs: Any) -> QBMVAE:
         """Map new batches onto a trained reference (scArches): scvi-tools'
         :meth:`scvi.model.base.ArchesMixin.load_query_data`, unchanged.
 
@@ -570,8 +598,12 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         query, prepared with :meth:`prepare_query_anndata`. By default the encoder, the
         expression decoder and the Boltzmann prior stay frozen and only the decoder's inputs
         for the query's new batches train, so query cells land in the reference's latent
-        space. Keyword arguments (``freeze_expression``, ``unfrozen``, ...) as scvi-tools'.
+        space. Keyword arguments (``freeze_expression``, ``unfrozen``, ...) as scvi-tools'; a
+        saved reference is checked as :meth:`load` checks it (``trusted`` as there).
         """
+        if isinstance(reference_model, (str, os.PathLike)):
+            _checked_model_file(reference_model, None, trusted)
+            reference_model = os.fspath(reference_model)
         return super().load_query_data(adata, reference_model, **kwargs)
 
     def get_importance_weights(self, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -882,6 +914,30 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             return np.asarray(X.sum(axis=1)).ravel()
         return np.concatenate([np.asarray(X[i:i + _BLOCK_ROWS].sum(axis=1)).ravel()
                                for i in range(0, X.shape[0], _BLOCK_ROWS)])
+
+
+def _checked_model_file(dir_path: Any, prefix: str | None, trusted: bool) -> None:
+    """``model.pt`` of a save exists, is a complete torch archive and (unless ``trusted``)
+    holds only what scvi-tools' format needs (:func:`~._persist.check_scvi_model_file`)."""
+    import zipfile
+
+    if not isinstance(trusted, bool):
+        raise TypeError(f"trusted: expected True or False, got {trusted!r}")
+    file = os.path.join(os.fspath(dir_path), f"{prefix or ''}model.pt")
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"dir_path: no saved model at {os.fspath(dir_path)!r} "
+                                f"({file} is missing)")
+    try:
+        with zipfile.ZipFile(file) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise unreadable("QBMVAE", file, err) from None
+    if damaged is not None:
+        raise unreadable("QBMVAE", file, ValueError(f"member {damaged} is damaged"))
+    if not trusted:
+        check_scvi_model_file(Path(file), "QBMVAE",
+                              "load it with trusted=True (QBMVAE.load(path, adata, "
+                              "trusted=True)), which unpickles it as scvi-tools does")
 
 
 # the generator this model registers (by name, in qsimcells.plugins.builtins)

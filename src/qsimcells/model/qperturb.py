@@ -42,7 +42,7 @@ from .._utils import MissingKeyError, RngLike, as_generator, check_choice, check
 from ..tl._preprocess import check_adata, counts, log_normalize
 from ._backbone import PCABackbone, make_backbone, perturbation_features
 from ._network_prior import NetworkPrior, network_edges
-from ._persist import atomic_folder, unreadable
+from ._persist import atomic_folder, read_json, read_npz, read_torch, unreadable
 
 __all__ = ["QPerturb"]
 
@@ -640,18 +640,19 @@ class QPerturb:
     def load(cls, dir_path: str | os.PathLike, adata: AnnData, *, backbone: Any = None
              ) -> QPerturb:
         """Load a saved model; ``adata`` is the screen it was trained on (set up again if its
-        set-up is missing), ``backbone`` the scvi-tools model for a non-PCA backbone."""
-        import torch
-
+        set-up is missing), ``backbone`` the scvi-tools model for a non-PCA backbone.
+        Nothing in the files runs: JSON, a numpy archive without pickles and tensors read with
+        ``torch.load(weights_only=True)``; a file that needs more raises
+        :class:`~qsimcells.model.UnsafeFileError`."""
         path = Path(dir_path)
         if not (path / "qperturb.json").exists():
             raise FileNotFoundError(f"dir_path: no saved QPerturb in {str(path)!r}")
+        state = read_json(path / "qperturb.json", "QPerturb")
         try:
-            state = json.loads((path / "qperturb.json").read_text())
             for key in ("config", "setup", "genes", "backbone", "n_latent", "data", "history",
                         "is_trained"):
                 state[key]  # noqa: B018 - a save of something else lacks one
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        except (KeyError, TypeError) as err:
             raise unreadable("QPerturb", path / "qperturb.json", err) from None
         if SETUP_KEY not in adata.uns:
             cls.setup_anndata(adata, **state["setup"])
@@ -661,11 +662,11 @@ class QPerturb:
         if adata.var_names.astype(str).tolist() != state["genes"]:
             raise ValueError("adata: its genes differ from the saved model's")
         if state["backbone"] == "pca":
-            try:  # allow_pickle=False: numbers only, no code
-                with np.load(path / "backbone.npz", allow_pickle=False) as arrays:
-                    pca = PCABackbone.from_state({"n_latent": arrays["pca_components"].shape[0],
-                                                  "mean": arrays["pca_mean"],
-                                                  "components": arrays["pca_components"]})
+            arrays = read_npz(path / "backbone.npz", "QPerturb")  # numbers only, no code
+            try:
+                pca = PCABackbone.from_state({"n_latent": arrays["pca_components"].shape[0],
+                                              "mean": arrays["pca_mean"],
+                                              "components": arrays["pca_components"]})
             except Exception as err:
                 raise unreadable("QPerturb", path / "backbone.npz", err) from None
             backbone = pca
@@ -689,10 +690,11 @@ class QPerturb:
         if model._control_latent.shape[1] != state["n_latent"]:
             raise ValueError(f"backbone: gives {model._control_latent.shape[1]} latent "
                              f"dimensions, the saved model used {state['n_latent']}")
+        weights = read_torch(path / "module.pt", "QPerturb", trust_hint=(
+            "a QPerturb save holds tensors only; re-save the model with QPerturb.save"))
         try:
-            weights = torch.load(path / "module.pt", weights_only=True)
             model.module.load_state_dict(weights)
-        except Exception as err:  # truncated, damaged or another model's weights
+        except Exception as err:  # another model's weights
             raise unreadable("QPerturb", path / "module.pt", err) from None
         model.module.eval()
         model.history_ = list(state["history"])

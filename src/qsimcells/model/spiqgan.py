@@ -71,6 +71,7 @@ Losses
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -82,7 +83,7 @@ import torch
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int, \
     seed_sequence
-from ._persist import atomic_file, unreadable
+from ._persist import UnsafeFileError, atomic_folder, read_json, read_torch, unreadable
 from ..datasets._activity import activity_anndata, binary_matrix, recorded_layout, seed_record
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,7 +102,10 @@ PAPER_SETTINGS = {"noise_weights": False, "lr_generator": 0.05, "lr_critic": 0.0
 #: Largest sub-circuit (qubits): the statevector and the generator's gradient (every state of
 #: a timestep) handle ``2**n_units`` states per sample and timestep.
 MAX_UNITS = 12
-_FILE = "spiqgan.pt"
+# a save: the settings as JSON, the tensors as a torch file read with weights_only=True
+_META = "spiqgan.json"
+_TENSORS = "spiqgan.pt"
+_FORMAT = 2
 
 
 def _rotations(z: torch.Tensor, theta: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
@@ -784,84 +788,139 @@ class SpiQGAN:
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Save the model (settings, parameters, optimiser states, history and the training
-        data) to the folder ``path``.
+        data) to the folder ``path``, in a format that loads without running code:
+        ``spiqgan.json`` (settings, unit names, seed, history) and ``spiqgan.pt`` (tensors
+        only, read back with ``torch.load(weights_only=True)``).
 
         Parameters
         ----------
         path
-            Folder to create; the model goes to ``path/spiqgan.pt``.
+            Folder to create.
         overwrite
             Replace an existing save.
 
         Returns
         -------
         pathlib.Path
-            The file written: first to a temporary file beside it, then renamed into place,
-            so a failed save leaves the previous one intact.
+            The folder written: first as a temporary folder beside it, then renamed into
+            place, so a failed save leaves the previous one intact.
         """
-        folder = Path(path)
-        if folder.exists() and not folder.is_dir():
-            raise FileExistsError(f"path: {str(folder)!r} is a file; give the folder to save "
-                                  "into")
-        target = folder / _FILE
-        with atomic_file(target, overwrite, field="path") as tmp:
+        with atomic_folder(path, overwrite, field="path") as tmp:
             self._write(tmp)
-        return target.absolute()
+        return Path(path).expanduser().absolute()
 
-    def _write(self, file: Path) -> None:
+    def _write(self, folder: Path) -> None:
+        config = self._config()
+        config["betas"] = list(config["betas"])
+        (folder / _META).write_text(json.dumps({
+            "format": "qsimcells.SpiQGAN", "version": _FORMAT, "config": config,
+            "device": str(self._device), "n_samples": int(self.data.shape[0]),
+            "unit_names": [str(u) for u in self.unit_names], "seed": seed_record(self._root),
+            "history": [{k: _plain(v) for k, v in row.items()} for row in self._history],
+            "average_steps": int(self._average_steps)}, indent=1))
         torch.save({
-            "config": self._config(), "version": 1, "device": str(self._device),
-            "data": np.packbits(self.data, axis=1), "n_samples": self.data.shape[0],
-            "unit_names": self.unit_names, "seed": seed_record(self._root),
+            "data": torch.from_numpy(np.packbits(self.data, axis=1)),
             "generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
             "opt_generator": self._opt_g.state_dict(), "opt_critic": self._opt_c.state_dict(),
-            "history": self._history, "average": self._average,
-            "average_steps": self._average_steps,
-        }, file)
+            "average": self._average}, folder / _TENSORS)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: Any = None) -> SpiQGAN:
-        """Load a model written by :meth:`save`.
+    def load(cls, path: str | os.PathLike, *, device: Any = None,
+             trusted: bool = False) -> SpiQGAN:
+        """Load a model written by :meth:`save`; nothing in the files runs.
 
         Parameters
         ----------
         path
-            The folder given to :meth:`save` (or the ``spiqgan.pt`` file in it).
+            The folder given to :meth:`save` (or a file in it).
         device
             Torch device (default: the one it was saved from).
+        trusted
+            Also read a save of the old format (one ``spiqgan.pt`` pickle, before
+            ``spiqgan.json`` existed), which unpickling can make run code: only for a file you
+            trust. Convert such a save once with
+            ``qs.model.SpiQGAN.load(old, trusted=True).save(new)``.
 
         Returns
         -------
         SpiQGAN
             The model, ready to sample or to continue training (with fresh random streams
             derived from the stored seed).
+
+        Raises
+        ------
+        UnsafeFileError
+            For a save of the old format without ``trusted=True``, or a ``spiqgan.pt`` that
+            holds anything but tensors and plain containers.
         """
-        file = Path(path)
-        if file.is_dir():
-            file = file / _FILE
-        if not file.is_file():
+        if not isinstance(trusted, bool):
+            raise TypeError(f"trusted: expected True or False, got {trusted!r}")
+        folder = Path(path)
+        if folder.is_file():
+            folder = folder.parent
+        if not (folder / _META).is_file() and not (folder / _TENSORS).is_file():
             raise FileNotFoundError(f"path: no saved SpiQGAN at {str(path)!r}")
+        if not (folder / _META).is_file():
+            if not trusted:
+                raise UnsafeFileError(
+                    f"path: {str(folder / _TENSORS)!r} is a SpiQGAN save of the old format (one "
+                    "pickle, which loading would have to unpickle, and unpickling can run code "
+                    "from the file); refused. If you trust the file, convert it once: "
+                    "qs.model.SpiQGAN.load(path, trusted=True).save(new_path)")
+            return cls._from_saved(_legacy_save(folder / _TENSORS), device, folder)
+        meta = read_json(folder / _META, "SpiQGAN")
+        if not isinstance(meta, dict) or meta.get("format") != "qsimcells.SpiQGAN":
+            raise unreadable("SpiQGAN", folder / _META,
+                             ValueError("not a SpiQGAN description"))
+        if meta.get("version") != _FORMAT:
+            raise ValueError(f"path: {str(folder)!r} is a SpiQGAN save of format version "
+                             f"{meta.get('version')!r}; this qsimcells reads version {_FORMAT}")
+        tensors = read_torch(folder / _TENSORS, "SpiQGAN", trust_hint=(
+            "a SpiQGAN save holds tensors only; re-save the model with SpiQGAN.save"))
         try:
-            saved = torch.load(file, map_location="cpu", weights_only=False)
+            saved = {**meta, **tensors, "data": tensors["data"].numpy()}
+        except (KeyError, AttributeError, TypeError) as err:
+            raise unreadable("SpiQGAN", folder / _TENSORS, err) from None
+        return cls._from_saved(saved, device, folder)
+
+    @classmethod
+    def _from_saved(cls, saved: dict[str, Any], device: Any, folder: Path) -> SpiQGAN:
+        try:
             config = dict(saved["config"])
-        except Exception as err:  # truncated, damaged or another program's file
-            raise unreadable("SpiQGAN", file, err) from None
-        width = config["n_units"] * config["n_timesteps"]
-        data = np.unpackbits(saved["data"], axis=1, count=width)[: saved["n_samples"]]
-        seed = saved["seed"]
-        model = cls(data, rng=int(seed) if isinstance(seed, (int, np.integer)) or
-                    str(seed).isdigit() else None, betas=tuple(config.pop("betas")),
-                    device=device or saved["device"], **config)
-        model.unit_names = list(saved["unit_names"])
-        model.generator.load_state_dict(saved["generator"])
-        model.critic.load_state_dict(saved["critic"])
-        model._opt_g.load_state_dict(saved["opt_generator"])
-        model._opt_c.load_state_dict(saved["opt_critic"])
-        model._history = list(saved["history"])
-        if saved["average"] is not None:
-            model._average = [t.to(model._device) for t in saved["average"]]
-        model._average_steps = saved["average_steps"]
+            width = config["n_units"] * config["n_timesteps"]
+            data = np.unpackbits(np.asarray(saved["data"]), axis=1,
+                                 count=width)[: saved["n_samples"]]
+            seed = saved["seed"]
+            model = cls(data, rng=int(seed) if isinstance(seed, (int, np.integer)) or
+                        str(seed).isdigit() else None, betas=tuple(config.pop("betas")),
+                        device=device or saved["device"], **config)
+            model.unit_names = list(saved["unit_names"])
+            model.generator.load_state_dict(saved["generator"])
+            model.critic.load_state_dict(saved["critic"])
+            model._opt_g.load_state_dict(saved["opt_generator"])
+            model._opt_c.load_state_dict(saved["opt_critic"])
+            model._history = list(saved["history"])
+            if saved["average"] is not None:
+                model._average = [t.to(model._device) for t in saved["average"]]
+            model._average_steps = saved["average_steps"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise unreadable("SpiQGAN", folder, err) from None
         return model
+
+
+def _plain(value: Any) -> Any:
+    """A history value as JSON stores it (numpy scalars become Python numbers)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _legacy_save(file: Path) -> dict[str, Any]:
+    """A save of format version 1 (one pickle), for a file the user trusts."""
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=False)
+        dict(saved["config"])
+    except Exception as err:  # truncated, damaged or another program's file
+        raise unreadable("SpiQGAN", file, err) from None
+    return saved
 
 
 # the generator this model registers (by name, in qsimcells.plugins.builtins)
