@@ -240,23 +240,23 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             Skip the check and unpickle ``model.pt`` as scvi-tools does: only for a file you
             trust (you made it, or know who did), since unpickling can run code.
         """
-        _checked_model_file(dir_path, prefix, trusted)
-        return super().load(dir_path, adata=adata, prefix=prefix, **kwargs)
+        with _checked_save(dir_path, prefix, trusted) as folder:
+            return super().load(folder, adata=adata, prefix=prefix, **kwargs)
 
     @staticmethod
     def load_registry(dir_path: str, prefix: str | None = None, *,
                       trusted: bool = False) -> dict:
         """The registry of a saved model (scvi-tools'), after the check of :meth:`load`."""
-        _checked_model_file(dir_path, prefix, trusted)
-        return BaseMinifiedModeModelClass.load_registry(dir_path, prefix=prefix)
+        with _checked_save(dir_path, prefix, trusted) as folder:
+            return BaseMinifiedModeModelClass.load_registry(folder, prefix=prefix)
 
     @staticmethod
     def view_setup_args(dir_path: str, prefix: str | None = None, *,
                         trusted: bool = False) -> None:
         """Print the set-up arguments of a saved model (scvi-tools'), after the check of
         :meth:`load`."""
-        _checked_model_file(dir_path, prefix, trusted)
-        BaseMinifiedModeModelClass.view_setup_args(dir_path, prefix=prefix)
+        with _checked_save(dir_path, prefix, trusted) as folder:
+            BaseMinifiedModeModelClass.view_setup_args(folder, prefix=prefix)
 
     @classmethod
     def prepare_query_anndata(cls, adata: AnnData, reference_model: Any, *,
@@ -264,9 +264,10 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         """scvi-tools' :meth:`~scvi.model.base.ArchesMixin.prepare_query_anndata` (pads and
         orders the query's genes as the reference's); a saved reference (a folder) is checked
         as :meth:`load` checks it."""
-        if isinstance(reference_model, (str, os.PathLike)):
-            _checked_model_file(reference_model, None, trusted)
-        return super().prepare_query_anndata(adata, reference_model, **kwargs)
+        if not isinstance(reference_model, (str, os.PathLike)):
+            return super().prepare_query_anndata(adata, reference_model, **kwargs)
+        with _checked_save(reference_model, None, trusted) as folder:
+            return super().prepare_query_anndata(adata, folder, **kwargs)
 
     def train(self, max_epochs: int | None = None, lr: float = 1e-2, lr_prior: float = 1e-3,
               batch_size: int = 128, early_stopping: bool = False,
@@ -601,10 +602,10 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         space. Keyword arguments (``freeze_expression``, ``unfrozen``, ...) as scvi-tools'; a
         saved reference is checked as :meth:`load` checks it (``trusted`` as there).
         """
-        if isinstance(reference_model, (str, os.PathLike)):
-            _checked_model_file(reference_model, None, trusted)
-            reference_model = os.fspath(reference_model)
-        return super().load_query_data(adata, reference_model, **kwargs)
+        if not isinstance(reference_model, (str, os.PathLike)):
+            return super().load_query_data(adata, reference_model, **kwargs)
+        with _checked_save(reference_model, None, trusted) as folder:
+            return super().load_query_data(adata, folder, **kwargs)
 
     def get_importance_weights(self, *args: Any, **kwargs: Any) -> np.ndarray:
         """Not available: scvi-tools' importance weights are ratios of the densities of a
@@ -916,9 +917,37 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
                                for i in range(0, X.shape[0], _BLOCK_ROWS)])
 
 
-def _checked_model_file(dir_path: Any, prefix: str | None, trusted: bool) -> None:
-    """``model.pt`` of a save exists, is a complete torch archive and (unless ``trusted``)
-    holds only what scvi-tools' format needs (:func:`~._persist.check_scvi_model_file`)."""
+@contextlib.contextmanager
+def _checked_save(dir_path: Any, prefix: str | None, trusted: bool) -> Iterator[str]:
+    """The folder for scvi-tools' loader to read a save from.
+
+    ``model.pt`` must exist and be a complete torch archive; unless ``trusted``, it is copied
+    into a private temporary folder and the copy checked
+    (:func:`~._persist.check_scvi_model_file`), so scvi-tools reads exactly the bytes that
+    passed, even if the original changes meanwhile; the save's other files (``adata.h5ad``)
+    are linked beside it.
+    """
+    import shutil
+    import tempfile
+
+    file = _checked_archive(dir_path, prefix, trusted)
+    if trusted:
+        yield os.fspath(dir_path)
+        return
+    with tempfile.TemporaryDirectory(prefix="qsimcells-load-") as tmp:
+        copy = Path(tmp) / Path(file).name
+        shutil.copyfile(file, copy)
+        check_scvi_model_file(copy, "QBMVAE",
+                              "load it with trusted=True (QBMVAE.load(path, adata, "
+                              "trusted=True)), which unpickles it as scvi-tools does")
+        for entry in Path(os.fspath(dir_path)).iterdir():
+            if entry.name != copy.name:
+                (Path(tmp) / entry.name).symlink_to(entry.absolute())
+        yield tmp
+
+
+def _checked_archive(dir_path: Any, prefix: str | None, trusted: bool) -> str:
+    """The path of a save's ``model.pt``, which must exist and be a complete archive."""
     import zipfile
 
     if not isinstance(trusted, bool):
@@ -934,10 +963,7 @@ def _checked_model_file(dir_path: Any, prefix: str | None, trusted: bool) -> Non
         raise unreadable("QBMVAE", file, err) from None
     if damaged is not None:
         raise unreadable("QBMVAE", file, ValueError(f"member {damaged} is damaged"))
-    if not trusted:
-        check_scvi_model_file(Path(file), "QBMVAE",
-                              "load it with trusted=True (QBMVAE.load(path, adata, "
-                              "trusted=True)), which unpickles it as scvi-tools does")
+    return file
 
 
 # the generator this model registers (by name, in qsimcells.plugins.builtins)
