@@ -94,9 +94,7 @@ def test_demo_refuses_a_bad_output_folder_before_any_work(tmp_path, capsys, monk
         else:
             locked.chmod(0o500)
     monkeypatch.setattr(qs.sim, "simulate", lambda *a, **k: pytest.fail("work started"))
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["demo", "--out", str(out)])
-    assert exc.value.code == 2
+    assert cli.main(["demo", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--out:" in err and "Traceback" not in err
     assert file.read_text() == "keep me" and not (locked / "results").exists()

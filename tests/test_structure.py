@@ -78,7 +78,7 @@ def test_public_functions_follow_scverse_conventions(name, func) -> None:
 
 #: the package's layers, low to high: a module imports only from lower layers (and pl from
 #: tl), so data flow one way: plugins -> samplers -> sim -> tl/pl -> model
-LAYERS = {"_utils": 0, "_version": 0, "plugins": 1, "samplers": 2, "circuits": 3,
+LAYERS = {"_utils": 0, "_atomic": 0, "_version": 0, "plugins": 1, "samplers": 2, "circuits": 3,
           "datasets": 3, "nn": 3, "sim": 4, "tl": 5, "pl": 5, "model": 6, "cli": 7,
           "testing": 7, "__init__": 7}
 ALLOWED_SIDEWAYS = {("pl", "tl")}

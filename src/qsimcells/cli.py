@@ -1,5 +1,6 @@
-"""Command line: ``qsimcells demo`` (the main job: the paper reproduced into ``results/``) and
-``qsimcells plugins``."""
+"""Command line: ``qsimcells demo`` (the main job: the paper reproduced into ``results/``),
+``qsimcells simulate DESIGN`` (a design file or a preset to .h5ad / .zarr), ``qsimcells design``
+(write a preset as a design file, or check one) and ``qsimcells plugins``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 logger = logging.getLogger("qsimcells")
 
@@ -143,29 +145,258 @@ def pd_table(rows: list[dict]) -> str:
             pd.DataFrame(rows)[columns].to_string(index=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="qsimcells", description=__doc__)
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with pipeline-friendly errors: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(_field_first(message))
+
+
+class UsageError(ValueError):
+    """A bad argument: reported as ``qsimcells: error: <field>: <what is allowed>``."""
+
+
+def _field_first(message: str) -> str:
+    """argparse's ``argument --x: ...`` and ``the following arguments are required: --x`` in
+    the ``<field>: <what>`` form of every other error."""
+    if message.startswith("argument "):
+        return message[len("argument "):]
+    required = "the following arguments are required: "
+    if message.startswith(required):
+        return f"{message[len(required):]}: required"
+    return message
+
+
+def _positive(field: str, value: int) -> int:
+    if value < 1:
+        raise UsageError(f"{field}: must be a whole number >= 1, got {value}")
+    return value
+
+
+def _check_seed(value: int) -> int:
+    if value < 0:
+        raise UsageError(f"--seed: must be a whole number >= 0, got {value}")
+    return value
+
+
+def _check_sampler(name: str) -> str:
+    """``auto`` or a registered circuit sampler, checked before any work."""
+    from .plugins import get_registry
+
+    if name == "auto":
+        return name
+    try:
+        get_registry().get("circuit_sampler", name)
+    except Exception as err:  # unknown, or ambiguous between two plugins
+        raise UsageError(f"--sampler: {err}; or 'auto'") from None
+    return name
+
+
+def _check_output(out: Path, overwrite: bool) -> Path:
+    """``--out``: ``.h5ad`` or ``.zarr``, in a writable folder, not already there unless
+    ``--overwrite``; all before any work."""
+    out = Path(out).expanduser().absolute()
+    if out.suffix not in (".h5ad", ".zarr"):
+        raise UsageError(f"--out: {str(out)!r} must end in .h5ad (an AnnData file) or .zarr "
+                         "(a zarr store written chunk by chunk)")
+    if out.exists() and not overwrite:
+        raise UsageError(f"--out: {str(out)!r} exists; pass --overwrite to replace it")
+    if out.exists() and (out.is_dir() != (out.suffix == ".zarr")):
+        raise UsageError(f"--out: {str(out)!r} exists and is a "
+                         f"{'folder' if out.is_dir() else 'file'}; choose another path")
+    parent = out.parent
+    if not parent.is_dir():
+        raise UsageError(f"--out: the folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out: the folder {str(parent)!r} is not writable")
+    return out
+
+
+def _design(spec: str):
+    """DESIGN: a design file, or a preset spec (``romero2025``, ``random_network:200:4``)."""
+    from .sim import presets, read_design
+
+    if Path(spec).is_file():
+        return read_design(spec)
+    name = spec.split(":", 1)[0]
+    if name not in presets._PRESETS:
+        raise UsageError(f"DESIGN: {spec!r} is neither a design file nor a preset; presets: "
+                         f"{sorted(presets._PRESETS)} (e.g. romero2025, random_network:200:4)")
+    return presets.from_spec(spec)
+
+
+def simulate_command(args: argparse.Namespace) -> Path:
+    """``qsimcells simulate``: the same data as ``qs.sim.simulate(design, n_cells,
+    rng=seed, sampler=...)``, written atomically to ``.h5ad`` or chunk by chunk to ``.zarr``."""
+    from ._atomic import atomic_file
+    from .sim import simulate, simulate_to_zarr
+
+    _positive("--n-cells", args.n_cells)
+    _check_seed(args.seed)
+    if args.batches is not None:
+        _positive("--batches", args.batches)
+    if args.chunk_size is not None:
+        _positive("--chunk-size", args.chunk_size)
+    _check_sampler(args.sampler)
+    out = _check_output(args.out, args.overwrite)
+    design = _design(args.design)
+    progress = False if args.quiet else None  # None: a bar only on an interactive terminal
+    options = {"sampler": args.sampler, "rng": args.seed, "batches": args.batches,
+               "progress": progress}
+    if args.chunk_size is not None:
+        options["chunk_size"] = args.chunk_size
+    if out.suffix == ".zarr":
+        simulate_to_zarr(design, args.n_cells, out, overwrite=args.overwrite, **options)
+    else:
+        adata = simulate(design, args.n_cells, **options)
+        with atomic_file(out, True, field="--out") as tmp:
+            adata.write_h5ad(tmp)
+    return out
+
+
+def design_command(args: argparse.Namespace) -> int:
+    """``qsimcells design PRESET [--out FILE]`` and ``qsimcells design --check FILE``."""
+    from .sim import check_design, design_file
+
+    if args.check is not None:
+        if args.preset is not None:
+            raise UsageError("PRESET: give a preset or --check FILE, not both")
+        path = Path(args.check)
+        if not path.is_file():
+            raise UsageError(f"--check: no file at {str(path)!r}")
+        try:
+            problems = check_design(json.loads(path.read_text()))
+        except (ValueError, UnicodeDecodeError) as err:
+            problems = [f"design: not JSON ({err})"]
+        for problem in problems:
+            print(f"qsimcells: error: {path}: {problem}", file=sys.stderr)
+        if problems:
+            return 2
+        design = _design(str(path))
+        print(f"{path}: a valid design: {len(design.gene_names)} genes in {len(design.cell_types)} "
+              f"cell types, {len(design.edges)} edges")
+        return 0
+    if args.preset is None:
+        raise UsageError("PRESET: required (e.g. romero2025, random_network:200:4), or "
+                         "--check FILE")
+    design = _design(args.preset)
+    if args.out is None:
+        print(json.dumps(design_file.design_to_json(design), indent=1))
+        return 0
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"--out: {str(out)!r} exists; pass --overwrite to replace it")
+    design_file.write_design(design, out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    def common(default: object) -> argparse.ArgumentParser:
+        """--debug and --quiet, before or after the command (``default`` SUPPRESS after it,
+        so that the command's copy does not undo the one given before it)."""
+        options = _OneLineParser(add_help=False)
+        options.add_argument("--debug", action="store_true", default=default,
+                             help="show the Python traceback of an error")
+        options.add_argument("--quiet", action="store_true", default=default,
+                             help="no progress bars, no log lines")
+        return options
+
+    parser = _OneLineParser(prog="qsimcells", description=__doc__, parents=[common(False)])
+    parser.add_argument("--version", action="version", version=f"qsimcells {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    after = common(argparse.SUPPRESS)
+    add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return add(name, parents=[after], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]  # every command takes them
     p_demo = sub.add_parser("demo", help="simulate the paper's two cases into a folder")
     p_demo.add_argument("--out", type=Path, default=Path("results"))
     p_demo.add_argument("--n-cells", type=int, default=2000, help="cells per cell type")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--sampler", default="auto")
     p_demo.add_argument("--n-perms", type=int, default=1000,
-                        help="CellChat permutations for the p-values")
+                        help="CellChat permutations for the p-values (at least 1)")
+    p_sim = sub.add_parser("simulate", help="simulate a design file or a preset to .h5ad or "
+                           ".zarr")
+    p_sim.add_argument("design", metavar="DESIGN",
+                       help="a design file (qsimcells design) or a preset: romero2025, "
+                       "romero2025:false, random_network:200:4, random_dag:50:2, ...")
+    p_sim.add_argument("--n-cells", type=int, required=True,
+                       help="cells (niches) per cell type, as qs.sim.simulate's n_cells")
+    p_sim.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
+    p_sim.add_argument("--sampler", default="auto", help="a circuit sampler (qsimcells "
+                       "plugins) or auto (default)")
+    p_sim.add_argument("--batches", type=int, default=None, help="technical batches")
+    p_sim.add_argument("--chunk-size", type=int, default=None,
+                       help="niches per chunk (default: qs.sim's)")
+    p_sim.add_argument("--out", type=Path, default=Path("simulated.h5ad"),
+                       help="FILE.h5ad or FILE.zarr (default simulated.h5ad)")
+    p_sim.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p_design = sub.add_parser("design", help="write a preset as a design file, or check one")
+    p_design.add_argument("preset", metavar="PRESET", nargs="?",
+                          help="romero2025, random_network:200:4, ... (see qsimcells simulate)")
+    p_design.add_argument("--out", type=Path, default=None,
+                          help="design file to write (default: print it)")
+    p_design.add_argument("--overwrite", action="store_true")
+    p_design.add_argument("--check", metavar="FILE", default=None,
+                          help="validate FILE and report every problem with its field")
     sub.add_parser("plugins", help="list the registered samplers and generators")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; errors print one line on stderr and return exit code 2
+    (``--debug`` raises them with their traceback)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        return _run(_parser().parse_args(argv))
+    except SystemExit:
+        raise
+    except Exception as err:
+        if debug:
+            raise
+        from .plugins import PluginError
+
+        expected = (ValueError, TypeError, KeyError, PluginError, OSError)
+        text = str(err) if isinstance(err, expected) else \
+            f"{type(err).__name__}: {err} (an internal error; --debug shows the traceback)"
+        print(f"qsimcells: error: {text.splitlines()[0] if text else type(err).__name__}",
+              file=sys.stderr)
+        return 2 if isinstance(err, expected) else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
     if args.command == "demo":
+        _positive("--n-cells", args.n_cells)
+        _check_seed(args.seed)
+        if args.n_perms < 1:
+            raise UsageError(f"--n-perms: CellChat's p-values need permutations; give 1 or "
+                             f"more (default 1000), got {args.n_perms}")
+        _check_sampler(args.sampler)
         try:
             check_out(args.out)
         except ValueError as err:
-            parser.error(str(err))  # one line on stderr, exit code 2, nothing computed
+            raise UsageError(str(err)) from None
         summary = demo(args.out, args.n_cells, args.seed, args.sampler, args.n_perms)
         print(json.dumps({case: {k: v for k, v in summary[case].items() if k != "networks"}
                           for _, case in CASES}, indent=2))
         print(pd_table(summary["table3"]))
         print(f"results written to {args.out}/")
+    elif args.command == "simulate":
+        out = simulate_command(args)
+        if not args.quiet:
+            print(f"wrote {out}", file=sys.stderr)
+    elif args.command == "design":
+        return design_command(args)
     else:
         from .plugins import available
 

@@ -1,8 +1,9 @@
 """Saves that lose nothing, and loads that run no code.
 
-Every model writes into a temporary path beside its target and renames it into place, so a
-failed or interrupted save leaves the previous save (or nothing) and never half a model; an
-existing save is replaced only with ``overwrite=True``.
+Every model writes into a temporary path beside its target and renames it into place
+(:func:`~qsimcells._atomic.atomic_folder`, re-exported here), so a failed or interrupted save
+leaves the previous save (or nothing) and never half a model; an existing save is replaced only
+with ``overwrite=True``.
 
 Every model reads its files here, and nothing here runs code from a file: JSON through
 :func:`read_json`, numpy archives with ``allow_pickle=False`` (:func:`read_npz`), torch files
@@ -16,92 +17,16 @@ with :class:`UnsafeFileError`, naming what it would call; ``trusted=True`` on a 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
+
+from .._atomic import atomic_file, atomic_folder
 
 __all__ = ["UnsafeFileError", "atomic_file", "atomic_folder", "check_scvi_model_file",
            "read_json", "read_npz", "read_torch", "read_torch_restricted", "scvi_save_globals",
            "unreadable"]
-
-
-def _check_parent(target: Path, field: str) -> None:
-    """Create the missing folders above ``target`` (as scvi-tools' save does) and check that
-    the one holding it is writable."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise FileExistsError(f"{field}: a file stands where the folder "
-                              f"{str(target.parent)!r} should be") from None
-    if not os.access(target.parent, os.W_OK):
-        raise PermissionError(f"{field}: the folder {str(target.parent)!r} is not writable")
-
-
-def _temporary(target: Path, kind: str) -> Path:
-    return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-@contextmanager
-def atomic_folder(path: str | os.PathLike[str], overwrite: bool, *,
-                  field: str = "dir_path") -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
-
-    An existing non-empty ``path`` is refused unless ``overwrite``; it is replaced only after
-    the new save is complete. On an error the temporary folder is removed and ``path`` is left
-    as it was.
-    """
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite: expected True or False, got {overwrite!r}")
-    target = Path(path).expanduser().absolute()
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{field}: {str(target)!r} is a file, not a folder; choose "
-                              "another path")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{field}: {str(target)!r} exists and is not empty; pass "
-                              "overwrite=True to replace it")
-    _check_parent(target, field)
-    tmp = _temporary(target, "partial")
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = _temporary(target, "replaced")
-        os.rename(target, old)
-    os.rename(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike[str], overwrite: bool, *,
-                field: str = "path") -> Iterator[Path]:
-    """Yield a temporary file path beside ``path``; on success it replaces ``path``."""
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite: expected True or False, got {overwrite!r}")
-    target = Path(path).expanduser().absolute()
-    if target.is_dir():
-        raise FileExistsError(f"{field}: {str(target)!r} is a folder, not a file")
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{field}: {str(target)!r} exists; pass overwrite=True to "
-                              "replace it")
-    _check_parent(target, field)
-    tmp = _temporary(target, "partial")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def unreadable(kind: str, path: Any, err: BaseException) -> ValueError:

@@ -1,5 +1,6 @@
 """Simulation: qSimCells designs, presets and ``simulate`` (AnnData out, in memory or as dask),
-``simulate_to_zarr`` (atlas-sized, out of core) and ``read_backed`` (a store with ``X`` on disk)."""
+``simulate_to_zarr`` (atlas-sized, out of core), ``read_backed`` (a store with ``X`` on disk)
+and design files (``read_design`` / ``write_design``, JSON)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from . import presets
 from .backed import read_backed
 from .calibrate import CalibratedDesign, fit_design
 from .design import CellCircuit
+from .design_file import check_design, read_design, write_design
 from .generators import generate
 from .screen import (downstream_genes, exact_activation, perturbation_screen, preset_screen,
                      true_response)
@@ -14,7 +16,7 @@ from .simulate import simulate
 from .tissue import Tissue
 from .zarr_store import simulate_to_zarr
 
-__all__ = ["CalibratedDesign", "CellCircuit", "downstream_genes", "exact_activation",
-           "fit_design", "generate",
+__all__ = ["CalibratedDesign", "CellCircuit", "check_design", "downstream_genes",
+           "exact_activation", "fit_design", "generate", "read_design", "write_design",
            "perturbation_screen", "preset_screen", "presets", "read_backed", "simulate",
            "simulate_to_zarr", "Tissue", "true_response"]

@@ -239,3 +239,52 @@ def get(name: str, **params: Any) -> CellCircuit:
     if name not in _PRESETS:
         raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(_PRESETS)}")
     return _PRESETS[name](**params)
+
+
+def _spec_value(text: str) -> Any:
+    """A value of a preset spec: a boolean, a whole number, a number or a string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def from_spec(spec: str) -> CellCircuit:
+    """A preset from a one-string spec, as the command line takes it.
+
+    ``name[:value...][:key=value...]``: the values go to the preset's parameters in order,
+    ``key=value`` by name; ``true`` / ``false``, numbers and strings are read as such. A preset
+    with an ``rng`` gets ``rng=0`` unless the spec gives one, so a spec names one design.
+
+    Examples
+    --------
+    >>> qs.sim.presets.from_spec("romero2025")               # the interacting case
+    >>> qs.sim.presets.from_spec("romero2025:false")         # the control
+    >>> qs.sim.presets.from_spec("random_network:200:4")     # 200 genes, 4 cell types
+    >>> qs.sim.presets.from_spec("random_dag:50:n_edges=80:rng=3")
+    """
+    import inspect
+
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"preset: expected a spec such as 'random_network:200:4', got {spec!r}")
+    name, *parts = spec.split(":")
+    if name not in _PRESETS:
+        raise ValueError(f"preset: unknown preset {name!r}; choose one of {sorted(_PRESETS)}")
+    func = _PRESETS[name]
+    args = [_spec_value(p) for p in parts if "=" not in p]
+    kwargs = {k: _spec_value(v) for k, _, v in (p.partition("=") for p in parts if "=" in p)}
+    signature = inspect.signature(func)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as err:
+        allowed = ", ".join(signature.parameters)
+        raise ValueError(f"preset: {spec!r} does not fit {name}({allowed}): {err}") from None
+    if "rng" in signature.parameters and "rng" not in bound.arguments:
+        bound.arguments["rng"] = 0
+    return func(*bound.args, **bound.kwargs)
+
