@@ -62,7 +62,7 @@ def section(page: Path, key: str) -> str:
     text = page.read_text() if page.exists() else ""
     if begin not in text or end not in text:
         return ""
-    return text[text.index(begin):text.index(end) + len(end)]
+    return text[text.index(begin) : text.index(end) + len(end)]
 
 
 def splice_section(page: Path, key: str, body: str) -> None:
@@ -106,13 +106,19 @@ def machine(packages: tuple[str, ...] = ("numpy", "scipy", "qiskit", "qiskit_aer
             versions[name] = "not installed"
             continue
         try:  # a package without __version__ (scdesigner) still has its distribution's
-            versions[name] = getattr(module, "__version__", None) or \
-                importlib.metadata.version(name)
+            versions[name] = getattr(module, "__version__", None) or importlib.metadata.version(
+                name
+            )
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "?"
-    return {"cores": cores, "cpu": cpu, "memory": gib(mem) if mem else "?",
-            "python": platform.python_version(), **versions,
-            "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")}
+    return {
+        "cores": cores,
+        "cpu": cpu,
+        "memory": gib(mem) if mem else "?",
+        "python": platform.python_version(),
+        **versions,
+        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    }
 
 
 def source_state() -> str:
@@ -123,18 +129,30 @@ def source_state() -> str:
         digest.update(str(path.relative_to(REPO)).encode())
         digest.update(path.read_bytes())
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
-    return (f"commit {commit or '?'}" + (" + uncommitted changes in src/" if dirty else "")
-            + f", src fingerprint {digest.hexdigest()[:10]}")
+    return (
+        f"commit {commit or '?'}"
+        + (" + uncommitted changes in src/" if dirty else "")
+        + f", src fingerprint {digest.hexdigest()[:10]}"
+    )
 
 
 def command(script: str, argv: list[str]) -> str:
     """The command line that ran ``script``, with paths relative to the repository."""
+
     def rel(p: str) -> str:
         return os.path.relpath(p, REPO) if Path(p).is_relative_to(REPO) else p
 
@@ -159,14 +177,19 @@ def load_pbmc() -> tuple:
     values = np.expm1(raw) * src.obs["n_counts"].to_numpy(np.float64)[:, None] / 1e4
     counts = np.round(values)
     off = np.abs(values - counts)
-    info = {"max_off": float(off.max()), "mean_off_nonzero": float(off[counts > 0].mean()),
-            "share_of_n_counts": float(np.median(counts.sum(1)
-                                                 / src.obs["n_counts"].to_numpy())),
-            "nonzero": float((counts > 0).mean())}
+    info = {
+        "max_off": float(off.max()),
+        "mean_off_nonzero": float(off[counts > 0].mean()),
+        "share_of_n_counts": float(np.median(counts.sum(1) / src.obs["n_counts"].to_numpy())),
+        "nonzero": float((counts > 0).mean()),
+    }
     if info["max_off"] > 0.25:
-        raise RuntimeError(f"pbmc68k_reduced: rebuilt counts are not whole numbers "
-                           f"(largest distance {info['max_off']:.3f})")
-    adata = ad.AnnData(counts.astype(np.float32), obs=src.obs[[PBMC_LABEL]].copy(),
-                       var=src.raw.var[[]].copy())
+        raise RuntimeError(
+            f"pbmc68k_reduced: rebuilt counts are not whole numbers "
+            f"(largest distance {info['max_off']:.3f})"
+        )
+    adata = ad.AnnData(
+        counts.astype(np.float32), obs=src.obs[[PBMC_LABEL]].copy(), var=src.raw.var[[]].copy()
+    )
     adata.obs_names = src.obs_names
     return adata, info

@@ -34,8 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import REPO, gib, machine, report, source_state
-from _common import command as command_line
+from _common import REPO, command as command_line, gib, machine, report, source_state
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "atlas.md"
 RESULT_TAG = "@@RESULT "
@@ -126,8 +125,15 @@ def child_memory(cells: int) -> None:
         t0 = time.perf_counter()
         adata = qs.sim.simulate(design, cells // TYPES, rng=0, progress=False)
         seconds = time.perf_counter() - t0
-    _emit({"kind": "memory", "cells": adata.n_obs, "seconds": seconds, "peak_rss": rss.peak,
-           "nnz": int(adata.X.nnz)})
+    _emit(
+        {
+            "kind": "memory",
+            "cells": adata.n_obs,
+            "seconds": seconds,
+            "peak_rss": rss.peak,
+            "nnz": int(adata.X.nnz),
+        }
+    )
 
 
 def child_zarr(cells: int, store: str, workers: int) -> None:
@@ -138,8 +144,9 @@ def child_zarr(cells: int, store: str, workers: int) -> None:
     if workers:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     warm = Path(store).with_name("warm-up.zarr")
     qs.sim.simulate_to_zarr(design, 200, warm, rng=1, progress=False)  # warm-up, workers too
@@ -148,12 +155,18 @@ def child_zarr(cells: int, store: str, workers: int) -> None:
         t0 = time.perf_counter()
         qs.sim.simulate_to_zarr(design, cells // TYPES, store, rng=0, progress=False)
         seconds = time.perf_counter() - t0
-    record = {"kind": "zarr", "workers": workers, "cells": cells // TYPES * TYPES,
-              "seconds": seconds, "peak_rss": rss.peak, "worker_peak_rss": rss.child_peak,
-              # flat memory: the peak of the run's first and of its last quarter
-              "first_quarter_rss": max(rss.samples[:max(1, len(rss.samples) // 4)]),
-              "last_quarter_rss": max(rss.samples[-max(1, len(rss.samples) // 4):]),
-              "store_bytes": _store_bytes(Path(store))}
+    record = {
+        "kind": "zarr",
+        "workers": workers,
+        "cells": cells // TYPES * TYPES,
+        "seconds": seconds,
+        "peak_rss": rss.peak,
+        "worker_peak_rss": rss.child_peak,
+        # flat memory: the peak of the run's first and of its last quarter
+        "first_quarter_rss": max(rss.samples[: max(1, len(rss.samples) // 4)]),
+        "last_quarter_rss": max(rss.samples[-max(1, len(rss.samples) // 4) :]),
+        "store_bytes": _store_bytes(Path(store)),
+    }
     if client is not None:
         client.close()
         cluster.close()
@@ -174,8 +187,7 @@ def _check_store(design, n_cells: int, store: str) -> str:
     for chunk in sorted({0, run.n_chunks // 2, run.n_chunks - 1}):
         start, stop = (i * run.n_types for i in run.niches(chunk))
         X, binary = run.chunk(chunk)
-        for got, want in ((backed.X[start:stop], X),
-                          (backed.layers["binary"][start:stop], binary)):
+        for got, want in ((backed.X[start:stop], X), (backed.layers["binary"][start:stop], binary)):
             for field in ("indptr", "indices", "data"):
                 np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
     return f"chunks {sorted({0, run.n_chunks // 2, run.n_chunks - 1})} of {run.n_chunks} equal"
@@ -188,13 +200,18 @@ def _check_store(design, n_cells: int, store: str) -> str:
 def _run_child(args: list[str], timeout: float) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG):])
+            return json.loads(line[len(RESULT_TAG) :])
     tail = " | ".join([ln for ln in proc.stderr.splitlines() if ln.strip()][-3:])
     return {"error": f"failed (exit {proc.returncode}): {tail}"}
 
@@ -209,8 +226,10 @@ def _row(label: str, r: dict, peer: float | None) -> str:
     rate = _rate(r)
     ratio = f"{rate / peer:.2f}x" if peer else "-"
     store = gib(r["store_bytes"]) if "store_bytes" in r else "-"
-    return (f"| {label} | {r['cells']:,} | {r['seconds']:.1f} | {rate:,.0f} | {ratio} | "
-            f"{gib(r['peak_rss'])} | {store} |")
+    return (
+        f"| {label} | {r['cells']:,} | {r['seconds']:.1f} | {rate:,.0f} | {ratio} | "
+        f"{gib(r['peak_rss'])} | {store} |"
+    )
 
 
 def _projection(atlas: dict, per_worker_rss: int | None) -> list[str]:
@@ -234,10 +253,12 @@ def _projection(atlas: dict, per_worker_rss: int | None) -> list[str]:
         f"these 2 cores ({core_hours:.1f} core-hours, simulation and writing together).",
     ]
     if per_worker_rss:
-        lines.append(f"- Memory per worker: {gib(per_worker_rss)} measured for a "
-                     "single-threaded worker process (one chunk in flight plus the plan: the "
-                     "sampler and the design), measured in the 1,000,000-cell run; each worker holds its "
-                     "chunks only until the writer has them.")
+        lines.append(
+            f"- Memory per worker: {gib(per_worker_rss)} measured for a "
+            "single-threaded worker process (one chunk in flight plus the plan: the "
+            "sampler and the design), measured in the 1,000,000-cell run; each worker holds its "
+            "chunks only until the writer has them."
+        )
     lines += [
         "- The writer: one process appends the chunks in order (anndata's writers, one zarr "
         "store), holding `n_ahead + 1` chunks; it compresses and writes every byte, so at "
@@ -276,13 +297,16 @@ def main(argv: list[str] | None = None) -> int:
 
     info, state = machine(("numpy", "anndata", "zarr", "dask", "distributed")), source_state()
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix="qsimcells-atlas-", dir=REPO / "build"
-                                     if (REPO / "build").is_dir() else None) as tmp:
-        plan = [("memory", ["memory", str(args.memory_cells)]),
-                ("atlas", ["zarr", str(args.cells), f"{tmp}/atlas.zarr", "0"]),
-                ("threads", ["zarr", str(args.memory_cells), f"{tmp}/threads.zarr", "0"]),
-                ("workers1", ["zarr", str(args.memory_cells), f"{tmp}/w1.zarr", "1"]),
-                ("workers2", ["zarr", str(args.memory_cells), f"{tmp}/w2.zarr", "2"])]
+    with tempfile.TemporaryDirectory(
+        prefix="qsimcells-atlas-", dir=REPO / "build" if (REPO / "build").is_dir() else None
+    ) as tmp:
+        plan = [
+            ("memory", ["memory", str(args.memory_cells)]),
+            ("atlas", ["zarr", str(args.cells), f"{tmp}/atlas.zarr", "0"]),
+            ("threads", ["zarr", str(args.memory_cells), f"{tmp}/threads.zarr", "0"]),
+            ("workers1", ["zarr", str(args.memory_cells), f"{tmp}/w1.zarr", "1"]),
+            ("workers2", ["zarr", str(args.memory_cells), f"{tmp}/w2.zarr", "2"]),
+        ]
         for name, child in plan:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name] = _run_child(["--child", *child], args.timeout)
@@ -293,14 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     peer = _rate(results["memory"])
     atlas = results["atlas"]
     w1, w2 = results["workers1"], results["workers2"]
-    scaling = (f"{_rate(w2) / _rate(w1):.2f}x" if "seconds" in w1 and "seconds" in w2
-               else "-")
+    scaling = f"{_rate(w2) / _rate(w1):.2f}x" if "seconds" in w1 and "seconds" in w2 else "-"
     rss_ok = "error" not in atlas and atlas["peak_rss"] < RSS_TARGET
     ratio = _rate(atlas) / peer if peer and "seconds" in atlas else None
     lines = [
         "# Out-of-core simulation: `simulate_to_zarr` vs the in-memory `simulate`",
         "",
-        f"Command: `{command_line(__file__, argv if argv is not None else sys.argv[1:])}`. Source: {state}.",
+        f"Command: `{command_line(__file__, argv if argv is not None else sys.argv[1:])}`. "
+        f"Source: {state}.",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",
         f"Design: `random_network({GENES}, {TYPES}, {GENES}, rng=0)` ({GENES} circuit genes in "
@@ -327,10 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{gib(atlas.get('last_quarter_rss', 0))}: memory does not grow with the cells written).",
         f"- **Throughput >= {RATIO_TARGET}x the in-memory path: "
         f"{'met' if ratio and ratio >= RATIO_TARGET else 'not met'}** "
-        f"({ratio:.2f}x)." if ratio else "- Throughput: -",
+        f"({ratio:.2f}x)."
+        if ratio
+        else "- Throughput: -",
         f"- Scaling, 2 workers / 1 worker: {scaling}. The cluster rows pay what the "
-        "local-thread rows do not: every chunk travels from its worker process to the writing client by "
-        "pickle, and on 2 cores the client shares the cores with the workers.",
+        "local-thread rows do not: every chunk travels from its worker process to the writing "
+        "client by pickle, and on 2 cores the client shares the cores with the workers.",
         "",
     ]
     lines += _projection(atlas, w2.get("worker_peak_rss"))

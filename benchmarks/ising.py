@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, best_of, command, machine, source_state
 
 import qsimcells as qs
+from _common import REPO, best_of, command, machine, source_state
 from qsimcells.samplers import boltzmann_probabilities, ising_energy, sample_ising
 from qsimcells.testing import random_ising
 
@@ -44,12 +44,18 @@ def tvd(z: np.ndarray, probs: np.ndarray) -> float:
 def part_accuracy(reads: int) -> list[dict]:
     h, W = random_ising(10, 0, coupling=0.7)
     probs = boltzmann_probabilities(h, W)
-    perfect = 0.5 * np.abs(np.random.default_rng(99).multinomial(reads, probs, NULL_DRAWS)
-                           / reads - probs).sum(1)
+    perfect = 0.5 * np.abs(
+        np.random.default_rng(99).multinomial(reads, probs, NULL_DRAWS) / reads - probs
+    ).sum(1)
     noise, noise_sd = float(perfect.mean()), float(perfect.std(ddof=1))
-    settings = [("exact", {}), ("gibbs", {"num_sweeps": 20}), ("gibbs", {"num_sweeps": 100}),
-                ("gibbs", {"num_sweeps": 100, "n_replicas": 4}),
-                ("neal", {"num_sweeps": 100}), ("neal", {"num_sweeps": 1000})]
+    settings = [
+        ("exact", {}),
+        ("gibbs", {"num_sweeps": 20}),
+        ("gibbs", {"num_sweeps": 100}),
+        ("gibbs", {"num_sweeps": 100, "n_replicas": 4}),
+        ("neal", {"num_sweeps": 100}),
+        ("neal", {"num_sweeps": 1000}),
+    ]
     rows = []
     for name, options in settings:
         sample_ising(h, W, 16, sampler=name, rng=0, **options)  # warm-up (imports, caches)
@@ -57,12 +63,24 @@ def part_accuracy(reads: int) -> list[dict]:
         z = sample_ising(h, W, reads, sampler=name, rng=1, **options)
         seconds = time.perf_counter() - t0
         distance = tvd(z, probs)
-        rows.append({"sampler": name, "options": options, "seconds": seconds,
-                     "per_s": reads / seconds, "tvd": distance, "noise": noise,
-                     "noise_sd": noise_sd, "z": (distance - noise) / noise_sd})
-        print(f"  10 spins  {name:6s} {str(options):38s} {reads / seconds:>11,.0f} samples/s  "
-              f"TVD {distance:.4f} (perfect sampler {noise:.4f} +- {noise_sd:.4f}, "
-              f"z = {rows[-1]['z']:+.1f})", flush=True)
+        rows.append(
+            {
+                "sampler": name,
+                "options": options,
+                "seconds": seconds,
+                "per_s": reads / seconds,
+                "tvd": distance,
+                "noise": noise,
+                "noise_sd": noise_sd,
+                "z": (distance - noise) / noise_sd,
+            }
+        )
+        print(
+            f"  10 spins  {name:6s} {options!s:38s} {reads / seconds:>11,.0f} samples/s  "
+            f"TVD {distance:.4f} (perfect sampler {noise:.4f} +- {noise_sd:.4f}, "
+            f"z = {rows[-1]['z']:+.1f})",
+            flush=True,
+        )
     return rows
 
 
@@ -72,28 +90,50 @@ def part_sizes(sizes: list[int], reads: int, repeats: int) -> list[dict]:
         h, W = random_ising(n, n, coupling=1 / np.sqrt(n))
         row: dict = {"n": n}
         for name in ("gibbs", "neal"):
-            cold_s, start = best_of(lambda: sample_ising(h, W, reads, sampler=name, rng=2,
-                                                       num_sweeps=100), repeats)
-            warm_s, z = best_of(lambda: sample_ising(h, W, reads, sampler=name, rng=3,
-                                                   initial_states=start, num_sweeps=10),
-                              repeats)
+            cold_s, start = best_of(
+                lambda h=h, W=W, name=name: sample_ising(
+                    h, W, reads, sampler=name, rng=2, num_sweeps=100
+                ),
+                repeats,
+            )
+            warm_s, z = best_of(
+                lambda h=h, W=W, name=name, start=start: sample_ising(
+                    h, W, reads, sampler=name, rng=3, initial_states=start, num_sweeps=10
+                ),
+                repeats,
+            )
             energy = ising_energy(z, h, W)
-            row[name] = {"cold_s": cold_s, "warm_s": warm_s, "energy": float(energy.mean()),
-                         "energy_se": float(energy.std(ddof=1) / np.sqrt(reads))}
+            row[name] = {
+                "cold_s": cold_s,
+                "warm_s": warm_s,
+                "energy": float(energy.mean()),
+                "energy_se": float(energy.std(ddof=1) / np.sqrt(reads)),
+            }
         row["cold_ratio"] = row["neal"]["cold_s"] / row["gibbs"]["cold_s"]
         row["warm_ratio"] = row["neal"]["warm_s"] / row["gibbs"]["warm_s"]
         rows.append(row)
         g, m = row["gibbs"], row["neal"]
-        print(f"  {n:>4} spins, {reads} reads: 100 sweeps gibbs {g['cold_s']:.3f} s, neal "
-              f"{m['cold_s']:.3f} s (neal/gibbs {row['cold_ratio']:.2f}x); 10-sweep persistent "
-              f"step gibbs {g['warm_s']:.4f} s, neal {m['warm_s']:.4f} s "
-              f"({row['warm_ratio']:.2f}x); mean energy {g['energy']:.2f} +- {g['energy_se']:.2f}"
-              f" vs {m['energy']:.2f} +- {m['energy_se']:.2f}", flush=True)
+        print(
+            f"  {n:>4} spins, {reads} reads: 100 sweeps gibbs {g['cold_s']:.3f} s, neal "
+            f"{m['cold_s']:.3f} s (neal/gibbs {row['cold_ratio']:.2f}x); 10-sweep persistent "
+            f"step gibbs {g['warm_s']:.4f} s, neal {m['warm_s']:.4f} s "
+            f"({row['warm_ratio']:.2f}x); mean energy {g['energy']:.2f} +- {g['energy_se']:.2f}"
+            f" vs {m['energy']:.2f} +- {m['energy_se']:.2f}",
+            flush=True,
+        )
     return rows
 
 
-def markdown(info: dict, cmd: str, source: str, reads: int, accuracy: list[dict],
-             sizes: list[dict], size_reads: int, quick: bool) -> str:
+def markdown(
+    info: dict,
+    cmd: str,
+    source: str,
+    reads: int,
+    accuracy: list[dict],
+    sizes: list[dict],
+    size_reads: int,
+    quick: bool,
+) -> str:
     lines = [
         "# Benchmark: Ising samplers (`gibbs` vs `neal`)",
         "",
@@ -122,8 +162,10 @@ def markdown(info: dict, cmd: str, source: str, reads: int, accuracy: list[dict]
     ]
     for r in accuracy:
         opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-"
-        lines.append(f"| {r['sampler']} | {opts} | {r['per_s']:,.0f} | {r['tvd']:.4f} | "
-                     f"{r['noise']:.4f} +- {r['noise_sd']:.4f} | {r['z']:+.1f} |")
+        lines.append(
+            f"| {r['sampler']} | {opts} | {r['per_s']:,.0f} | {r['tvd']:.4f} | "
+            f"{r['noise']:.4f} +- {r['noise_sd']:.4f} | {r['z']:+.1f} |"
+        )
     lines += [
         "",
         "## QBM-VAE sizes",
@@ -141,10 +183,12 @@ def markdown(info: dict, cmd: str, source: str, reads: int, accuracy: list[dict]
     ]
     for r in sizes:
         g, m = r["gibbs"], r["neal"]
-        lines.append(f"| {r['n']} | {g['cold_s']:.3f} | {m['cold_s']:.3f} | "
-                     f"{r['cold_ratio']:.2f}x | {g['warm_s']:.4f} | {m['warm_s']:.4f} | "
-                     f"{r['warm_ratio']:.2f}x | {g['energy']:.2f} +- {g['energy_se']:.2f} | "
-                     f"{m['energy']:.2f} +- {m['energy_se']:.2f} |")
+        lines.append(
+            f"| {r['n']} | {g['cold_s']:.3f} | {m['cold_s']:.3f} | "
+            f"{r['cold_ratio']:.2f}x | {g['warm_s']:.4f} | {m['warm_s']:.4f} | "
+            f"{r['warm_ratio']:.2f}x | {g['energy']:.2f} +- {g['energy_se']:.2f} | "
+            f"{m['energy']:.2f} +- {m['energy_se']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -166,8 +210,9 @@ def main(argv: list[str]) -> None:
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
         info = machine(("numpy", "torch", "dwave.samplers"))
-        text = markdown(info, command(__file__, argv), source, reads, accuracy, size_rows, 256,
-                        args.quick)
+        text = markdown(
+            info, command(__file__, argv), source, reads, accuracy, size_rows, 256, args.quick
+        )
         out.write_text(text)
         print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 

@@ -40,9 +40,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
-from _common import REPO, command, machine, source_state
 
 import qsimcells as qs
+from _common import REPO, command, machine, source_state
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "perturbation.md"
 PRED_CELLS = 200
@@ -98,47 +98,93 @@ def run(preset: str, cells: int, epochs: int, seed: int, quick: bool = False) ->
     rows = []
     scale = None
     real = baseline = None
-    for name, kwargs in (MODELS[:2] if quick else MODELS):
+    for name, kwargs in MODELS[:2] if quick else MODELS:
         model, seconds = fit(train, epochs, seed, **kwargs)
         if scale is None:  # every model puts cells on the same scale (the screen's median)
             scale = model
-            real = scale.normalize(screen[is_held | (screen.obs["perturbation"] == "control")
-                                          .to_numpy()].copy())
+            real = scale.normalize(
+                screen[is_held | (screen.obs["perturbation"] == "control").to_numpy()].copy()
+            )
             baseline = qs.tl.cell_mean_baseline(scale.normalize(train), like=real)
         pred = model.predict(held_out, n_cells=PRED_CELLS, rng=1)
         outputs = model.quantum_outputs(held_out, n_cells=PRED_CELLS, rng=1)
-        rows.append({"name": name, "train_s": seconds, "n_parameters": model.n_parameters,
-                     "epochs_run": len(model.history_),
-                     **score(pred, real, baseline), "pr": qs.tl.participation_ratio(outputs),
-                     "similarity": qs.tl.perturbation_similarity(pred)})
+        rows.append(
+            {
+                "name": name,
+                "train_s": seconds,
+                "n_parameters": model.n_parameters,
+                "epochs_run": len(model.history_),
+                **score(pred, real, baseline),
+                "pr": qs.tl.participation_ratio(outputs),
+                "similarity": qs.tl.perturbation_similarity(pred),
+            }
+        )
         if name == MAIN:
             raw = model.predict(held_out, n_cells=PRED_CELLS, rng=1, zero_knockouts=False)
-            rows.append({**rows[-1], "name": f"{name} (zero_knockouts=False)",
-                         **score(raw, real, baseline),
-                         "similarity": qs.tl.perturbation_similarity(raw)})
+            rows.append(
+                {
+                    **rows[-1],
+                    "name": f"{name} (zero_knockouts=False)",
+                    **score(raw, real, baseline),
+                    "similarity": qs.tl.perturbation_similarity(raw),
+                }
+            )
     train_scaled = scale.normalize(train)
     for name, k in LINEAR:
         k = min(k, len(perts) - len(held_out))  # the quick screen has 9 training knockouts
-        lin = qs.tl.linear_baseline(train_scaled, like=real, n_components=k,
-                                    zero_knockouts=True)
-        rows.append({"name": name, "train_s": float("nan"), "n_parameters": 0,
-                     **score(lin, real, baseline), "pr": float("nan"),
-                     "similarity": qs.tl.perturbation_similarity(lin)})
-    rows.append({"name": "cell-mean baseline", "train_s": float("nan"), "n_parameters": 0,
-                 **score(baseline, real, baseline), "pr": float("nan"),
-                 "similarity": qs.tl.perturbation_similarity(baseline)})
+        lin = qs.tl.linear_baseline(train_scaled, like=real, n_components=k, zero_knockouts=True)
+        rows.append(
+            {
+                "name": name,
+                "train_s": float("nan"),
+                "n_parameters": 0,
+                **score(lin, real, baseline),
+                "pr": float("nan"),
+                "similarity": qs.tl.perturbation_similarity(lin),
+            }
+        )
+    rows.append(
+        {
+            "name": "cell-mean baseline",
+            "train_s": float("nan"),
+            "n_parameters": 0,
+            **score(baseline, real, baseline),
+            "pr": float("nan"),
+            "similarity": qs.tl.perturbation_similarity(baseline),
+        }
+    )
     oracle_cells = scale.normalize(oracle[oracle.obs["perturbation"] != "control"].copy())
     control = real[real.obs["perturbation"] == "control"]
     oracle_pred = ad.concat([control, oracle_cells], join="inner")
-    rows.append({"name": "oracle (re-simulation)", "train_s": float("nan"), "n_parameters": 0,
-                 **score(oracle_pred, real, baseline), "pr": float("nan"),
-                 "similarity": qs.tl.perturbation_similarity(oracle_pred)})
-    print(preset, seed, [(r["name"], round(r["pds_scaled"], 3), round(r["mae"], 4))
-                         for r in rows], file=sys.stderr, flush=True)
-    return {"preset": preset, "seed": seed, "cells": cells, "epochs": epochs,
-            "n_genes": screen.n_vars, "n_train": len(perts) - len(held_out),
-            "held_out": held_out, "rows": rows, "n_train_cells": train.n_obs,
-            "real_similarity": qs.tl.perturbation_similarity(real)}
+    rows.append(
+        {
+            "name": "oracle (re-simulation)",
+            "train_s": float("nan"),
+            "n_parameters": 0,
+            **score(oracle_pred, real, baseline),
+            "pr": float("nan"),
+            "similarity": qs.tl.perturbation_similarity(oracle_pred),
+        }
+    )
+    print(
+        preset,
+        seed,
+        [(r["name"], round(r["pds_scaled"], 3), round(r["mae"], 4)) for r in rows],
+        file=sys.stderr,
+        flush=True,
+    )
+    return {
+        "preset": preset,
+        "seed": seed,
+        "cells": cells,
+        "epochs": epochs,
+        "n_genes": screen.n_vars,
+        "n_train": len(perts) - len(held_out),
+        "held_out": held_out,
+        "rows": rows,
+        "n_train_cells": train.n_obs,
+        "real_similarity": qs.tl.perturbation_similarity(real),
+    }
 
 
 def _f(v, digits=3) -> str:
@@ -167,23 +213,29 @@ def aggregate(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 
 def table(runs: list[dict]) -> list[str]:
-    head = ("| model | parameters | train s (epochs run) | DES | PDS | MAE | DES scaled | PDS scaled | "
-            "MAE scaled | score | participation ratio | between-perturbation similarity |")
+    head = (
+        "| model | parameters | train s (epochs run) | DES | PDS | MAE | DES scaled | PDS scaled | "
+        "MAE scaled | score | participation ratio | between-perturbation similarity |"
+    )
     lines = [head, "|" + "---|" * 12]
     for name, m in aggregate(runs).items():
         params = m["n_parameters"][0]
         ran = f" ({_ms(m['epochs_run'], 1)})" if "epochs_run" in m else ""
-        lines.append(f"| {name} | {params or '-'} | {_ms(m['train_s'], 1)}{ran} | "
-                     f"{_ms(m['des'])} | {_ms(m['pds'])} | {_ms(m['mae'], 4)} | "
-                     f"{_ms(m['des_scaled'])} | {_ms(m['pds_scaled'])} | "
-                     f"{_ms(m['mae_scaled'])} | {_ms(m['score'])} | {_ms(m['pr'], 2)} | "
-                     f"{_ms(m['similarity'], 4)} |")
+        lines.append(
+            f"| {name} | {params or '-'} | {_ms(m['train_s'], 1)}{ran} | "
+            f"{_ms(m['des'])} | {_ms(m['pds'])} | {_ms(m['mae'], 4)} | "
+            f"{_ms(m['des_scaled'])} | {_ms(m['pds_scaled'])} | "
+            f"{_ms(m['mae_scaled'])} | {_ms(m['score'])} | {_ms(m['pr'], 2)} | "
+            f"{_ms(m['similarity'], 4)} |"
+        )
     return lines
 
 
 def verdict(runs: list[dict]) -> list[str]:
-    by = {name: {k: float(np.nanmean(v)) if k != "name" else v for k, v in m.items()}
-          for name, m in aggregate(runs).items()}
+    by = {
+        name: {k: float(np.nanmean(v)) if k != "name" else v for k, v in m.items()}
+        for name, m in aggregate(runs).items()
+    }
     main, base = by[MAIN], by["cell-mean baseline"]
     plain = by["QPerturb (seed's model, no network)"]
     lin = by[LINEAR[0][0]]
@@ -221,55 +273,74 @@ def verdict(runs: list[dict]) -> list[str]:
             "come from the same few hundred cells. Ablations with the same graph: MLP core "
             f"{_f(mlp['pds_scaled'])} / {_f(mlp['mae'], 4)}, with the bypass "
             f"{_f(byp['pds_scaled'])} / {_f(byp['mae'], 4)}: "
-            + ("the network prior, not the PQC, carries the gain."
-               if mlp["pds_scaled"] >= main["pds_scaled"] else
-               f"the PQC adds {main['pds_scaled'] - mlp['pds_scaled']:.3f} scaled PDS over the "
-               "MLP core."))
+            + (
+                "the network prior, not the PQC, carries the gain."
+                if mlp["pds_scaled"] >= main["pds_scaled"]
+                else f"the PQC adds {main['pds_scaled'] - mlp['pds_scaled']:.3f} scaled PDS "
+                "over the MLP core."
+            )
+        )
     return out
 
 
 def markdown(cmd: str, info: dict, source: str, screens: dict[str, list[dict]]) -> str:
-    lines = ["# Benchmark: QPerturb on simulated knockout screens", "",
-             "Generated by `benchmarks/perturbation.py`; every number below comes from that run.",
-             "", f"- Command: `{cmd}`",
-             f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']}; Python "
-             f"{info['python']}, torch {info['torch']} (2 threads, OMP_WAIT_POLICY="
-             f"{os.environ.get('OMP_WAIT_POLICY')}), numpy {info['numpy']}",
-             f"- Date: {info['date']}", f"- Source: {source}", "",
-             "## What is measured", "",
-             "Each row: mean ± sd over the seeds (a seed draws the screen and the model's "
-             "weights; the held-out genes stay the same). Every fourth knockout of the preset "
-             "is held out (unseen genes); the models train on the others and the control "
-             f"cells, Adam lr 1e-2, minibatches of 128, at most the stated epochs with early "
-             f"stopping on {VALIDATION:.0%} of the training knockouts (`validation_fraction`, "
-             "patience 5: the weights of the epoch that predicted those unseen knockouts best; "
-             "never the held-out ones), and predict "
-             f"{PRED_CELLS} cells per "
-             "held-out knockout from sampled control cells. The knocked-out gene itself is set "
-             "to 0 in every model's and the linear baselines' prediction (`zero_knockouts=True`, "
-             "the intervention; one row shows the main model without it). Metrics from "
-             "`qs.tl.vcc_metrics` (cell-eval's DES, PDS, MAE; scaled against the cell-mean "
-             "baseline of the training cells; score = mean of the three scaled scores).", "",
-             "- *network*: QPerturb's gene-network prior (`QPerturb(network=...)`): an "
-             "intervention's change of ON probability travels over a gene graph (3 hops, slopes "
-             "from the control cells), is added to the delta with a learned gain per gene and "
-             "joins the perturbation feature. *correlation*: `qs.tl.correlation_network` of the "
-             "control cells, `|r| > 0.2`, undirected. *true*: the programmed gates, an upper "
-             "bound no real screen has.",
-             "- *linear baseline*: `qs.tl.linear_baseline` (Ahlmann-Eltze et al. 2025: gene "
-             "embeddings = the top K principal components of the training perturbations' mean "
-             "profiles, ridge 0.1).",
-             "- *oracle*: an independent simulation of the held-out knockouts from the true "
-             "design. *train s*: wall time of `train()`.", ""]
+    lines = [
+        "# Benchmark: QPerturb on simulated knockout screens",
+        "",
+        "Generated by `benchmarks/perturbation.py`; every number below comes from that run.",
+        "",
+        f"- Command: `{cmd}`",
+        f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']}; Python "
+        f"{info['python']}, torch {info['torch']} (2 threads, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY')}), numpy {info['numpy']}",
+        f"- Date: {info['date']}",
+        f"- Source: {source}",
+        "",
+        "## What is measured",
+        "",
+        "Each row: mean ± sd over the seeds (a seed draws the screen and the model's "
+        "weights; the held-out genes stay the same). Every fourth knockout of the preset "
+        "is held out (unseen genes); the models train on the others and the control "
+        f"cells, Adam lr 1e-2, minibatches of 128, at most the stated epochs with early "
+        f"stopping on {VALIDATION:.0%} of the training knockouts (`validation_fraction`, "
+        "patience 5: the weights of the epoch that predicted those unseen knockouts best; "
+        "never the held-out ones), and predict "
+        f"{PRED_CELLS} cells per "
+        "held-out knockout from sampled control cells. The knocked-out gene itself is set "
+        "to 0 in every model's and the linear baselines' prediction (`zero_knockouts=True`, "
+        "the intervention; one row shows the main model without it). Metrics from "
+        "`qs.tl.vcc_metrics` (cell-eval's DES, PDS, MAE; scaled against the cell-mean "
+        "baseline of the training cells; score = mean of the three scaled scores).",
+        "",
+        "- *network*: QPerturb's gene-network prior (`QPerturb(network=...)`): an "
+        "intervention's change of ON probability travels over a gene graph (3 hops, slopes "
+        "from the control cells), is added to the delta with a learned gain per gene and "
+        "joins the perturbation feature. *correlation*: `qs.tl.correlation_network` of the "
+        "control cells, `|r| > 0.2`, undirected. *true*: the programmed gates, an upper "
+        "bound no real screen has.",
+        "- *linear baseline*: `qs.tl.linear_baseline` (Ahlmann-Eltze et al. 2025: gene "
+        "embeddings = the top K principal components of the training perturbations' mean "
+        "profiles, ridge 0.1).",
+        "- *oracle*: an independent simulation of the held-out knockouts from the true "
+        "design. *train s*: wall time of `train()`.",
+        "",
+    ]
     for preset, runs in screens.items():
         res = runs[0]
-        lines += [f"## Screen `{preset}`", "",
-                  f"{res['n_genes']} genes incl. housekeeping, {res['cells']} cells per "
-                  f"perturbation and control, at most {res['epochs']} epochs, seeds "
-                  f"{', '.join(str(r['seed']) for r in runs)}. Held out: "
-                  f"{', '.join(res['held_out'])}; trained on the other {res['n_train']} "
-                  f"knockouts ({res['n_train_cells']} cells).", "",
-                  *table(runs), "", *verdict(runs), ""]
+        lines += [
+            f"## Screen `{preset}`",
+            "",
+            f"{res['n_genes']} genes incl. housekeeping, {res['cells']} cells per "
+            f"perturbation and control, at most {res['epochs']} epochs, seeds "
+            f"{', '.join(str(r['seed']) for r in runs)}. Held out: "
+            f"{', '.join(res['held_out'])}; trained on the other {res['n_train']} "
+            f"knockouts ({res['n_train_cells']} cells).",
+            "",
+            *table(runs),
+            "",
+            *verdict(runs),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -290,8 +361,10 @@ def main(argv: list[str]) -> None:
     cells = 60 if args.quick else args.cells
     seeds = 1 if args.quick else args.seeds
     source = source_state()
-    results = {preset: [run(preset, cells, epochs, seed, args.quick) for seed in range(seeds)]
-               for preset in screens}
+    results = {
+        preset: [run(preset, cells, epochs, seed, args.quick) for seed in range(seeds)]
+        for preset in screens
+    }
     for runs in results.values():
         for line in table(runs) + verdict(runs):
             print(line)

@@ -36,11 +36,11 @@ from pathlib import Path
 # gets 10-30x slower. Sleeping workers avoid that; set before torch loads, for all peers alike.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import REPO, command, machine, source_state  # noqa: E402
+import numpy as np
+import torch
 
-from qsimcells.nn import QuantumLayer  # noqa: E402
+from _common import REPO, command, machine, source_state
+from qsimcells.nn import QuantumLayer
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "pqc.md"
 N_QUBITS, N_LAYERS = 8, 3
@@ -115,15 +115,24 @@ def qiskit_ml_model(layer: QuantumLayer):
     from qiskit_machine_learning.neural_networks import EstimatorQNN
 
     circuit, x, w = layer.parametrized_circuit()
-    observables = [SparsePauliOp.from_sparse_list([(p, [q], 1.0)], N_QUBITS)
-                   for p in "XYZ" for q in range(N_QUBITS)]
-    qnn = EstimatorQNN(circuit=circuit, observables=observables, input_params=list(x),
-                       weight_params=list(w), input_gradients=True)
+    observables = [
+        SparsePauliOp.from_sparse_list([(p, [q], 1.0)], N_QUBITS)
+        for p in "XYZ"
+        for q in range(N_QUBITS)
+    ]
+    qnn = EstimatorQNN(
+        circuit=circuit,
+        observables=observables,
+        input_params=list(x),
+        weight_params=list(w),
+        input_gradients=True,
+    )
     return TorchConnector(qnn, initial_weights=layer.weights.detach().double().flatten().numpy())
 
 
 def qiskit_ml_time(model, x: np.ndarray, cap: float) -> dict:
     """One forward+backward of one sample; batch 8 measured if 8x that fits in ``cap``."""
+
     def run(rows):
         xt = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
         model.zero_grad()
@@ -136,12 +145,18 @@ def qiskit_ml_time(model, x: np.ndarray, cap: float) -> dict:
     if 8 * one <= cap:
         seconds, out, grad = run(x[:8])
         return {"seconds": seconds, "how": "measured", "one": one, "out": out, "grad": grad}
-    return {"seconds": 8 * one, "how": f"extrapolated: 8 x one sample ({one:.1f} s)",
-            "one": one, "out": out1, "grad": None}
+    return {
+        "seconds": 8 * one,
+        "how": f"extrapolated: 8 x one sample ({one:.1f} s)",
+        "one": one,
+        "out": out1,
+        "grad": None,
+    }
 
 
-def agreement(layer64: QuantumLayer, layer32: QuantumLayer, forward, x: np.ndarray,
-              qml_result: dict | None) -> dict:
+def agreement(
+    layer64: QuantumLayer, layer32: QuantumLayer, forward, x: np.ndarray, qml_result: dict | None
+) -> dict:
     """Max abs differences of outputs (and of d sum / d weights) on the same weights and rows."""
     x64 = torch.tensor(x, dtype=torch.float64)
     layer64.zero_grad()
@@ -164,12 +179,21 @@ def agreement(layer64: QuantumLayer, layer32: QuantumLayer, forward, x: np.ndarr
             layer64.zero_grad()
             layer64(x64[:rows]).sum().backward()
             result["qiskit_ml_grad"] = float(
-                (qml_result["grad"].double() - layer64.weights.grad.flatten()).abs().max())
+                (qml_result["grad"].double() - layer64.weights.grad.flatten()).abs().max()
+            )
     return result
 
 
-def markdown(info: dict, cmd: str, source: str, rows: list[dict], qml_result: dict | None,
-             agree: dict, repeats: int, quick: bool) -> str:
+def markdown(
+    info: dict,
+    cmd: str,
+    source: str,
+    rows: list[dict],
+    qml_result: dict | None,
+    agree: dict,
+    repeats: int,
+    quick: bool,
+) -> str:
     big = rows[-1]
     low = min(rows, key=lambda r: r["pl_over_64"])
     met = big["pl_over_64"] >= TARGET and big["pl_over_32"] >= TARGET
@@ -181,7 +205,8 @@ def markdown(info: dict, cmd: str, source: str, rows: list[dict], qml_result: di
         "",
         f"- Command: `{cmd}`" + (" (quick smoke run)" if quick else ""),
         f"- Machine: {info['cores']} cores ({info['cpu']}), {info['memory']} RAM, "
-        f"torch.set_num_threads(2), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; Python {info['python']}, torch {info['torch']}, pennylane "
+        f"torch.set_num_threads(2), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+        f"Python {info['python']}, torch {info['torch']}, pennylane "
         f"{info['pennylane']}, qiskit {info['qiskit']}, qiskit-machine-learning "
         f"{info['qiskit_machine_learning']}",
         f"- Date: {info['date']}",
@@ -193,7 +218,7 @@ def markdown(info: dict, cmd: str, source: str, rows: list[dict], qml_result: di
         "",
         "## The step",
         "",
-        "`QuantumLayer(8, 3, readout=\"xyz\", entanglement=\"ring\", reupload=True)`: per layer "
+        '`QuantumLayer(8, 3, readout="xyz", entanglement="ring", reupload=True)`: per layer '
         "RX(x_q) on every qubit, then trainable RX, RY, RZ per qubit, then CNOTs (0,1), (1,2), "
         "..., (7,0); outputs <X_q>, <Y_q>, <Z_q> (24). One step = forward + `sum().backward()` "
         "with the inputs requiring grad (weights and inputs both get gradients). Median of "
@@ -202,7 +227,7 @@ def markdown(info: dict, cmd: str, source: str, rows: list[dict], qml_result: di
         "",
         "- **qs.nn**: the batched torch statevector (`src/qsimcells/nn`), float32 (complex64) "
         "and float64 (complex128).",
-        "- **PennyLane**: `default.qubit`, `diff_method=\"backprop\"`, torch interface, float64; "
+        '- **PennyLane**: `default.qubit`, `diff_method="backprop"`, torch interface, float64; '
         "the batch is one execution through parameter broadcasting (`qml.RX(x[:, q])`), not a "
         "Python loop.",
         "- **qiskit-ml**: `EstimatorQNN` (default exact estimator, parameter-shift gradients, "
@@ -215,9 +240,11 @@ def markdown(info: dict, cmd: str, source: str, rows: list[dict], qml_result: di
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['batch']} | {r['ours32']:.4f} | {r['ours64']:.4f} | "
-                     f"{r['pl']:.3f} (n={r['pl_runs']}) | {r['pl_over_32']:.1f}x | "
-                     f"{r['pl_over_64']:.1f}x |")
+        lines.append(
+            f"| {r['batch']} | {r['ours32']:.4f} | {r['ours64']:.4f} | "
+            f"{r['pl']:.3f} (n={r['pl_runs']}) | {r['pl_over_32']:.1f}x | "
+            f"{r['pl_over_64']:.1f}x |"
+        )
     if qml_result is not None:
         b8 = next(r for r in rows if r["batch"] == 8)
         lines += [
@@ -239,8 +266,10 @@ def markdown(info: dict, cmd: str, source: str, rows: list[dict], qml_result: di
         f"{agree['pennylane_grad']:.1e}",
     ]
     if "qiskit_ml" in agree:
-        line = (f"- qiskit-machine-learning outputs ({agree['qiskit_ml_rows']} row(s); it returns "
-                f"float32): {agree['qiskit_ml']:.1e}")
+        line = (
+            f"- qiskit-machine-learning outputs ({agree['qiskit_ml_rows']} row(s); it returns "
+            f"float32): {agree['qiskit_ml']:.1e}"
+        )
         if "qiskit_ml_grad" in agree:
             line += f"; d sum / d weights: {agree['qiskit_ml_grad']:.1e}"
         lines.append(line)
@@ -261,8 +290,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--batches", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--qml-cap", type=float, default=60.0,
-                        help="seconds allowed for qiskit-machine-learning at batch 8")
+    parser.add_argument(
+        "--qml-cap",
+        type=float,
+        default=60.0,
+        help="seconds allowed for qiskit-machine-learning at batch 8",
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown output")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -279,27 +312,44 @@ def main(argv: list[str]) -> None:
         ours32, _ = median_time(ours_step(layer32, x), args.repeats)
         ours64, _ = median_time(ours_step(layer64, x), args.repeats)
         pl, pl_runs = median_time(pennylane_step(forward, layer64.weights, x), args.repeats)
-        rows.append({"batch": batch, "ours32": ours32, "ours64": ours64, "pl": pl,
-                     "pl_runs": pl_runs, "pl_over_32": pl / ours32, "pl_over_64": pl / ours64})
-        print(f"  batch {batch:>4}: qs.nn float32 {ours32 * 1e3:8.2f} ms, float64 "
-              f"{ours64 * 1e3:8.2f} ms, PennyLane {pl * 1e3:9.1f} ms -> PennyLane / qs.nn "
-              f"{pl / ours32:6.1f}x (float32), {pl / ours64:6.1f}x (float64)", flush=True)
+        rows.append(
+            {
+                "batch": batch,
+                "ours32": ours32,
+                "ours64": ours64,
+                "pl": pl,
+                "pl_runs": pl_runs,
+                "pl_over_32": pl / ours32,
+                "pl_over_64": pl / ours64,
+            }
+        )
+        print(
+            f"  batch {batch:>4}: qs.nn float32 {ours32 * 1e3:8.2f} ms, float64 "
+            f"{ours64 * 1e3:8.2f} ms, PennyLane {pl * 1e3:9.1f} ms -> PennyLane / qs.nn "
+            f"{pl / ours32:6.1f}x (float32), {pl / ours64:6.1f}x (float64)",
+            flush=True,
+        )
 
     qml_result = None
     if not args.quick and 8 in batches:
         print(f"  qiskit-machine-learning, batch 8 (cap {args.qml_cap:.0f} s) ...", flush=True)
         qml_result = qiskit_ml_time(qiskit_ml_model(layer64), data[:8], args.qml_cap)
-        print(f"  qiskit-machine-learning: {qml_result['seconds']:.1f} s ({qml_result['how']})",
-              flush=True)
+        print(
+            f"  qiskit-machine-learning: {qml_result['seconds']:.1f} s ({qml_result['how']})",
+            flush=True,
+        )
 
     agree = agreement(layer64, layer32, forward, data[:8], qml_result)
-    print("  max abs diff to qs.nn float64: " + ", ".join(f"{k} {v:.1e}" for k, v in
-                                                           agree.items() if "rows" not in k))
+    print(
+        "  max abs diff to qs.nn float64: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in agree.items() if "rows" not in k)
+    )
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
         info = machine(("torch", "pennylane", "qiskit", "qiskit_machine_learning"))
-        text = markdown(info, command(__file__, argv), source, rows, qml_result, agree,
-                        args.repeats, args.quick)
+        text = markdown(
+            info, command(__file__, argv), source, rows, qml_result, agree, args.repeats, args.quick
+        )
         out.write_text(text)
         print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 

@@ -26,8 +26,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from _common import PBMC_LABEL, REPO, load_pbmc, machine, report, source_state, splice_section
-from _common import command as command_line
+
+from _common import (
+    PBMC_LABEL,
+    REPO,
+    command as command_line,
+    load_pbmc,
+    machine,
+    report,
+    source_state,
+    splice_section,
+)
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "qbmvae_de.md"
 # The page of benchmarks/qbmvae.py, which gets a short DE section from each full run.
@@ -54,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     pbmc, _ = load_pbmc()
     pbmc.X = pbmc.X.astype(np.float64)
-    fitted = qs.sim.fit_design(pbmc, groupby=PBMC_LABEL, n_genes=200, key_added=None,
-                               rng=0, progress=False)
+    fitted = qs.sim.fit_design(
+        pbmc, groupby=PBMC_LABEL, n_genes=200, key_added=None, rng=0, progress=False
+    )
     rows = []
     for seed in range(args.seeds):
         data, truth = screen(qs, fitted, args, seed)
@@ -63,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             de = run_de(name, data, args.epochs, seed)
             elapsed = time.perf_counter() - start
-            rows.append({"model": name, "seed": seed, "time": elapsed,
-                         **score(de, data.var_names, truth)})
+            rows.append(
+                {"model": name, "seed": seed, "time": elapsed, **score(de, data.var_names, truth)}
+            )
             print(rows[-1], file=sys.stderr, flush=True)
 
     info, state = machine(("numpy", "torch", "scvi")), source_state()
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         f"treated condition ({args.cells:,} cells each) in which {args.de_genes} genes of "
         f"the `{CELL_TYPE}` type have their NB mean multiplied or divided by {args.fold:g}. "
         f"Each model trains {args.epochs} epochs on both conditions (the condition is not a "
-        "covariate), then scvi-tools' `differential_expression(mode=\"change\")` compares "
+        'covariate), then scvi-tools\' `differential_expression(mode="change")` compares '
         "treated with control monocytes. Mean ± sd over "
         f"{args.seeds} seeds (the seed draws the genes, the data and the training).",
         "",
@@ -92,20 +103,32 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name in ("QBM-VAE", "SCVI"):
         mine = [r for r in rows if r["model"] == name]
-        lines.append(f"| {name} | {_cell([r['auroc'] for r in mine])} | "
-                     f"{_cell([r['ap'] for r in mine])} | {_cell([r['sign'] for r in mine])} | "
-                     f"{np.mean([r['time'] for r in mine]):.0f} |")
+        lines.append(
+            f"| {name} | {_cell([r['auroc'] for r in mine])} | "
+            f"{_cell([r['ap'] for r in mine])} | {_cell([r['sign'] for r in mine])} | "
+            f"{np.mean([r['time'] for r in mine]):.0f} |"
+        )
     lines.append("")
     report("\n".join(lines), out)
     if out == DEFAULT_OUT:
         table = lines[table_start:]
-        splice_section(QBMVAE_PAGE, "qbmvae_de", "\n".join([
-            "## Differential expression with a known truth", "",
-            f"From `benchmarks/qbmvae_de.py` ({state}; details and method in "
-            "[qbmvae_de.md](qbmvae_de.md)): scvi-tools' `differential_expression` "
-            f"(mode `change`) on {args.de_genes} genes programmed to change "
-            f"{args.fold:g}-fold in `{CELL_TYPE}` cells between two simulated conditions; "
-            f"mean ± sd over {args.seeds} seeds.", "", *table]))
+        splice_section(
+            QBMVAE_PAGE,
+            "qbmvae_de",
+            "\n".join(
+                [
+                    "## Differential expression with a known truth",
+                    "",
+                    f"From `benchmarks/qbmvae_de.py` ({state}; details and method in "
+                    "[qbmvae_de.md](qbmvae_de.md)): scvi-tools' `differential_expression` "
+                    f"(mode `change`) on {args.de_genes} genes programmed to change "
+                    f"{args.fold:g}-fold in `{CELL_TYPE}` cells between two simulated conditions; "
+                    f"mean ± sd over {args.seeds} seeds.",
+                    "",
+                    *table,
+                ]
+            ),
+        )
     return 0
 
 
@@ -124,8 +147,7 @@ def screen(qs, fitted, args, seed: int):
     treated_design = dataclasses.replace(fitted, circuit=qs.sim.CellCircuit.from_dict(state))
     control = fitted.simulate(args.cells, rng=seed * 10 + 1, progress=False)
     treated = treated_design.simulate(args.cells, rng=seed * 10 + 2, progress=False)
-    data = ad.concat({"control": control, "treated": treated}, label="condition",
-                     index_unique="-")
+    data = ad.concat({"control": control, "treated": treated}, label="condition", index_unique="-")
     data.obs["condition"] = pd.Categorical(data.obs["condition"])
     truth = set(marg.loc[chosen, "gene"])
     signs = dict(zip(marg.loc[chosen, "gene"], np.sign(np.log(factor)), strict=True))
@@ -149,9 +171,12 @@ def run_de(name: str, data, epochs: int, seed: int):
     model.train(**kwargs)
     mono = adata.obs["cell_type"] == CELL_TYPE
     return model.differential_expression(
-        adata, idx1=(mono & (adata.obs["condition"] == "treated")).to_numpy(),
-        idx2=(mono & (adata.obs["condition"] == "control")).to_numpy(), mode="change",
-        silent=True)
+        adata,
+        idx1=(mono & (adata.obs["condition"] == "treated")).to_numpy(),
+        idx2=(mono & (adata.obs["condition"] == "control")).to_numpy(),
+        mode="change",
+        silent=True,
+    )
 
 
 def score(de, genes, truth) -> dict:
@@ -161,14 +186,20 @@ def score(de, genes, truth) -> dict:
     proba = de.loc[list(genes), "proba_de"].to_numpy(dtype=float)
     lfc = de.loc[list(genes), "lfc_mean"].to_numpy(dtype=float)
     signs = np.array([truth["signs"][g] for g in genes if g in truth["genes"]])
-    return {"auroc": _roc_auc(y, proba), "ap": _average_precision(y, proba),
-            "sign": float((np.sign(lfc[y]) == signs).mean())}
+    return {
+        "auroc": _roc_auc(y, proba),
+        "ap": _average_precision(y, proba),
+        "sign": float((np.sign(lfc[y]) == signs).mean()),
+    }
 
 
 def _cell(values) -> str:
     values = np.asarray(values, dtype=float)
-    return f"{values[0]:.3f}" if len(values) == 1 else \
-        f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    return (
+        f"{values[0]:.3f}"
+        if len(values) == 1
+        else f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,13 +22,10 @@ Usage: ``.venv/bin/python benchmarks/simulate.py`` (full run, also ``make bench`
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gc
-import hashlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -36,12 +33,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import REPO
-from _common import command as _command_line
-from _common import gib as _gib
-from _common import machine as _machine
-from _common import source_state as _source_state
-from _common import timed as _timed
+
+from _common import (
+    REPO,
+    command as _command_line,
+    gib as _gib,
+    machine as _machine,
+    source_state as _source_state,
+    timed as _timed,
+)
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "simulate.md"
 TARGET = 1.2
@@ -117,8 +117,9 @@ def _aer_bits(circuit, result) -> np.ndarray:
     """Aer SamplerV2 result -> (shots, n_qubits) uint8 in qubit order, through the circuit's
     measurements (each classical bit is mapped back to the qubit measured into it)."""
     data = result.data
-    arrays = {reg.name: getattr(data, reg.name).to_bool_array(order="little")
-              for reg in circuit.cregs}
+    arrays = {
+        reg.name: getattr(data, reg.name).to_bool_array(order="little") for reg in circuit.cregs
+    }
     shots = next(iter(arrays.values())).shape[0]
     out = np.zeros((shots, circuit.num_qubits), dtype=np.uint8)
     seen = set()
@@ -144,17 +145,19 @@ def child_sampler(spec: str, sampler: str, shots: int) -> None:
 
     circuit = _circuit(spec)
     n = circuit.num_qubits
-    record = {"part": "sampler", "circuit": spec, "qubits": n, "sampler": sampler,
-              "shots": shots}
+    record = {"part": "sampler", "circuit": spec, "qubits": n, "sampler": sampler, "shots": shots}
     # warm-up of lazy imports and first-call costs on a tiny run
     qs.samplers.sample_bits(circuit, 16, sampler="exact", rng=1)
-    t_exact, exact_bits = _timed(lambda: qs.samplers.sample_bits(circuit, shots, sampler="exact",
-                                                                 rng=0))
+    t_exact, exact_bits = _timed(
+        lambda: qs.samplers.sample_bits(circuit, shots, sampler="exact", rng=0)
+    )
     record["exact_s"] = t_exact
     if sampler == "statevector":
         qs.samplers.sample_bits(_circuit("paper"), 16, sampler="statevector", rng=1)
-        t, bits = _timed(lambda: qs.samplers.sample_bits(circuit, shots, sampler="statevector",
-                                                         rng=0), max_repeats=3)
+        t, bits = _timed(
+            lambda: qs.samplers.sample_bits(circuit, shots, sampler="statevector", rng=0),
+            max_repeats=3,
+        )
     elif sampler.startswith("aer:"):
         from qiskit_aer.primitives import SamplerV2
 
@@ -237,14 +240,27 @@ def child_simulate(total_cells: int, chunk_size: int | None, repeats: int) -> No
         t_nb_kept = min(t_nb_kept, peer(True))
 
     record = {
-        "part": "simulate", "total_cells": int(n_obs), "cells_per_type": per_type,
-        "n_vars": int(n_vars), "chunk_size": chunk, "sampler": adata.uns["qsimcells"]["sampler"],
-        "simulate_s": t_sim, "numpy_nb_s": t_nb, "ratio": t_sim / t_nb, "repeats": repeats,
-        "numpy_nb_kept_s": t_nb_kept, "ratio_kept": t_sim / t_nb_kept,
-        "nb_variates": int(k.sum()), "x_nnz": int(X.nnz), "binary_nnz": int(B.nnz),
-        "x_bytes": int(x_bytes), "binary_bytes": int(b_bytes),
+        "part": "simulate",
+        "total_cells": int(n_obs),
+        "cells_per_type": per_type,
+        "n_vars": int(n_vars),
+        "chunk_size": chunk,
+        "sampler": adata.uns["qsimcells"]["sampler"],
+        "simulate_s": t_sim,
+        "numpy_nb_s": t_nb,
+        "ratio": t_sim / t_nb,
+        "repeats": repeats,
+        "numpy_nb_kept_s": t_nb_kept,
+        "ratio_kept": t_sim / t_nb_kept,
+        "nb_variates": int(k.sum()),
+        "x_nnz": int(X.nnz),
+        "binary_nnz": int(B.nnz),
+        "x_bytes": int(x_bytes),
+        "binary_bytes": int(b_bytes),
         "output_bytes": int(x_bytes + b_bytes),
-        "base_rss": base_rss, "peak_rss": peak, "peak_is_simulate_only": hwm_reset,
+        "base_rss": base_rss,
+        "peak_rss": peak,
+        "peak_is_simulate_only": hwm_reset,
     }
     del adata, X, B
     gc.collect()
@@ -266,22 +282,29 @@ def child_simulate(total_cells: int, chunk_size: int | None, repeats: int) -> No
 def _run_child(args: list[str], timeout: float) -> tuple[list[dict], str | None]:
     """Run this script as a child with ``args``; returns its result records and an error note."""
     cmd = [sys.executable, str(Path(__file__).resolve()), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     records: list[dict] = []
     err_lines: list[str] = []
 
     def read_out() -> None:
         for line in proc.stdout:
             if line.startswith(RESULT_TAG):
-                records.append(json.loads(line[len(RESULT_TAG):]))
+                records.append(json.loads(line[len(RESULT_TAG) :]))
 
     def read_err() -> None:
         for line in proc.stderr:
             err_lines.append(line.rstrip())
 
-    threads = [threading.Thread(target=read_out, daemon=True),
-               threading.Thread(target=read_err, daemon=True)]
+    threads = [
+        threading.Thread(target=read_out, daemon=True),
+        threading.Thread(target=read_err, daemon=True),
+    ]
     for th in threads:
         th.start()
     note = None
@@ -315,12 +338,24 @@ def part_samplers(specs: list[str], shots: int, timeout: float, use_aer: bool) -
         for sampler in samplers:
             row = {"circuit": spec, "qubits": n, "sampler": sampler, "shots": shots}
             if sampler == "statevector" and n > STATEVECTOR_MAX_QUBITS:
-                row["note"] = ("skipped: statevector sampler takes at most "
-                               f"{STATEVECTOR_MAX_QUBITS} qubits")
+                row["note"] = (
+                    f"skipped: statevector sampler takes at most {STATEVECTOR_MAX_QUBITS} qubits"
+                )
             else:
                 t0 = time.perf_counter()
-                records, note = _run_child(["--_child", "sampler", "--_spec", spec,
-                                            "--_sampler", sampler, "--shots", str(shots)], timeout)
+                records, note = _run_child(
+                    [
+                        "--_child",
+                        "sampler",
+                        "--_spec",
+                        spec,
+                        "--_sampler",
+                        sampler,
+                        "--shots",
+                        str(shots),
+                    ],
+                    timeout,
+                )
                 if records:
                     row.update(records[-1])
                 if note:
@@ -331,8 +366,9 @@ def part_samplers(specs: list[str], shots: int, timeout: float, use_aer: bool) -
     return rows
 
 
-def part_simulate(sizes: list[int], timeout: float, chunk_size: int | None, repeats: int
-                  ) -> list[dict]:
+def part_simulate(
+    sizes: list[int], timeout: float, chunk_size: int | None, repeats: int
+) -> list[dict]:
     rows = []
     for total in sizes:
         args = ["--_child", "simulate", "--_total", str(total), "--repeats", str(repeats)]
@@ -350,44 +386,65 @@ def part_simulate(sizes: list[int], timeout: float, chunk_size: int | None, repe
 
 
 def _sampler_name(s: str) -> str:
-    return {"statevector": "qsimcells statevector", "aer:automatic": "Aer SamplerV2 automatic",
-            "aer:matrix_product_state": "Aer SamplerV2 matrix_product_state"}.get(s, s)
+    return {
+        "statevector": "qsimcells statevector",
+        "aer:automatic": "Aer SamplerV2 automatic",
+        "aer:matrix_product_state": "Aer SamplerV2 matrix_product_state",
+    }.get(s, s)
 
 
 def _print_sampler_row(r: dict) -> None:
     if "time_s" in r:
-        print(f"  {r['circuit']:>9} {r['qubits']:>3}q  {_sampler_name(r['sampler']):<36} "
-              f"{r['time_s']:9.4f} s   exact {r['exact_s']:8.4f} s   "
-              f"ratio {_fmt_ratio(r['ratio']):>8}"
-              f"   max|dmean| {r['max_abs_mean_diff']:.4f} (tol {r['tolerance']:.4f}, "
-              f"{'agree' if r['agree'] else 'DISAGREE'})", flush=True)
+        print(
+            f"  {r['circuit']:>9} {r['qubits']:>3}q  {_sampler_name(r['sampler']):<36} "
+            f"{r['time_s']:9.4f} s   exact {r['exact_s']:8.4f} s   "
+            f"ratio {_fmt_ratio(r['ratio']):>8}"
+            f"   max|dmean| {r['max_abs_mean_diff']:.4f} (tol {r['tolerance']:.4f}, "
+            f"{'agree' if r['agree'] else 'DISAGREE'})",
+            flush=True,
+        )
     else:
         exact = f"   exact {r['exact_s']:8.4f} s" if "exact_s" in r else ""
-        print(f"  {r['circuit']:>9} {r['qubits']:>3}q  {_sampler_name(r['sampler']):<36} "
-              f"{r.get('note', '')}{exact}", flush=True)
+        print(
+            f"  {r['circuit']:>9} {r['qubits']:>3}q  {_sampler_name(r['sampler']):<36} "
+            f"{r.get('note', '')}{exact}",
+            flush=True,
+        )
 
 
 def _print_simulate_row(r: dict) -> None:
     if "simulate_s" not in r:
         print(f"  {r['total_cells']:>9,} cells: {r.get('note', 'no result')}", flush=True)
         return
-    print(f"  {r['total_cells']:>9,} cells x {r['n_vars']} genes: "
-          f"simulate {r['simulate_s']:.2f} s, "
-          f"numpy NB {r['numpy_nb_s']:.2f} s ({r['nb_variates']:,} variates), "
-          f"ratio {r['ratio']:.2f}x (target <= {TARGET}x: "
-          f"{'met' if r['ratio'] <= TARGET else 'not met'}); numpy NB kept in memory "
-          f"{r['numpy_nb_kept_s']:.2f} s, ratio {r['ratio_kept']:.2f}x "
-          f"({'met' if r['ratio_kept'] <= TARGET else 'not met'}); exact sampler "
-          f"{r['sampler_s']:.2f} s = {100 * r['sampler_share']:.0f}% of simulate", flush=True)
-    print(f"  {'':>9}        peak RSS {_gib(r['peak_rss'])} (baseline {_gib(r['base_rss'])}, "
-          f"+{_gib(r['peak_rss'] - r['base_rss'])}) vs output {_gib(r['output_bytes'])} "
-          f"(X {_gib(r['x_bytes'])} + binary {_gib(r['binary_bytes'])}): "
-          f"(peak - baseline) / output = {(r['peak_rss'] - r['base_rss']) / r['output_bytes']:.2f}",
-          flush=True)
+    print(
+        f"  {r['total_cells']:>9,} cells x {r['n_vars']} genes: "
+        f"simulate {r['simulate_s']:.2f} s, "
+        f"numpy NB {r['numpy_nb_s']:.2f} s ({r['nb_variates']:,} variates), "
+        f"ratio {r['ratio']:.2f}x (target <= {TARGET}x: "
+        f"{'met' if r['ratio'] <= TARGET else 'not met'}); numpy NB kept in memory "
+        f"{r['numpy_nb_kept_s']:.2f} s, ratio {r['ratio_kept']:.2f}x "
+        f"({'met' if r['ratio_kept'] <= TARGET else 'not met'}); exact sampler "
+        f"{r['sampler_s']:.2f} s = {100 * r['sampler_share']:.0f}% of simulate",
+        flush=True,
+    )
+    print(
+        f"  {'':>9}        peak RSS {_gib(r['peak_rss'])} (baseline {_gib(r['base_rss'])}, "
+        f"+{_gib(r['peak_rss'] - r['base_rss'])}) vs output {_gib(r['output_bytes'])} "
+        f"(X {_gib(r['x_bytes'])} + binary {_gib(r['binary_bytes'])}): "
+        f"(peak - baseline) / output = {(r['peak_rss'] - r['base_rss']) / r['output_bytes']:.2f}",
+        flush=True,
+    )
 
 
-def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
-              sim_rows: list[dict], quick: bool, source: str) -> str:
+def _markdown(
+    machine: dict,
+    command: str,
+    shots: int,
+    sampler_rows: list[dict],
+    sim_rows: list[dict],
+    quick: bool,
+    source: str,
+) -> str:
     lines = [
         "# Benchmark: `qs.sim.simulate` and the circuit samplers",
         "",
@@ -419,14 +476,18 @@ def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
     for r in sampler_rows:
         label = _circuit_label(r["circuit"], r["qubits"])
         if "time_s" in r:
-            lines.append(f"| {label} | {r['qubits']} | {_sampler_name(r['sampler'])} | "
-                         f"{_fmt_s(r['time_s'])} | {_fmt_s(r['exact_s'])} | "
-                         f"{_fmt_ratio(r['ratio'])} | {r['max_abs_mean_diff']:.4f} "
-                         f"(tol {r['tolerance']:.4f}) | {'yes' if r['agree'] else 'NO'} |")
+            lines.append(
+                f"| {label} | {r['qubits']} | {_sampler_name(r['sampler'])} | "
+                f"{_fmt_s(r['time_s'])} | {_fmt_s(r['exact_s'])} | "
+                f"{_fmt_ratio(r['ratio'])} | {r['max_abs_mean_diff']:.4f} "
+                f"(tol {r['tolerance']:.4f}) | {'yes' if r['agree'] else 'NO'} |"
+            )
         else:
             exact = _fmt_s(r.get("exact_s"))
-            lines.append(f"| {label} | {r['qubits']} | {_sampler_name(r['sampler'])} | "
-                         f"{r.get('note', '-')} | {exact} | - | - | - |")
+            lines.append(
+                f"| {label} | {r['qubits']} | {_sampler_name(r['sampler'])} | "
+                f"{r.get('note', '-')} | {exact} | - | - | - |"
+            )
     lines += [
         "",
         "## `qs.sim.simulate`",
@@ -453,8 +514,10 @@ def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
     met, met_kept = [], []
     for r in sim_rows:
         if "simulate_s" not in r:
-            lines.append(f"| {r['total_cells']:,} | {r.get('note', 'no result')} | - | - | - | "
-                         "- | - | - | - | - | - |")
+            lines.append(
+                f"| {r['total_cells']:,} | {r.get('note', 'no result')} | - | - | - | "
+                "- | - | - | - | - | - |"
+            )
             continue
         met.append(r["ratio"] <= TARGET)
         met_kept.append(r["ratio_kept"] <= TARGET)
@@ -464,41 +527,83 @@ def _markdown(machine: dict, command: str, shots: int, sampler_rows: list[dict],
             f"{_fmt_ratio(r['ratio_kept'])} | {r['nb_variates']:,} | "
             f"{100 * r['sampler_share']:.0f}% ({_fmt_s(r['sampler_s'])} s) | "
             f"{_gib(r['peak_rss'])} ({_gib(r['base_rss'])}) | {_gib(r['output_bytes'])} | "
-            f"{(r['peak_rss'] - r['base_rss']) / r['output_bytes']:.2f} |")
-    def verdict(flags: list[bool]) -> str:
-        return ("no result" if not flags else "met" if all(flags) else
-                "not met" if not any(flags) else "met for some sizes only")
+            f"{(r['peak_rss'] - r['base_rss']) / r['output_bytes']:.2f} |"
+        )
 
-    lines += ["", f"**Target: simulate time <= {TARGET}x the numpy NB draws — against draws "
-              f"kept in memory: {verdict(met_kept)}; against draws discarded as they are made: "
-              f"{verdict(met)}.**", ""]
+    def verdict(flags: list[bool]) -> str:
+        return (
+            "no result"
+            if not flags
+            else "met"
+            if all(flags)
+            else "not met"
+            if not any(flags)
+            else "met for some sizes only"
+        )
+
+    lines += [
+        "",
+        f"**Target: simulate time <= {TARGET}x the numpy NB draws — against draws "
+        f"kept in memory: {verdict(met_kept)}; against draws discarded as they are made: "
+        f"{verdict(met)}.**",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--shots", type=int, default=None,
-                        help="shots per sampler run (default 100,000; 10,000 with --quick)")
-    parser.add_argument("--qubits", type=int, nargs="*", default=None,
-                        help="sizes of the random circuits (default 20 24 28; 20 with --quick)")
-    parser.add_argument("--cells", type=int, nargs="*", default=None,
-                        help="total cells for simulate (default 200000 1000000; 20000 100000 "
-                             "with --quick)")
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="simulate's chunk_size (default: simulate's default)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="simulate runs (and numpy peer runs) per size; best time kept")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per child run (default 240; 60 with --quick)")
+    parser.add_argument(
+        "--shots",
+        type=int,
+        default=None,
+        help="shots per sampler run (default 100,000; 10,000 with --quick)",
+    )
+    parser.add_argument(
+        "--qubits",
+        type=int,
+        nargs="*",
+        default=None,
+        help="sizes of the random circuits (default 20 24 28; 20 with --quick)",
+    )
+    parser.add_argument(
+        "--cells",
+        type=int,
+        nargs="*",
+        default=None,
+        help="total cells for simulate (default 200000 1000000; 20000 100000 with --quick)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="simulate's chunk_size (default: simulate's default)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="simulate runs (and numpy peer runs) per size; best time kept",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per child run (default 240; 60 with --quick)",
+    )
     parser.add_argument("--no-aer", action="store_true", help="leave Qiskit Aer out")
     parser.add_argument("--skip-samplers", action="store_true", help="leave part 1 out")
     parser.add_argument("--skip-simulate", action="store_true", help="leave part 2 out")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"markdown output (default {DEFAULT_OUT.relative_to(REPO)}; "
-                             "none with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"markdown output (default {DEFAULT_OUT.relative_to(REPO)}; none with --quick)",
+    )
     parser.add_argument("--_child", choices=["sampler", "simulate"], help=argparse.SUPPRESS)
     parser.add_argument("--_spec", help=argparse.SUPPRESS)
     parser.add_argument("--_sampler", help=argparse.SUPPRESS)
@@ -514,16 +619,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     qubits = args.qubits if args.qubits is not None else ([20] if args.quick else [20, 24, 28])
-    cells = args.cells if args.cells is not None else (
-        [20_000, 100_000] if args.quick else [200_000, 1_000_000])
+    cells = (
+        args.cells
+        if args.cells is not None
+        else ([20_000, 100_000] if args.quick else [200_000, 1_000_000])
+    )
     timeout = args.timeout or (60.0 if args.quick else 240.0)
     use_aer = not args.no_aer and _aer_available()
     machine = _machine()
     command = _command_line(__file__, argv)
     print(f"qsimcells simulate benchmark — {machine['date']}")
-    print(f"machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory']} RAM, "
-          f"numpy {machine['numpy']}, qiskit {machine['qiskit']}, qiskit-aer "
-          f"{machine['qiskit_aer']}")
+    print(
+        f"machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory']} RAM, "
+        f"numpy {machine['numpy']}, qiskit {machine['qiskit']}, qiskit-aer "
+        f"{machine['qiskit_aer']}"
+    )
     print(f"command: {command}")
     source = _source_state()
     print(f"source: {source}")
@@ -531,32 +641,49 @@ def main(argv: list[str] | None = None) -> int:
 
     sampler_rows: list[dict] = []
     if not args.skip_samplers:
-        print(f"\n[1] samplers: {shots:,} shots; ratio = time / exact time (same process)"
-              + ("" if use_aer else "; qiskit_aer not importable: Aer rows left out"))
+        print(
+            f"\n[1] samplers: {shots:,} shots; ratio = time / exact time (same process)"
+            + ("" if use_aer else "; qiskit_aer not importable: Aer rows left out")
+        )
         specs = ["paper"] + [f"random{n}" for n in qubits]
         sampler_rows = part_samplers(specs, shots, timeout, use_aer)
         bad = [r for r in sampler_rows if "agree" in r and not r["agree"]]
-        print("  marginals: " + ("all samplers agree with exact within tolerance" if not bad else
-                                 f"{len(bad)} row(s) DISAGREE with exact"))
+        print(
+            "  marginals: "
+            + (
+                "all samplers agree with exact within tolerance"
+                if not bad
+                else f"{len(bad)} row(s) DISAGREE with exact"
+            )
+        )
 
     sim_rows: list[dict] = []
     if not args.skip_simulate:
-        print(f"\n[2] simulate: {SIM_GENES} circuit genes ({SIM_TYPES} types) + 50 HKG; ratio = "
-              f"simulate / numpy NB draws (same process); target <= {TARGET}x")
-        sim_rows = part_simulate(cells, timeout if args.quick else max(timeout, 600.0),
-                                 args.chunk_size, max(1, args.repeats))
+        print(
+            f"\n[2] simulate: {SIM_GENES} circuit genes ({SIM_TYPES} types) + 50 HKG; ratio = "
+            f"simulate / numpy NB draws (same process); target <= {TARGET}x"
+        )
+        sim_rows = part_simulate(
+            cells,
+            timeout if args.quick else max(timeout, 600.0),
+            args.chunk_size,
+            max(1, args.repeats),
+        )
 
     print(f"\ntotal benchmark time {time.perf_counter() - t_start:.0f} s")
     source_after = _source_state()
     if source_after != source:
-        print(f"WARNING: the package source changed during the run (now: {source_after}); "
-              "the numbers mix versions — run again")
+        print(
+            f"WARNING: the package source changed during the run (now: {source_after}); "
+            "the numbers mix versions — run again"
+        )
         source = f"{source} at the start, {source_after} at the end (changed during the run)"
     out = args.out if args.out is not None else (None if args.quick else DEFAULT_OUT)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(_markdown(machine, command, shots, sampler_rows, sim_rows, args.quick,
-                                 source))
+        out.write_text(
+            _markdown(machine, command, shots, sampler_rows, sim_rows, args.quick, source)
+        )
         print(f"wrote {out}")
     failed = any("agree" in r and not r["agree"] for r in sampler_rows)
     return 1 if failed else 0

@@ -57,9 +57,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import REPO, command, machine, source_state
 
 import qsimcells as qs
+from _common import REPO, command, machine, source_state
 from qsimcells.model.spiqgan import PAPER_SETTINGS, SpiQGAN
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "spiqgan.md"
@@ -68,14 +68,19 @@ DATA = {"rate": 0.1, "coupling": 3.0, "coupling_mean": 0.5, "temporal_coupling":
 
 
 class _Classical(torch.nn.Module):
-    def __init__(self, noise_dim: int, hidden: int, n_units: int, n_timesteps: int,
-                 output: str) -> None:
+    def __init__(
+        self, noise_dim: int, hidden: int, n_units: int, n_timesteps: int, output: str
+    ) -> None:
         super().__init__()
         self.output, self.shape = output, (n_timesteps, 2**n_units)
         width = n_units * n_timesteps if output == "bernoulli" else n_timesteps * 2**n_units
-        self.net = torch.nn.Sequential(torch.nn.Linear(noise_dim, hidden), torch.nn.ReLU(),
-                                       torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
-                                       torch.nn.Linear(hidden, width))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(noise_dim, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, hidden),
+            torch.nn.ReLU(),
+            torch.nn.Linear(hidden, width),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.net(z)
@@ -88,10 +93,25 @@ class ClassicalGAN(SpiQGAN):
     """SpiQGAN's training loop, critic, losses and parameter averaging with a classical fully
     connected generator in place of the quantum one (the paper's Note S2 comparison)."""
 
-    def __init__(self, data, n_units: int, n_timesteps: int, *, output: str, hidden: int = 64,
-                 lr: float = 0.01, rng: int = 0) -> None:
-        super().__init__(data, n_units, n_timesteps, rng=rng, noise_weights=False,
-                         readout="marginal" if output == "bernoulli" else "born")
+    def __init__(
+        self,
+        data,
+        n_units: int,
+        n_timesteps: int,
+        *,
+        output: str,
+        hidden: int = 64,
+        lr: float = 0.01,
+        rng: int = 0,
+    ) -> None:
+        super().__init__(
+            data,
+            n_units,
+            n_timesteps,
+            rng=rng,
+            noise_weights=False,
+            readout="marginal" if output == "bernoulli" else "born",
+        )
         self.noise_dim = self.n_layers * n_units  # as many noise numbers as the quantum one
         torch.manual_seed(rng)
         self.generator = _Classical(self.noise_dim, hidden, n_units, n_timesteps, output)
@@ -105,15 +125,19 @@ class ClassicalGAN(SpiQGAN):
 
 
 def population(n: int, t: int) -> tuple[np.ndarray, np.ndarray]:
-    x = qs.datasets.ising_population(n, N_TRAIN + N_HELD, n_timesteps=t, rng=n * 100 + t,
-                                     **DATA).X.toarray()
+    x = qs.datasets.ising_population(
+        n, N_TRAIN + N_HELD, n_timesteps=t, rng=n * 100 + t, **DATA
+    ).X.toarray()
     return x[:N_TRAIN], x[N_TRAIN:]
 
 
 def score(held: np.ndarray, fake: np.ndarray, n: int, t: int) -> dict:
     s = qs.tl.spike_statistics(held, fake, n_units=n, n_timesteps=t)
-    return {"js": s["js"], "scope": s["js_scope"], **{k: v for k, v in s["summary"].items()
-                                                       if k != "js"}}
+    return {
+        "js": s["js"],
+        "scope": s["js_scope"],
+        **{k: v for k, v in s["summary"].items() if k != "js"},
+    }
 
 
 def fit(model: SpiQGAN, steps: int, batch: int, held: np.ndarray) -> dict:
@@ -122,33 +146,46 @@ def fit(model: SpiQGAN, steps: int, batch: int, held: np.ndarray) -> dict:
     model.train(steps - 2, batch, progress=False)
     seconds = time.perf_counter() - t0 + threads["probe_seconds"]
     fake = model.sample(N_HELD, rng=1)
-    return {"seconds": seconds, "params": model.n_parameters, "threads": threads["threads"],
-            **score(held, fake, model.n_units, model.n_timesteps)}
+    return {
+        "seconds": seconds,
+        "params": model.n_parameters,
+        "threads": threads["threads"],
+        **score(held, fake, model.n_units, model.n_timesteps),
+    }
 
 
-def part_grid(sizes: list[int], timesteps: list[int], steps: int, batch: int,
-              max_softmax: int) -> list[dict]:
+def part_grid(
+    sizes: list[int], timesteps: list[int], steps: int, batch: int, max_softmax: int
+) -> list[dict]:
     rows = []
     for t in timesteps:
         for n in sizes:
             train, held = population(n, t)
             row: dict = {"n": n, "t": t}
             row["quantum"] = fit(SpiQGAN(train, n, t, rng=0), steps, batch, held)
-            row["bernoulli"] = fit(ClassicalGAN(train, n, t, output="bernoulli"), steps,
-                                   batch, held)
+            row["bernoulli"] = fit(
+                ClassicalGAN(train, n, t, output="bernoulli"), steps, batch, held
+            )
             softmax_params = (5 * n + 1) * 64 + 65 * 64 + 65 * t * 2**n
-            row["softmax"] = (fit(ClassicalGAN(train, n, t, output="softmax"), steps, batch,
-                                  held) if softmax_params <= max_softmax else None)
-            row["independent"] = score(held, qs.tl.independent_surrogate(train, N_HELD, rng=2),
-                                       n, t)
+            row["softmax"] = (
+                fit(ClassicalGAN(train, n, t, output="softmax"), steps, batch, held)
+                if softmax_params <= max_softmax
+                else None
+            )
+            row["independent"] = score(
+                held, qs.tl.independent_surrogate(train, N_HELD, rng=2), n, t
+            )
             row["floor"] = score(held, train[:N_HELD], n, t)
             rows.append(row)
             q, b, f = row["quantum"], row["bernoulli"], row["independent"]
             sm = f"{row['softmax']['js']:.4f}" if row["softmax"] else "skipped"
-            print(f"  n={n:2d} t={t:2d}  quantum {q['params']:5d} par {q['seconds']:6.1f} s "
-                  f"JS {q['js']:.4f} | FC-Bernoulli {b['params']:6d} par JS {b['js']:.4f} | "
-                  f"FC-softmax JS {sm} | independent {f['js']:.4f} | floor "
-                  f"{row['floor']['js']:.4f} ({q['scope']})", flush=True)
+            print(
+                f"  n={n:2d} t={t:2d}  quantum {q['params']:5d} par {q['seconds']:6.1f} s "
+                f"JS {q['js']:.4f} | FC-Bernoulli {b['params']:6d} par JS {b['js']:.4f} | "
+                f"FC-softmax JS {sm} | independent {f['js']:.4f} | floor "
+                f"{row['floor']['js']:.4f} ({q['scope']})",
+                flush=True,
+            )
     return rows
 
 
@@ -185,14 +222,20 @@ def part_timing(n: int, t: int, timed_steps: int, reference_steps: int) -> dict:
         for threads in (1, 2):
             seconds = per_step(model, timed_steps, batch, threads)
             out[(batch, threads)] = seconds
-            print(f"  n={n} t={t}, batch {batch}, {threads} thread(s): {seconds:.3f} s per "
-                  f"step -> {reference_steps} steps in {seconds * reference_steps / 60:.1f} min "
-                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"  n={n} t={t}, batch {batch}, {threads} thread(s): {seconds:.3f} s per "
+                f"step -> {reference_steps} steps in {seconds * reference_steps / 60:.1f} min "
+                f"(load average {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
             out[(batch, threads, "load")] = os.getloadavg()[0]
     best = min(out[(64, 1)], out[(64, 2)])
     out["per_step"], out["total"] = best, best * reference_steps
-    print(f"  target (1000 steps at batch 64 under 30 min): "
-          f"{'met' if out['total'] < 1800 else 'NOT met'}", flush=True)
+    print(
+        f"  target (1000 steps at batch 64 under 30 min): "
+        f"{'met' if out['total'] < 1800 else 'NOT met'}",
+        flush=True,
+    )
     return out
 
 
@@ -205,17 +248,22 @@ def part_convergence(n: int, t: int, steps: int, every: int) -> dict:
         model.train(every, 64, progress=False)
         trace.append(score(held, model.sample(N_HELD, rng=1), n, t)["js"])
     seconds = time.perf_counter() - t0
-    print(f"  n={n} t={t}: JS every {every} steps {[round(j, 3) for j in trace]} "
-          f"(independent {base:.3f}), {seconds:.0f} s", flush=True)
-    return {"n": n, "t": t, "every": every, "trace": trace, "independent": base,
-            "seconds": seconds}
+    print(
+        f"  n={n} t={t}: JS every {every} steps {[round(j, 3) for j in trace]} "
+        f"(independent {base:.3f}), {seconds:.0f} s",
+        flush=True,
+    )
+    return {"n": n, "t": t, "every": every, "trace": trace, "independent": base, "seconds": seconds}
 
 
 def part_settings(steps: int) -> list[dict]:
-    variants = [("defaults", {}), ("paper settings", dict(PAPER_SETTINGS)),
-                ("readout='marginal'", {"readout": "marginal"}),
-                ("no averaging (ema_decay=0)", {"ema_decay": 0.0}),
-                ("standard loss (k_weight=0)", {"k_weight": 0.0})]
+    variants = [
+        ("defaults", {}),
+        ("paper settings", dict(PAPER_SETTINGS)),
+        ("readout='marginal'", {"readout": "marginal"}),
+        ("no averaging (ema_decay=0)", {"ema_decay": 0.0}),
+        ("standard loss (k_weight=0)", {"k_weight": 0.0}),
+    ]
     rows = []
     for n, t in ((5, 1), (3, 3)):
         train, held = population(n, t)
@@ -223,14 +271,26 @@ def part_settings(steps: int) -> list[dict]:
         for name, kw in variants:
             r = fit(SpiQGAN(train, n, t, rng=0, **kw), steps, 64, held)
             rows.append({"n": n, "t": t, "variant": name, "independent": base, **r})
-            print(f"  n={n} t={t} {name:28s} {r['params']:4d} par JS {r['js']:.4f} "
-                  f"(independent {base:.4f}) k-TVD {r['k_probability_tvd']:.3f} "
-                  f"autocorr MAE {r['autocorrelogram_mae']:.4f}", flush=True)
+            print(
+                f"  n={n} t={t} {name:28s} {r['params']:4d} par JS {r['js']:.4f} "
+                f"(independent {base:.4f}) k-TVD {r['k_probability_tvd']:.3f} "
+                f"autocorr MAE {r['autocorrelogram_mae']:.4f}",
+                flush=True,
+            )
     return rows
 
 
-def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: list[dict],
-             timing: dict, settings: list[dict], convergence: dict, seconds: float) -> str:
+def markdown(
+    info: dict,
+    cmd: str,
+    source: str,
+    args: argparse.Namespace,
+    grid: list[dict],
+    timing: dict,
+    settings: list[dict],
+    convergence: dict,
+    seconds: float,
+) -> str:
     lines = [
         "# Benchmark: SpiQGAN (patch quantum Wasserstein GAN)",
         "",
@@ -243,8 +303,11 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         "(1 or 2 torch threads, whichever trained each model faster in a one-step probe before "
         "it; the column *thr.* says which). Load average "
         f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end of the run"
-        + (" (the cores were shared with other work, so the times are upper bounds)."
-           if max(args.load) > 1.5 else "."),
+        + (
+            " (the cores were shared with other work, so the times are upper bounds)."
+            if max(args.load) > 1.5
+            else "."
+        ),
         f"- Date: {info['date']}; the whole run took {seconds / 60:.1f} min",
         f"- Source: {source}",
         "",
@@ -279,7 +342,8 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
             f"{ind['js']:.4f} | "
             f"{r['floor']['js']:.4f} | {q['autocorrelogram_mae']:.4f} / "
             f"{ind['autocorrelogram_mae']:.4f} | {q['k_probability_tvd']:.3f} / "
-            f"{ind['k_probability_tvd']:.3f} |")
+            f"{ind['k_probability_tvd']:.3f} |"
+        )
     wins = sum(r["quantum"]["js"] < r["independent"]["js"] for r in grid)
     beats_b = sum(r["quantum"]["js"] < r["bernoulli"]["js"] for r in grid)
     soft = [r for r in grid if r["softmax"]]
@@ -300,10 +364,13 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         "",
         "| batch | threads | s / step | 1000 steps (min) | load average |",
         "|---:|---:|---:|---:|---:|",
-        *[f"| {b} | {k} | {timing[(b, k)]:.3f} | "
-          f"{timing[(b, k)] * timing['reference_steps'] / 60:.1f} | "
-          f"{timing[(b, k, 'load')]:.1f} |"
-          for b in (64, 32) for k in (1, 2)],
+        *[
+            f"| {b} | {k} | {timing[(b, k)]:.3f} | "
+            f"{timing[(b, k)] * timing['reference_steps'] / 60:.1f} | "
+            f"{timing[(b, k, 'load')]:.1f} |"
+            for b in (64, 32)
+            for k in (1, 2)
+        ],
         "",
         f"At the default batch 64 the faster setting trains {timing['reference_steps']} steps "
         f"in {timing['total'] / 60:.1f} min: the 30-minute target on 2 cores is "
@@ -316,9 +383,11 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in settings:
-        lines.append(f"| {r['n']} | {r['t']} | {r['variant']} | {r['params']} | {r['js']:.4f} "
-                     f"| {r['independent']:.4f} | {r['k_probability_tvd']:.3f} | "
-                     f"{r['autocorrelogram_mae']:.4f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['n']} | {r['t']} | {r['variant']} | {r['params']} | {r['js']:.4f} "
+            f"| {r['independent']:.4f} | {r['k_probability_tvd']:.3f} | "
+            f"{r['autocorrelogram_mae']:.4f} | {r['seconds']:.1f} |"
+        )
     c = convergence
     lines += [
         "",
@@ -329,8 +398,7 @@ def markdown(info: dict, cmd: str, source: str, args: argparse.Namespace, grid: 
         f"at batch 64 ({c['seconds']:.0f} s), JS after every {c['every']} steps (independent "
         f"units: {c['independent']:.4f}):",
         "",
-        "| steps | " + " | ".join(str(c["every"] * (i + 1)) for i in range(len(c["trace"])))
-        + " |",
+        "| steps | " + " | ".join(str(c["every"] * (i + 1)) for i in range(len(c["trace"]))) + " |",
         "|---|" + "---:|" * len(c["trace"]),
         "| JS | " + " | ".join(f"{j:.4f}" for j in c["trace"]) + " |",
     ]
@@ -344,8 +412,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch", type=int, default=64, help="batch size in the grid")
     parser.add_argument("--timed-steps", type=int, default=5)
     parser.add_argument("--reference-steps", type=int, default=1000)
-    parser.add_argument("--max-softmax", type=int, default=100_000,
-                        help="skip FC-softmax generators with more parameters")
+    parser.add_argument(
+        "--max-softmax",
+        type=int,
+        default=100_000,
+        help="skip FC-softmax generators with more parameters",
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown output")
     args = parser.parse_args(argv)
     if args.quick:
@@ -355,23 +427,35 @@ def main(argv: list[str]) -> None:
     source = source_state()
     load_start = os.getloadavg()[0]
     start = time.perf_counter()
-    print(f"[1] grid: n in {sizes}, t in {timesteps}, {args.steps} steps, batch {args.batch}",
-          flush=True)
+    print(
+        f"[1] grid: n in {sizes}, t in {timesteps}, {args.steps} steps, batch {args.batch}",
+        flush=True,
+    )
     grid = part_grid(sizes, timesteps, args.steps, args.batch, args.max_softmax)
     print("[2] training time at n = 10, t = 30", flush=True)
     timing = part_timing(10, 30, args.timed_steps, args.reference_steps)
     print("[3] settings", flush=True)
     settings = part_settings(60 if args.quick else 300)
     print("[4] longer training", flush=True)
-    convergence = (part_convergence(4, 1, 100, 50) if args.quick
-                   else part_convergence(10, 1, 1000, 100))
+    convergence = (
+        part_convergence(4, 1, 100, 50) if args.quick else part_convergence(10, 1, 1000, 100)
+    )
     seconds = time.perf_counter() - start
     args.load = (load_start, os.getloadavg()[0])
     out = args.out or (None if args.quick else DEFAULT_OUT)
     if out is not None:
         info = machine(("numpy", "torch"))
-        text = markdown(info, command(__file__, argv), source, args, grid, timing, settings,
-                        convergence, seconds)
+        text = markdown(
+            info,
+            command(__file__, argv),
+            source,
+            args,
+            grid,
+            timing,
+            settings,
+            convergence,
+            seconds,
+        )
         out.write_text(text)
         print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
 

@@ -26,7 +26,7 @@ from qsimcells._version import __version__  # noqa: E402
 # -- project ---------------------------------------------------------------------------------
 project = "qsimcells"
 author = "qsimcells developers"
-copyright = "qsimcells developers"  # noqa: A001 - Sphinx's name
+copyright = "qsimcells developers"
 version = ".".join(__version__.split(".")[:2])
 release = __version__
 

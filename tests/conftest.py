@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +20,21 @@ def test_plugins_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return Path(ready)
     target = tmp_path_factory.mktemp("test-plugins")
     sources = sorted(str(p) for p in (ROOT / "tests" / "plugins").iterdir() if p.is_dir())
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), *sources], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *sources,
+        ],
+        check=True,
+    )
     return target
 
 
@@ -47,13 +59,16 @@ def scvi_quiet_seeded():
         torch.set_num_threads(threads)
 
 
-def run_python(code: str, *, extra_path: Path | None = None, env: dict[str, str] | None = None
-               ) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, *, extra_path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (optionally with plugins on its path)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("QSIMCELLS_DISABLE")}
     if extra_path is not None:
         full_env["PYTHONPATH"] = os.pathsep.join(
-            [str(extra_path), *filter(None, [full_env.get("PYTHONPATH")])])
+            [str(extra_path), *filter(None, [full_env.get("PYTHONPATH")])]
+        )
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=300
+    )

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from anndata.tests.helpers import assert_equal
-from conftest import run_python
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import qsimcells as qs
+from conftest import run_python
 from qsimcells.plugins import CircuitSamplerSpec, PluginRegistry, hookimpl, registry
 from qsimcells.sim import zarr_store
 from qsimcells.sim.simulate import Simulation
@@ -54,8 +53,7 @@ def test_dask_engine_is_lazy_and_bit_identical(chunk_size: int, effects: dict) -
     import dask.array as da
 
     n_cells = 600
-    lazy = qs.sim.simulate(DESIGN, n_cells, rng=11, chunk_size=chunk_size, engine="dask",
-                           **effects)
+    lazy = qs.sim.simulate(DESIGN, n_cells, rng=11, chunk_size=chunk_size, engine="dask", **effects)
     memory = qs.sim.simulate(DESIGN, n_cells, rng=11, chunk_size=chunk_size, **effects)
     assert isinstance(lazy.X, da.Array) and isinstance(lazy.layers["binary"], da.Array)
     assert lazy.X.numblocks[0] == -(-n_cells // chunk_size)  # one block per chunk of niches
@@ -67,13 +65,22 @@ def test_dask_engine_is_lazy_and_bit_identical(chunk_size: int, effects: dict) -
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n_cells=st.integers(1, 300), chunk_size=st.integers(1, 400),
-       batches=st.sampled_from([None, 1, 4]), library_size=st.sampled_from([None, 0.0, 1.3]),
-       seed=st.integers(0, 2**32))
-def test_dask_equals_memory_for_any_chunking(n_cells: int, chunk_size: int, batches: int | None,
-                                             library_size: float | None, seed: int) -> None:
-    kwargs = {"rng": seed, "chunk_size": chunk_size, "batches": batches,
-              "library_size": library_size}
+@given(
+    n_cells=st.integers(1, 300),
+    chunk_size=st.integers(1, 400),
+    batches=st.sampled_from([None, 1, 4]),
+    library_size=st.sampled_from([None, 0.0, 1.3]),
+    seed=st.integers(0, 2**32),
+)
+def test_dask_equals_memory_for_any_chunking(
+    n_cells: int, chunk_size: int, batches: int | None, library_size: float | None, seed: int
+) -> None:
+    kwargs = {
+        "rng": seed,
+        "chunk_size": chunk_size,
+        "batches": batches,
+        "library_size": library_size,
+    }
     lazy = qs.sim.simulate(DESIGN, n_cells, engine="dask", **kwargs)
     memory = qs.sim.simulate(DESIGN, n_cells, **kwargs)
     lazy.X = lazy.X.compute(scheduler="synchronous")
@@ -88,8 +95,9 @@ def test_recomputing_a_chunk_gives_the_same_data() -> None:
     memory = qs.sim.simulate(DESIGN, 40, rng=0, chunk_size=7)
     for _ in range(2):
         assert_same_csr(lazy.X.compute(scheduler="synchronous"), memory.X)
-        assert_same_csr(lazy.layers["binary"].compute(scheduler="synchronous"),
-                        memory.layers["binary"])
+        assert_same_csr(
+            lazy.layers["binary"].compute(scheduler="synchronous"), memory.layers["binary"]
+        )
     run = Simulation(DESIGN, 40, rng=0, chunk_size=7)
     first, again = run.chunk(2), run.chunk(2)
     for a, b in zip(first, again, strict=True):
@@ -119,8 +127,12 @@ def dask_client():
     after its test: while a client is current every later test would run on it."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -133,8 +145,9 @@ def test_distributed_client_runs_both_paths(dask_client, tmp_path) -> None:
     workers = {w for w in dask_client.processing()}
     assert len(workers) == 2
 
-    store = qs.sim.simulate_to_zarr(DESIGN, 900, tmp_path / "cells.zarr", rng=3, chunk_size=200,
-                                    **EFFECTS)
+    store = qs.sim.simulate_to_zarr(
+        DESIGN, 900, tmp_path / "cells.zarr", rng=3, chunk_size=200, **EFFECTS
+    )
     assert_same_data(ad.read_zarr(store), memory)
 
 
@@ -146,8 +159,9 @@ def test_distributed_client_runs_both_paths(dask_client, tmp_path) -> None:
 def test_store_reads_back_exactly(tmp_path, zarr_format: int) -> None:
     memory = qs.sim.simulate(DESIGN, 1000, rng=5, chunk_size=130, **EFFECTS)
     with ad.settings.override(zarr_write_format=zarr_format):
-        store = qs.sim.simulate_to_zarr(DESIGN, 1000, tmp_path / "cells.zarr", rng=5,
-                                        chunk_size=130, n_ahead=2, **EFFECTS)
+        store = qs.sim.simulate_to_zarr(
+            DESIGN, 1000, tmp_path / "cells.zarr", rng=5, chunk_size=130, n_ahead=2, **EFFECTS
+        )
     assert store == tmp_path / "cells.zarr"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cells.zarr"]  # no partial, no temp
     assert not (store / zarr_store.PROGRESS_FILE).exists()
@@ -155,8 +169,9 @@ def test_store_reads_back_exactly(tmp_path, zarr_format: int) -> None:
     full = ad.read_zarr(store)
     assert_same_data(full, memory)
     assert qs.sim.CellCircuit.from_dict(full.uns["qsimcells"]["design"]) == DESIGN
-    np.testing.assert_array_equal(full.uns["qsimcells"]["batch_factors"],
-                                  memory.uns["qsimcells"]["batch_factors"])
+    np.testing.assert_array_equal(
+        full.uns["qsimcells"]["batch_factors"], memory.uns["qsimcells"]["batch_factors"]
+    )
 
     lazy = ad.experimental.read_lazy(store)
     assert lazy.n_obs == memory.n_obs
@@ -167,8 +182,7 @@ def test_store_reads_back_exactly(tmp_path, zarr_format: int) -> None:
     assert_same_csr(backed.layers["binary"][:50], memory.layers["binary"][:50])
 
 
-def test_a_store_that_may_outgrow_32_bit_indices_is_int64_throughout(tmp_path,
-                                                                     monkeypatch) -> None:
+def test_a_store_that_may_outgrow_32_bit_indices_is_int64_throughout(tmp_path, monkeypatch) -> None:
     """Past 2**31 possible entries the stored indices and indptr are both int64 (scipy refuses
     mixed index dtypes, e.g. in eliminate_zeros, which scanpy's QC metrics call)."""
     memory = qs.sim.simulate(DESIGN, 300, rng=6, chunk_size=64)
@@ -200,8 +214,7 @@ def test_the_writer_holds_only_a_few_chunks(tmp_path, monkeypatch, n_ahead: int)
 
     monkeypatch.setattr(Simulation, "chunk", chunk)
     monkeypatch.setattr(zarr_store, "_write_progress", progress)
-    qs.sim.simulate_to_zarr(DESIGN, 600, tmp_path / "c.zarr", rng=0, chunk_size=20,
-                            n_ahead=n_ahead)
+    qs.sim.simulate_to_zarr(DESIGN, 600, tmp_path / "c.zarr", rng=0, chunk_size=20, n_ahead=n_ahead)
     assert sorted(started) == list(range(30)) and written == list(range(1, 31))
     assert max(most) <= n_ahead + 1
 
@@ -244,8 +257,9 @@ def test_interrupted_write_is_finished_by_a_rerun(tmp_path, monkeypatch) -> None
     qs.sim.simulate_to_zarr(DESIGN, 1050, store, **kwargs)
     assert sorted(seen) == list(range(6, 11))  # resumed after the 6 chunks on disk
     assert not partial.exists()
-    assert_same_data(ad.read_zarr(store), qs.sim.simulate(DESIGN, 1050, rng=8, chunk_size=100,
-                                                          **EFFECTS))
+    assert_same_data(
+        ad.read_zarr(store), qs.sim.simulate(DESIGN, 1050, rng=8, chunk_size=100, **EFFECTS)
+    )
 
 
 def test_a_killed_writer_leaves_a_store_that_a_rerun_repairs(tmp_path) -> None:
@@ -275,8 +289,9 @@ qs.sim.simulate_to_zarr(design, 700, {str(store)!r}, rng=4, chunk_size=100, n_ah
     assert grown == 4 * 100 * 2  # chunk 3's rows of X were on disk, its obs were not
 
     qs.sim.simulate_to_zarr(DESIGN, 700, store, rng=4, chunk_size=100, batches=2)
-    assert_same_data(ad.read_zarr(store),
-                     qs.sim.simulate(DESIGN, 700, rng=4, chunk_size=100, batches=2))
+    assert_same_data(
+        ad.read_zarr(store), qs.sim.simulate(DESIGN, 700, rng=4, chunk_size=100, batches=2)
+    )
 
 
 def test_a_partial_store_of_another_simulation_is_refused(tmp_path, monkeypatch) -> None:
@@ -338,17 +353,24 @@ class _Locked(_Zeros):
 def odd_samplers(monkeypatch):
     @hookimpl
     def qsimcells_circuit_samplers():
-        return [CircuitSamplerSpec("cloud", factory=_Zeros, needs_credentials=True),
-                CircuitSamplerSpec("locked", factory=_Locked)]
+        return [
+            CircuitSamplerSpec("cloud", factory=_Zeros, needs_credentials=True),
+            CircuitSamplerSpec("locked", factory=_Locked),
+        ]
 
-    plugin = types.SimpleNamespace(__name__="odd", qsimcells_circuit_samplers=qsimcells_circuit_samplers)
-    monkeypatch.setattr(registry, "_registry", PluginRegistry(
-        load_entry_points=False, extra_plugins=[(plugin, "odd-dist", "0")]))
+    plugin = types.SimpleNamespace(
+        __name__="odd", qsimcells_circuit_samplers=qsimcells_circuit_samplers
+    )
+    monkeypatch.setattr(
+        registry,
+        "_registry",
+        PluginRegistry(load_entry_points=False, extra_plugins=[(plugin, "odd-dist", "0")]),
+    )
 
 
 def test_samplers_that_cannot_run_in_a_worker_are_refused(odd_samplers, tmp_path) -> None:
     assert qs.sim.simulate(DESIGN, 5, sampler="cloud").X.sum() > 0  # in memory it runs
-    with pytest.raises(ValueError, match="'cloud' needs credentials.*cannot run in a dask worker"):
+    with pytest.raises(ValueError, match=r"'cloud' needs credentials.*cannot run in a dask worker"):
         qs.sim.simulate(DESIGN, 5, sampler="cloud", engine="dask")
     with pytest.raises(ValueError, match="'cloud' needs credentials"):
         qs.sim.simulate_to_zarr(DESIGN, 5, tmp_path / "c.zarr", sampler="cloud")
@@ -361,8 +383,9 @@ def test_samplers_that_cannot_run_in_a_worker_are_refused(odd_samplers, tmp_path
 
 def test_a_named_local_sampler_runs_per_chunk(tmp_path) -> None:
     memory = qs.sim.simulate(DESIGN, 300, rng=2, chunk_size=64, sampler="statevector")
-    store = qs.sim.simulate_to_zarr(DESIGN, 300, tmp_path / "sv.zarr", rng=2, chunk_size=64,
-                                    sampler="statevector")
+    store = qs.sim.simulate_to_zarr(
+        DESIGN, 300, tmp_path / "sv.zarr", rng=2, chunk_size=64, sampler="statevector"
+    )
     stored = ad.read_zarr(store)
     assert_same_data(stored, memory)
     assert stored.uns["qsimcells"]["sampler"]["name"] == "statevector"
@@ -370,11 +393,18 @@ def test_a_named_local_sampler_runs_per_chunk(tmp_path) -> None:
 
 
 def test_a_tissue_store_keeps_coordinates_and_communication_truth(tmp_path) -> None:
-    tissue = qs.sim.Tissue("hex", spacing=40.0, contact_radius=15.0, interaction_length=20.0,
-                           domains={"a": (300.0, 300.0, 200.0)}, interacting_domains=["a"])
+    tissue = qs.sim.Tissue(
+        "hex",
+        spacing=40.0,
+        contact_radius=15.0,
+        interaction_length=20.0,
+        domains={"a": (300.0, 300.0, 200.0)},
+        interacting_domains=["a"],
+    )
     memory = qs.sim.simulate(DESIGN, 900, rng=3, chunk_size=200, tissue=tissue)
-    store = qs.sim.simulate_to_zarr(DESIGN, 900, tmp_path / "tissue.zarr", rng=3,
-                                    chunk_size=200, tissue=tissue, n_ahead=1)
+    store = qs.sim.simulate_to_zarr(
+        DESIGN, 900, tmp_path / "tissue.zarr", rng=3, chunk_size=200, tissue=tissue, n_ahead=1
+    )
     full = ad.read_zarr(store)
     assert_same_data(full, memory)
     assert_equal(full.obs, memory.obs)  # domain included
@@ -387,7 +417,12 @@ def test_a_tissue_store_keeps_coordinates_and_communication_truth(tmp_path) -> N
     assert ad.experimental.read_lazy(store).obsm["spatial"].shape == (1800, 2)
     # the same call without the tissue is another simulation: its partial store is refused
     (tmp_path / "other.zarr.partial").mkdir()
-    zarr_store._write_progress(tmp_path / "other.zarr.partial", zarr_store._fingerprint(
-        Simulation(DESIGN, 900, rng=3, chunk_size=200, for_workers=True, tissue=tissue)), 1)
+    zarr_store._write_progress(
+        tmp_path / "other.zarr.partial",
+        zarr_store._fingerprint(
+            Simulation(DESIGN, 900, rng=3, chunk_size=200, for_workers=True, tissue=tissue)
+        ),
+        1,
+    )
     with pytest.raises(FileExistsError, match="unfinished store of a different simulation"):
         qs.sim.simulate_to_zarr(DESIGN, 900, tmp_path / "other.zarr", rng=3, chunk_size=200)

@@ -41,13 +41,31 @@ N_COMPS = 8
 # (dtype X is cast to before the chain, tolerances); None keeps the stored int32, which
 # normalize_total turns into float32 on both paths
 TOLERANCES = {
-    "float32": dict(dtype=None, x_rtol=1e-6, means_rtol=1e-5, disp_rtol=1e-4, disp_norm_atol=1e-2,
-                    var_rtol=1e-4, ratio_atol=1e-5, pcs_atol=1e-3, subspace_sin=1e-3,
-                    x_pca_atol=1e-3),
+    "float32": dict(
+        dtype=None,
+        x_rtol=1e-6,
+        means_rtol=1e-5,
+        disp_rtol=1e-4,
+        disp_norm_atol=1e-2,
+        var_rtol=1e-4,
+        ratio_atol=1e-5,
+        pcs_atol=1e-3,
+        subspace_sin=1e-3,
+        x_pca_atol=1e-3,
+    ),
     # var["dispersions_norm"] and X_pca are stored as float32 on both paths
-    "float64": dict(dtype=np.float64, x_rtol=1e-12, means_rtol=1e-10, disp_rtol=1e-10,
-                    disp_norm_atol=1e-5, var_rtol=1e-10, ratio_atol=1e-10, pcs_atol=1e-8,
-                    subspace_sin=1e-8, x_pca_atol=1e-6),
+    "float64": dict(
+        dtype=np.float64,
+        x_rtol=1e-12,
+        means_rtol=1e-10,
+        disp_rtol=1e-10,
+        disp_norm_atol=1e-5,
+        var_rtol=1e-10,
+        ratio_atol=1e-10,
+        pcs_atol=1e-8,
+        subspace_sin=1e-8,
+        x_pca_atol=1e-6,
+    ),
 }
 
 
@@ -55,8 +73,9 @@ TOLERANCES = {
 def store(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("atlas") / "atlas.zarr"
     # written chunk by chunk by the out-of-core writer, in chunks unrelated to the read chunks
-    qs.sim.simulate_to_zarr(qs.sim.presets.random_network(60, 2, 60, rng=0), 1000, path, rng=0,
-                            chunk_size=170)
+    qs.sim.simulate_to_zarr(
+        qs.sim.presets.random_network(60, 2, 60, rng=0), 1000, path, rng=0, chunk_size=170
+    )
     return path
 
 
@@ -92,8 +111,9 @@ class LargestChunk(Callback):
         self.graphs += 1
 
     def _posttask(self, key, result, dsk, state, id) -> None:
-        if sp.issparse(result) or (isinstance(result, np.ndarray) and result.ndim == 2
-                                    and result.shape[1] == self.n_vars):
+        if sp.issparse(result) or (
+            isinstance(result, np.ndarray) and result.ndim == 2 and result.shape[1] == self.n_vars
+        ):
             self.rows = max(self.rows, result.shape[0])
 
 
@@ -154,14 +174,16 @@ def test_lazy_chain_matches_in_memory(store, precision: str) -> None:
     assert mv["highly_variable"].sum() == N_TOP
     np.testing.assert_allclose(lv["means"], mv["means"], rtol=tol["means_rtol"])
     np.testing.assert_allclose(lv["dispersions"], mv["dispersions"], rtol=tol["disp_rtol"])
-    np.testing.assert_allclose(lv["dispersions_norm"], mv["dispersions_norm"],
-                               atol=tol["disp_norm_atol"], rtol=0)
+    np.testing.assert_allclose(
+        lv["dispersions_norm"], mv["dispersions_norm"], atol=tol["disp_norm_atol"], rtol=0
+    )
 
     lp, mp = lazy.uns["pca"], mem.uns["pca"]
     np.testing.assert_allclose(lp["variance_ratio"], mp["variance_ratio"], atol=tol["ratio_atol"])
     # dask's covariance divides by n, sklearn's by n - 1
-    np.testing.assert_allclose(lp["variance"] * n_obs / (n_obs - 1), mp["variance"],
-                               rtol=tol["var_rtol"])
+    np.testing.assert_allclose(
+        lp["variance"] * n_obs / (n_obs - 1), mp["variance"], rtol=tol["var_rtol"]
+    )
     if precision == "float32":  # the n / (n - 1) gap (5e-4 here) is bigger than the tolerance
         assert not np.allclose(lp["variance"], mp["variance"], rtol=tol["var_rtol"], atol=0)
 
@@ -174,8 +196,9 @@ def test_lazy_chain_matches_in_memory(store, precision: str) -> None:
     x_pca = lazy.obsm["X_pca"].compute()
     assert x_pca.shape == (n_obs, N_COMPS)
     scale = np.abs(mem.obsm["X_pca"]).max()
-    np.testing.assert_allclose(np.abs(x_pca), np.abs(mem.obsm["X_pca"]),
-                               atol=tol["x_pca_atol"] * scale, rtol=0)
+    np.testing.assert_allclose(
+        np.abs(x_pca), np.abs(mem.obsm["X_pca"]), atol=tol["x_pca_atol"] * scale, rtol=0
+    )
 
 
 def test_qc_metrics_on_lazy_counts(store) -> None:
@@ -209,15 +232,19 @@ def test_chain_on_local_cluster(store) -> None:
     normalize_log1p(mem)
     hvg_pca(mem)
     # worker processes: each opens the zarr path itself when it reads a chunk
-    with (distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                   dashboard_address=None) as cluster,
-          distributed.Client(cluster)):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
         lazy = read_lazily(store)
         normalize_log1p(lazy)
         hvg_pca(lazy)
         x_pca = lazy.obsm["X_pca"].compute()
     np.testing.assert_array_equal(lazy.var["highly_variable"], mem.var["highly_variable"])
-    np.testing.assert_allclose(lazy.uns["pca"]["variance_ratio"], mem.uns["pca"]["variance_ratio"],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        lazy.uns["pca"]["variance_ratio"], mem.uns["pca"]["variance_ratio"], atol=1e-5
+    )
     scale = np.abs(mem.obsm["X_pca"]).max()
     np.testing.assert_allclose(np.abs(x_pca), np.abs(mem.obsm["X_pca"]), atol=1e-3 * scale)

@@ -21,8 +21,9 @@ def all_states(n: int) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def prior_with_random_parameters(n: int, seed: int, sampler: str = "exact", **kwargs
-                                 ) -> BoltzmannPrior:
+def prior_with_random_parameters(
+    n: int, seed: int, sampler: str = "exact", **kwargs
+) -> BoltzmannPrior:
     prior = BoltzmannPrior(n, sampler=sampler, seed=seed, **kwargs).double()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -62,13 +63,12 @@ def test_surrogate_gradient_equals_the_exact_kl_gradient(n: int, seed: int) -> N
     got = torch.autograd.grad(surrogate, [logits, prior.h, prior.w_raw])
     kl = exact_kl(prior, torch.sigmoid(logits)).sum()
     want = torch.autograd.grad(kl, [logits, prior.h, prior.w_raw])
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-11)
     # its value is the KL minus (log Z + E_p[E]): the gradient is exact, the value is not
     log_z = prior.log_partition("exact")
     mean_energy = float((weights * prior.energy(states)).sum())
-    np.testing.assert_allclose(float(surrogate), float(kl) - 3 * (log_z + mean_energy),
-                               rtol=1e-9)
+    np.testing.assert_allclose(float(surrogate), float(kl) - 3 * (log_z + mean_energy), rtol=1e-9)
 
 
 def test_sampled_negative_phase_gradient_is_within_sampling_noise() -> None:
@@ -84,8 +84,7 @@ def test_sampled_negative_phase_gradient_is_within_sampling_noise() -> None:
 @pytest.mark.parametrize("sampler", ["gibbs", "exact"])
 def test_negative_samples_follow_the_prior_and_chains_persist(sampler: str) -> None:
     prior = prior_with_random_parameters(5, 4, sampler=sampler, num_reads=6000)
-    probs = qs.samplers.boltzmann_probabilities(prior.h.detach().numpy(),
-                                                prior.W.detach().numpy())
+    probs = qs.samplers.boltzmann_probabilities(prior.h.detach().numpy(), prior.W.detach().numpy())
     assert not bool(prior.warm)
     first = prior.negative_samples()
     assert bool(prior.warm) and torch.equal(prior.chains, first.float())
@@ -98,8 +97,9 @@ def test_persistent_chains_are_continued_not_restarted() -> None:
     """On a two-mode model that one sweep cannot cross, one-sweep chains stay in the mode the
     chains buffer holds."""
     h, W = qs.testing.two_mode_ising(10)
-    prior = BoltzmannPrior(10, sampler="gibbs", sampler_kwargs={"num_sweeps": 1},
-                           num_reads=2000).double()
+    prior = BoltzmannPrior(
+        10, sampler="gibbs", sampler_kwargs={"num_sweeps": 1}, num_reads=2000
+    ).double()
     with torch.no_grad():
         prior.h.copy_(torch.as_tensor(h))
         prior.w_raw.copy_(torch.as_tensor(W))
@@ -121,8 +121,9 @@ def test_state_dict_round_trip_after_training_steps() -> None:
 def test_log_partition_exact_and_ais() -> None:
     prior = prior_with_random_parameters(10, 6)
     exact = prior.log_partition("exact")
-    assert exact == pytest.approx(qs.samplers.log_partition(prior.h.detach().numpy(),
-                                                            prior.W.detach().numpy()))
+    assert exact == pytest.approx(
+        qs.samplers.log_partition(prior.h.detach().numpy(), prior.W.detach().numpy())
+    )
     ais = prior.log_partition("ais", n_steps=300, num_reads=512, rng=0)
     # AIS with 300 temperatures and 512 chains on 10 spins: error well below 0.05 nats
     assert abs(ais - exact) < 0.05
@@ -131,18 +132,20 @@ def test_log_partition_exact_and_ais() -> None:
 def test_prior_samples_have_the_prior_distribution() -> None:
     prior = prior_with_random_parameters(4, 7, sampler="exact")
     z = prior.sample(5000, rng=1)
-    probs = qs.samplers.boltzmann_probabilities(prior.h.detach().numpy(),
-                                                prior.W.detach().numpy())
+    probs = qs.samplers.boltzmann_probabilities(prior.h.detach().numpy(), prior.W.detach().numpy())
     assert z.shape == (5000, 4)
     assert_distribution_matches(z, probs)
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"sampler": "annealer"}, Exception, r"unknown ising sampler 'annealer'.*gibbs"),
-    ({"sampler": 3}, TypeError, "prior_sampler: expected a registered Ising sampler name"),
-    ({"sampler_kwargs": [1]}, TypeError, "prior_sampler_kwargs: expected a dict"),
-    ({"num_reads": 0}, ValueError, "num_reads"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sampler": "annealer"}, Exception, r"unknown ising sampler 'annealer'.*gibbs"),
+        ({"sampler": 3}, TypeError, "prior_sampler: expected a registered Ising sampler name"),
+        ({"sampler_kwargs": [1]}, TypeError, "prior_sampler_kwargs: expected a dict"),
+        ({"num_reads": 0}, ValueError, "num_reads"),
+    ],
+)
 def test_bad_arguments_name_the_field(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         BoltzmannPrior(4, **kwargs)

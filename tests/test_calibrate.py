@@ -9,8 +9,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy import sparse
 
 import qsimcells as qs
@@ -32,14 +31,16 @@ def test_independent_marginals_are_recovered() -> None:
     """No edges, NB zeros negligible (mu = 20, r = 5: P(0) = 3e-4): p-hat is within 4 sd of a
     binomial proportion of p, mu-hat within 4 sd of a mean of the ON counts."""
     p = np.array([0.1, 0.3, 0.5, 0.7, 0.9, 0.6])
-    design = qs.sim.CellCircuit({"A": ["a0", "a1", "a2"], "B": ["b0", "b1", "b2"]}, p=p,
-                                mu=20.0, r=5.0, n_housekeeping=0)
+    design = qs.sim.CellCircuit(
+        {"A": ["a0", "a1", "a2"], "B": ["b0", "b1", "b2"]}, p=p, mu=20.0, r=5.0, n_housekeeping=0
+    )
     n = 3000
     ref = qs.sim.simulate(design, n, rng=1, progress=False)
     fitted = qs.sim.fit_design(ref, n_genes=None, edges=None, progress=False)
     marg = fitted.fit["marginals"].set_index(["cell_type", "gene"])
-    for gene, cell_type, p_true in zip(design.gene_names, design.genes["cell_type"], p,
-                                       strict=True):
+    for gene, cell_type, p_true in zip(
+        design.gene_names, design.genes["cell_type"], p, strict=True
+    ):
         row = marg.loc[(cell_type, gene)]
         assert abs(row["p_on"] - p_true) < 4 * math.sqrt(p_true * (1 - p_true) / n), gene
         sd_mean = math.sqrt((20 + 20**2 / 5) / (n * p_true))
@@ -59,12 +60,17 @@ def test_edges_of_a_known_circuit_are_recovered(known) -> None:
     design, _, fitted = known
     truth = design.edges[design.edges["kind"] == "regulation"]
     true_pairs = {frozenset(p) for p in zip(truth["source"], truth["target"], strict=True)}
-    found = {frozenset(p) for p in zip(fitted.fit["edges"]["source"],
-                                       fitted.fit["edges"]["target"], strict=True)}
+    found = {
+        frozenset(p)
+        for p in zip(fitted.fit["edges"]["source"], fitted.fit["edges"]["target"], strict=True)
+    }
     hits = len(true_pairs & found)
     assert found, "no edge found"
-    assert hits / len(found) >= 0.6 and hits / len(true_pairs) >= 0.25, (hits, len(found),
-                                                                          len(true_pairs))
+    assert hits / len(found) >= 0.6 and hits / len(true_pairs) >= 0.25, (
+        hits,
+        len(found),
+        len(true_pairs),
+    )
     # every fitted edge lies within one cell type and the graph is acyclic (var order)
     order = {g: i for i, g in enumerate(fitted.genes)}
     edges = fitted.fit["edges"]
@@ -74,7 +80,7 @@ def test_edges_of_a_known_circuit_are_recovered(known) -> None:
 
 
 def test_library_sizes_and_shares(known) -> None:
-    _, ref, fitted = known
+    _, _ref, fitted = known
     for sd in fitted.library_size.values():
         assert abs(sd - 0.3) < 0.05  # 1,500 cells: the sd of an sd is 0.3 / sqrt(3000)
     assert fitted.proportions.to_dict() == pytest.approx({"CT1": 0.5, "CT2": 0.5})
@@ -111,18 +117,23 @@ def test_fit_report_in_uns_and_h5ad(known, tmp_path) -> None:
     assert len(cal["edges"]) == len(fitted.fit["edges"])
     sim.write_h5ad(tmp_path / "sim.h5ad")
     back = ad.read_h5ad(tmp_path / "sim.h5ad")
-    assert back.uns["qsimcells"]["calibration"]["edges"]["source"].tolist() == \
-        fitted.fit["edges"]["source"].tolist()
+    assert (
+        back.uns["qsimcells"]["calibration"]["edges"]["source"].tolist()
+        == fitted.fit["edges"]["source"].tolist()
+    )
 
 
 def test_edges_from_a_table_and_none(known) -> None:
-    design, ref, fitted = known
+    design, ref, _fitted = known
     truth = design.edges[design.edges["kind"] == "regulation"][["source", "target"]]
-    given_table = qs.sim.fit_design(ref, n_genes=None, edges=truth, key_added=None,
-                                    progress=False)
+    given_table = qs.sim.fit_design(ref, n_genes=None, edges=truth, key_added=None, progress=False)
     allowed = {frozenset(p) for p in zip(truth["source"], truth["target"], strict=True)}
-    found = {frozenset(p) for p in zip(given_table.fit["edges"]["source"],
-                                       given_table.fit["edges"]["target"], strict=True)}
+    found = {
+        frozenset(p)
+        for p in zip(
+            given_table.fit["edges"]["source"], given_table.fit["edges"]["target"], strict=True
+        )
+    }
     assert found and found <= allowed
     none = qs.sim.fit_design(ref, n_genes=None, edges=None, key_added=None, progress=False)
     assert none.fit["edges"].empty and none.fit["n_candidates"] == 0
@@ -133,20 +144,22 @@ def test_gene_selection(known) -> None:
     fitted = qs.sim.fit_design(ref, n_genes=5, edges=None, key_added=None, progress=False)
     assert len(fitted.genes) == 5
     assert fitted.genes == [g for g in ref.var_names if g in fitted.genes]  # var order
-    chosen = qs.sim.fit_design(ref, genes=["G3", "G1"], edges=None, key_added=None,
-                               progress=False)
+    chosen = qs.sim.fit_design(ref, genes=["G3", "G1"], edges=None, key_added=None, progress=False)
     assert chosen.genes == ["G1", "G3"]
 
 
 def test_states_split_a_mixed_cell_type() -> None:
     """Two designs' cells under one label: n_states=2 finds the two sub-populations (k-means
     on the PCA), fits each, and the simulation keeps the label with obs['state']."""
-    a = qs.sim.CellCircuit({"A": ["x", "y", "z"]}, p=[0.9, 0.9, 0.05], mu=20.0,
-                           n_housekeeping=0)
-    b = qs.sim.CellCircuit({"A": ["x", "y", "z"]}, p=[0.05, 0.05, 0.9], mu=20.0,
-                           n_housekeeping=0)
-    ref = ad.concat([qs.sim.simulate(a, 300, rng=0, progress=False),
-                     qs.sim.simulate(b, 200, rng=1, progress=False)], index_unique="-")
+    a = qs.sim.CellCircuit({"A": ["x", "y", "z"]}, p=[0.9, 0.9, 0.05], mu=20.0, n_housekeeping=0)
+    b = qs.sim.CellCircuit({"A": ["x", "y", "z"]}, p=[0.05, 0.05, 0.9], mu=20.0, n_housekeeping=0)
+    ref = ad.concat(
+        [
+            qs.sim.simulate(a, 300, rng=0, progress=False),
+            qs.sim.simulate(b, 200, rng=1, progress=False),
+        ],
+        index_unique="-",
+    )
     fitted = qs.sim.fit_design(ref, n_genes=None, edges=None, n_states=2, progress=False)
     # cells OFF in every gene belong to neither: a few land in the other state
     assert np.allclose(sorted(fitted.proportions), [0.4, 0.6], atol=0.03)
@@ -163,33 +176,50 @@ def test_states_split_a_mixed_cell_type() -> None:
 def _reference(n=40) -> ad.AnnData:
     gen = np.random.default_rng(0)
     X = gen.negative_binomial(1.0, 0.3, size=(n, 6)).astype(np.float32)
-    obs = pd.DataFrame({"cell_type": pd.Categorical(np.repeat(["A", "B"], n // 2))},
-                       index=[f"c{i}" for i in range(n)])
-    return ad.AnnData(X=sparse.csr_matrix(X), obs=obs,
-                      var=pd.DataFrame(index=[f"g{i}" for i in range(6)]))
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(np.repeat(["A", "B"], n // 2))},
+        index=[f"c{i}" for i in range(n)],
+    )
+    return ad.AnnData(
+        X=sparse.csr_matrix(X), obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(6)])
+    )
 
 
-@pytest.mark.parametrize(("change", "kwargs", "error", "match"), [
-    (None, {"groupby": "type"}, KeyError, "groupby: 'type' is not a column"),
-    ("fractional", {}, ValueError, r"X: expected raw counts \(non-negative integers\)"),
-    ("negative", {}, ValueError, "X: expected raw counts"),
-    ("nan", {}, ValueError, "X: contains NaN"),
-    ("nan_label", {}, ValueError, "groupby: obs\\['cell_type'\\] has 1 missing"),
-    ("duplicate", {}, ValueError, "adata.var_names: gene names must be unique"),
-    (None, {"edges": "grnboost"}, ValueError, "edges: expected 'correlation'"),
-    (None, {"edges": pd.DataFrame({"source": ["g0"]})}, ValueError,
-     r"edges: the table needs columns 'source' and 'target'"),
-    (None, {"edges": pd.DataFrame({"source": ["g0"], "target": ["zz"]})}, ValueError,
-     r"edges\[0\].target: 'zz' is not a fitted gene"),
-    (None, {"edges": pd.DataFrame({"source": ["g0"], "target": ["g1"],
-                                   "cell_type": ["C"]})}, ValueError,
-     r"edges\[0\].cell_type: 'C' is not one of \['A', 'B'\]"),
-    (None, {"max_parents": 7}, ValueError, "max_parents: at most 6"),
-    (None, {"min_correlation": 2}, ValueError, "min_correlation: 2.0 is outside"),
-    (None, {"genes": ["g0", "nope"]}, KeyError, r"genes: \['nope'\] not in"),
-    (None, {"n_genes": 0}, ValueError, "n_genes: must be a positive integer"),
-    (None, {"layer": "counts"}, KeyError, "layer: 'counts' is not in adata.layers"),
-])
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (None, {"groupby": "type"}, KeyError, "groupby: 'type' is not a column"),
+        ("fractional", {}, ValueError, r"X: expected raw counts \(non-negative integers\)"),
+        ("negative", {}, ValueError, "X: expected raw counts"),
+        ("nan", {}, ValueError, "X: contains NaN"),
+        ("nan_label", {}, ValueError, "groupby: obs\\['cell_type'\\] has 1 missing"),
+        ("duplicate", {}, ValueError, "adata.var_names: gene names must be unique"),
+        (None, {"edges": "grnboost"}, ValueError, "edges: expected 'correlation'"),
+        (
+            None,
+            {"edges": pd.DataFrame({"source": ["g0"]})},
+            ValueError,
+            r"edges: the table needs columns 'source' and 'target'",
+        ),
+        (
+            None,
+            {"edges": pd.DataFrame({"source": ["g0"], "target": ["zz"]})},
+            ValueError,
+            r"edges\[0\].target: 'zz' is not a fitted gene",
+        ),
+        (
+            None,
+            {"edges": pd.DataFrame({"source": ["g0"], "target": ["g1"], "cell_type": ["C"]})},
+            ValueError,
+            r"edges\[0\].cell_type: 'C' is not one of \['A', 'B'\]",
+        ),
+        (None, {"max_parents": 7}, ValueError, "max_parents: at most 6"),
+        (None, {"min_correlation": 2}, ValueError, "min_correlation: 2.0 is outside"),
+        (None, {"genes": ["g0", "nope"]}, KeyError, r"genes: \['nope'\] not in"),
+        (None, {"n_genes": 0}, ValueError, "n_genes: must be a positive integer"),
+        (None, {"layer": "counts"}, KeyError, "layer: 'counts' is not in adata.layers"),
+    ],
+)
 def test_bad_inputs_name_their_field(change, kwargs, error, match) -> None:
     adata = _reference()
     if change == "fractional":
@@ -215,8 +245,9 @@ def test_batches_of_a_fitted_design_scale_a_gene_alike_in_every_cell_type(known)
     both cell types (their qubits of a gene share it): per type and gene, the log ratio of the
     batch means lies within 5 sd of the log ratio of the factors."""
     _, _, fitted = known
-    sim = qs.sim.simulate(fitted, 8000, rng=3, batches=["b0", "b1"], batch_scale=0.5,
-                          progress=False)
+    sim = qs.sim.simulate(
+        fitted, 8000, rng=3, batches=["b0", "b1"], batch_scale=0.5, progress=False
+    )
     factors = sim.uns["qsimcells"]["batch_factors"]
     assert factors.shape == (2, len(fitted.genes))
     assert set(sim.obs["batch"]) == {"b0", "b1"}
@@ -249,8 +280,9 @@ def test_simulate_refuses_options_a_fitted_design_brings_itself(known) -> None:
 
 def test_library_size_per_cell_type() -> None:
     design = qs.sim.presets.romero2025(True, n_housekeeping=5)
-    adata = qs.sim.simulate(design, 2000, rng=0, library_size={"CT1": 0.0, "CT2": 0.8},
-                            progress=False)
+    adata = qs.sim.simulate(
+        design, 2000, rng=0, library_size={"CT1": 0.0, "CT2": 0.8}, progress=False
+    )
     sizes = adata.obs.groupby("cell_type", observed=True)["size_factor"]
     assert sizes.std()["CT1"] == 0.0 and abs(np.log(sizes.get_group("CT2")).std() - 0.8) < 0.05
     with pytest.raises(ValueError, match=r"library_size: a mapping needs one sd per cell type"):
@@ -259,21 +291,31 @@ def test_library_size_per_cell_type() -> None:
         qs.sim.simulate(design, 10, library_size={"CT1": 0.1, "CT2": 3})
 
 
-@settings(max_examples=25, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(2, 30), st.integers(1, 5), st.integers(1, 3), st.floats(0.0, 1.0),
-       st.integers(0, 2**16))
-def test_any_small_reference_fits_or_names_the_field(n_cells, n_genes, n_types, zeros,
-                                                     seed) -> None:
+@settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    st.integers(2, 30),
+    st.integers(1, 5),
+    st.integers(1, 3),
+    st.floats(0.0, 1.0),
+    st.integers(0, 2**16),
+)
+def test_any_small_reference_fits_or_names_the_field(
+    n_cells, n_genes, n_types, zeros, seed
+) -> None:
     """Random small references (sparse counts, a type with one cell, all-zero genes): the fit
     works and its simulation has the reference's genes, or a named ValueError comes back."""
     gen = np.random.default_rng(seed)
-    X = gen.negative_binomial(0.5, 0.2, size=(n_cells, n_genes)) * \
-        (gen.random((n_cells, n_genes)) > zeros)
+    X = gen.negative_binomial(0.5, 0.2, size=(n_cells, n_genes)) * (
+        gen.random((n_cells, n_genes)) > zeros
+    )
     labels = [f"T{k}" for k in gen.integers(n_types, size=n_cells)]
-    adata = ad.AnnData(X=X.astype(np.float64), obs=pd.DataFrame(
-        {"cell_type": labels}, index=[f"c{i}" for i in range(n_cells)]),
-        var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]))
+    adata = ad.AnnData(
+        X=X.astype(np.float64),
+        obs=pd.DataFrame({"cell_type": labels}, index=[f"c{i}" for i in range(n_cells)]),
+        var=pd.DataFrame(index=[f"g{i}" for i in range(n_genes)]),
+    )
     try:
         fitted = qs.sim.fit_design(adata, key_added=None, progress=False)
     except (ValueError, TypeError) as err:

@@ -18,24 +18,30 @@ from qsimcells.tl.communication import _group_aggregate
 
 KEYS = ["source", "target", "ligand", "receptor"]
 #: the paper's Table 2 (custom LR database): two programmed pairs and two decoys
-TABLE2 = pd.DataFrame({
-    "name": ["g3_g5_simulated", "g7_g0_simulated", "g8_g4_simulated", "g9_g4_simulated"],
-    "pathway": ["Simulated1", "Simulated2", "Simulated3", "Simulated4"],
-    "ligand": ["g3", "g7", "g8", "g9"],
-    "receptor": ["g5", "g0", "g4", "g4"],
-})
+TABLE2 = pd.DataFrame(
+    {
+        "name": ["g3_g5_simulated", "g7_g0_simulated", "g8_g4_simulated", "g9_g4_simulated"],
+        "pathway": ["Simulated1", "Simulated2", "Simulated3", "Simulated4"],
+        "ligand": ["g3", "g7", "g8", "g9"],
+        "receptor": ["g5", "g0", "g4", "g4"],
+    }
+)
 #: the paper's Table 3: (source, target, ligand, receptor) -> (non-interacting, interacting)
-TABLE3 = {("CT1", "CT2", "g3", "g5"): (0.0148, 0.1135),
-          ("CT2", "CT1", "g7", "g0"): (0.0011, 0.0830),
-          ("CT2", "CT1", "g8", "g4"): (0.1133, 0.1008),
-          ("CT2", "CT1", "g9", "g4"): (0.0726, 0.0638)}
+TABLE3 = {
+    ("CT1", "CT2", "g3", "g5"): (0.0148, 0.1135),
+    ("CT2", "CT1", "g7", "g0"): (0.0011, 0.0830),
+    ("CT2", "CT1", "g8", "g4"): (0.1133, 0.1008),
+    ("CT2", "CT1", "g9", "g4"): (0.0726, 0.0638),
+}
 
 
 @pytest.fixture(scope="module")
 def paper() -> dict[bool, ad.AnnData]:
     """The paper's two designs, 2,000 cells per cell type, seed 0."""
-    return {inter: qs.sim.simulate(qs.sim.presets.romero2025(inter), 2000, rng=0)
-            for inter in (False, True)}
+    return {
+        inter: qs.sim.simulate(qs.sim.presets.romero2025(inter), 2000, rng=0)
+        for inter in (False, True)
+    }
 
 
 @pytest.fixture
@@ -54,15 +60,15 @@ def _truncated_mean(x: np.ndarray, trim: float = 0.01) -> float:
     """R's mean(x, trim): drop floor(n * trim) values at each end of the sorted vector."""
     x = np.sort(x)
     n = x.size
-    cut = int(math.floor(n * trim))
-    return float(x[cut:n - cut].mean())
+    cut = math.floor(n * trim)
+    return float(x[cut : n - cut].mean())
 
 
 def _quantile7(x: np.ndarray, q: float) -> float:
     """R's quantile(x, q, type = 7)."""
     x = np.sort(x)
     h = (x.size - 1) * q
-    lo = int(math.floor(h))
+    lo = math.floor(h)
     hi = min(lo + 1, x.size - 1)
     return float(x[lo] + (h - lo) * (x[hi] - x[lo]))
 
@@ -73,12 +79,13 @@ def _trimean(x: np.ndarray) -> float:
 
 # -- the formula --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("mean", "aggregate"), [("truncated", _truncated_mean),
-                                                 ("trimean", _trimean)])
+
+@pytest.mark.parametrize(
+    ("mean", "aggregate"), [("truncated", _truncated_mean), ("trimean", _trimean)]
+)
 def test_probability_matches_the_formula(paper, mean, aggregate) -> None:
     adata = paper[True]
-    df = qs.tl.cellchat(adata, groupby="cell_type", pairs=TABLE2, mean=mean, n_perms=0,
-                        copy=True)
+    df = qs.tl.cellchat(adata, groupby="cell_type", pairs=TABLE2, mean=mean, n_perms=0, copy=True)
     data = _scaled(adata)
     cell_type = adata.obs["cell_type"].to_numpy()
     names = list(adata.var_names)
@@ -103,24 +110,34 @@ def test_probability_matches_the_formula(paper, mean, aggregate) -> None:
 def test_truncated_mean_cuts_like_r_and_scipy(trim) -> None:
     """R's floor(n * trim) and scipy's int(trim * n) cut the same count, for every n here."""
     rng = np.random.default_rng(0)
-    for n in list(range(1, 120)) + [199, 200, 201, 2000, 2001]:
+    for n in [*list(range(1, 120)), 199, 200, 201, 2000, 2001]:
         x = rng.poisson(2.0, size=n) * rng.random(n)  # ties and zeros
-        assert int(math.floor(n * trim)) == int(trim * n)
-        got = _group_aggregate(np.sort(x), np.zeros((1, n), dtype=np.int16), np.array([n]),
-                               "truncated", trim)[0, 0]
+        assert math.floor(n * trim) == int(trim * n)
+        got = _group_aggregate(
+            np.sort(x), np.zeros((1, n), dtype=np.int16), np.array([n]), "truncated", trim
+        )[0, 0]
         assert got == pytest.approx(stats.trim_mean(x, trim), abs=1e-12)
         assert got == pytest.approx(_truncated_mean(x, trim), abs=1e-12)
-        tri = _group_aggregate(np.sort(x), np.zeros((1, n), dtype=np.int16), np.array([n]),
-                               "trimean", trim)[0, 0]
+        tri = _group_aggregate(
+            np.sort(x), np.zeros((1, n), dtype=np.int16), np.array([n]), "trimean", trim
+        )[0, 0]
         assert tri == pytest.approx(_trimean(x), abs=1e-12)
 
 
 def test_k_and_trim_are_used(small) -> None:
     """Non-default k and trim give the independent formula with those values."""
-    df = qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")], k=1.0,
-                        trim=0.1, n_perms=0, copy=True)
-    default = qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")],
-                             n_perms=0, copy=True)
+    df = qs.tl.cellchat(
+        small,
+        groupby="cell_type",
+        pairs=[("g3", "g5"), ("g7", "g0")],
+        k=1.0,
+        trim=0.1,
+        n_perms=0,
+        copy=True,
+    )
+    default = qs.tl.cellchat(
+        small, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")], n_perms=0, copy=True
+    )
     data = _scaled(small)
     cell_type = small.obs["cell_type"].to_numpy()
     names = list(small.var_names)
@@ -168,13 +185,15 @@ def test_docstrings_attribute_the_defaults_and_the_scaling(paper) -> None:
 
 # -- the paper's Table 3 ------------------------------------------------------------------------
 
+
 def test_table3_programmed_pairs_rise_and_decoys_stay(paper) -> None:
     results = {}
     for inter, adata in paper.items():
         start = time.perf_counter()
         # the paper-sized case: 4,000 cells, 4 LR pairs, 2 groups, 1,000 permutations
-        results[inter] = qs.tl.cellchat(adata, groupby="cell_type", pairs=TABLE2, n_perms=1000,
-                                        rng=0)
+        results[inter] = qs.tl.cellchat(
+            adata, groupby="cell_type", pairs=TABLE2, n_perms=1000, rng=0
+        )
         assert time.perf_counter() - start < 20  # ~0.5 s here
     shift = qs.tl.communication_shift(paper[False], paper[True])
     shift = shift.set_index(KEYS)
@@ -208,37 +227,42 @@ def test_table3_is_the_papers_within_sampling_noise() -> None:
         design = qs.sim.presets.romero2025(case)
         for seed in range(8):
             adata = qs.sim.simulate(design, 2000, rng=seed, progress=False)
-            table = qs.tl.cellchat(adata, groupby="cell_type", pairs=TABLE2, n_perms=0,
-                                   copy=True).set_index(KEYS)
+            table = qs.tl.cellchat(
+                adata, groupby="cell_type", pairs=TABLE2, n_perms=0, copy=True
+            ).set_index(KEYS)
             probs[case].append([table.loc[key, "prob"] for key in TABLE3])
     for case, column in ((False, 0), (True, 1)):
         values = np.array(probs[case])
         mean, sd = values.mean(axis=0), values.std(axis=0, ddof=1)
         paper = np.array([TABLE3[key][column] for key in TABLE3])
         z = (paper - mean) / sd
-        assert (np.abs(z) < 3).all(), (case, dict(zip(TABLE3, z.round(2))))
+        assert (np.abs(z) < 3).all(), (case, dict(zip(TABLE3, z.round(2), strict=True)))
     # the earlier preset, NB(80, 6) housekeeping genes in both cases, is about 1.2x the paper
-    old = qs.sim.simulate(qs.sim.presets.romero2025(True, housekeeping=(80.0, 6.0)), 2000,
-                          rng=0, progress=False)
-    table = qs.tl.cellchat(old, groupby="cell_type", pairs=TABLE2, n_perms=0,
-                           copy=True).set_index(KEYS)
+    old = qs.sim.simulate(
+        qs.sim.presets.romero2025(True, housekeeping=(80.0, 6.0)), 2000, rng=0, progress=False
+    )
+    table = qs.tl.cellchat(old, groupby="cell_type", pairs=TABLE2, n_perms=0, copy=True).set_index(
+        KEYS
+    )
     ratio = [table.loc[key, "prob"] / TABLE3[key][1] for key in TABLE3]
     assert all(1.1 < r < 1.35 for r in ratio), ratio
 
 
 # -- permutation p-values -----------------------------------------------------------------------
 
+
 def _null_adata(n: int = 150, seed: int = 0) -> ad.AnnData:
     """Two groups drawn from one distribution: no pair differs between groups."""
     rng = np.random.default_rng(seed)
-    genes = [f"L{i}" for i in range(4)] + [f"R{i}" for i in range(4)] + \
-        [f"B{i}" for i in range(20)]
+    genes = [f"L{i}" for i in range(4)] + [f"R{i}" for i in range(4)] + [f"B{i}" for i in range(20)]
     mu = np.r_[np.full(8, 3.0), np.full(20, 20.0)]
     x = rng.negative_binomial(2, 2 / (2 + mu), size=(2 * n, len(genes)))
-    obs = pd.DataFrame({"group": pd.Categorical(np.repeat(["A", "B"], n))},
-                       index=[f"c{i}" for i in range(2 * n)])
-    return ad.AnnData(X=sparse.csr_matrix(x.astype(np.float32)), obs=obs,
-                      var=pd.DataFrame(index=genes))
+    obs = pd.DataFrame(
+        {"group": pd.Categorical(np.repeat(["A", "B"], n))}, index=[f"c{i}" for i in range(2 * n)]
+    )
+    return ad.AnnData(
+        X=sparse.csr_matrix(x.astype(np.float32)), obs=obs, var=pd.DataFrame(index=genes)
+    )
 
 
 NULL_PAIRS = [(f"L{i}", f"R{i}") for i in range(4)]
@@ -256,8 +280,9 @@ def test_pvalues_equal_a_naive_permutation_loop() -> None:
 
     def prob(labels, row):
         lig = _truncated_mean(data[labels == ["A", "B"].index(row.source), names.index(row.ligand)])
-        rec = _truncated_mean(data[labels == ["A", "B"].index(row.target),
-                                   names.index(row.receptor)])
+        rec = _truncated_mean(
+            data[labels == ["A", "B"].index(row.target), names.index(row.receptor)]
+        )
         return lig * rec / (0.5 + lig * rec)
 
     for row in df.itertuples():
@@ -291,8 +316,10 @@ def test_single_group_ties_give_the_strict_zero_and_a_warning(small) -> None:
 
 def test_pvalues_reproducible_seed_dependent_and_null_is_not_significant() -> None:
     adata = _null_adata()
-    run = lambda rng: qs.tl.cellchat(adata, groupby="group", pairs=NULL_PAIRS,  # noqa: E731
-                                     n_perms=200, rng=rng)
+
+    def run(rng):
+        return qs.tl.cellchat(adata, groupby="group", pairs=NULL_PAIRS, n_perms=200, rng=rng)
+
     first, again = run(11), run(11)
     pd.testing.assert_frame_equal(first, again)
     pd.testing.assert_frame_equal(first, run(np.random.default_rng(11)))
@@ -311,24 +338,36 @@ def test_pvalues_reproducible_seed_dependent_and_null_is_not_significant() -> No
 
 # -- liana ----------------------------------------------------------------------------------------
 
+
 def test_trimean_agrees_with_liana(paper) -> None:
     liana = pytest.importorskip("liana")
     adata = paper[True]
-    ours = qs.tl.cellchat(adata, groupby="cell_type", pairs=TABLE2, mean="trimean", n_perms=0,
-                          copy=True)
+    ours = qs.tl.cellchat(
+        adata, groupby="cell_type", pairs=TABLE2, mean="trimean", n_perms=0, copy=True
+    )
     # liana takes log-normalised X (it divides by the matrix max itself) and uses the trimean
     x = np.asarray(adata.X.toarray(), dtype=np.float64)
-    lognorm = ad.AnnData(X=sparse.csr_matrix(np.log1p(x / x.sum(1, keepdims=True) * 1e4)),
-                         obs=adata.obs[["cell_type"]].copy(),
-                         var=pd.DataFrame(index=adata.var_names))
+    lognorm = ad.AnnData(
+        X=sparse.csr_matrix(np.log1p(x / x.sum(1, keepdims=True) * 1e4)),
+        obs=adata.obs[["cell_type"]].copy(),
+        var=pd.DataFrame(index=adata.var_names),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = liana.mt.cellchat(lognorm, groupby="cell_type", resource=TABLE2[["ligand",
-                                                                                 "receptor"]],
-                                   expr_prop=0, use_raw=False, n_perms=10, seed=0,
-                                   inplace=False, verbose=False)
+        theirs = liana.mt.cellchat(
+            lognorm,
+            groupby="cell_type",
+            resource=TABLE2[["ligand", "receptor"]],
+            expr_prop=0,
+            use_raw=False,
+            n_perms=10,
+            seed=0,
+            inplace=False,
+            verbose=False,
+        )
     merged = ours.astype({"source": str, "target": str}).merge(
-        theirs.astype({"source": str, "target": str}), on=KEYS, how="outer", indicator=True)
+        theirs.astype({"source": str, "target": str}), on=KEYS, how="outer", indicator=True
+    )
     assert (merged["_merge"] == "both").all() and len(merged) == 16
     np.testing.assert_allclose(merged["prob"], merged["lr_probs"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(merged["ligand_mean"], merged["ligand_trimean"], atol=1e-6)
@@ -343,15 +382,21 @@ def test_liana_resource_by_name() -> None:
     simple = table[~table["ligand"].str.contains("_") & ~table["receptor"].str.contains("_")]
     lig, rec = simple.iloc[0]
     complex_row = table[table["receptor"].str.contains("_")].iloc[0]
-    genes = list(dict.fromkeys([lig, rec, *complex_row["receptor"].split("_"),
-                                complex_row["ligand"], "filler"]))
+    genes = list(
+        dict.fromkeys(
+            [lig, rec, *complex_row["receptor"].split("_"), complex_row["ligand"], "filler"]
+        )
+    )
     rng = np.random.default_rng(0)
-    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(3, size=(40, len(genes))).astype(float)),
-                       obs=pd.DataFrame({"g": pd.Categorical(np.repeat(["a", "b"], 20))},
-                                        index=[f"c{i}" for i in range(40)]),
-                       var=pd.DataFrame(index=genes))
+    adata = ad.AnnData(
+        X=sparse.csr_matrix(rng.poisson(3, size=(40, len(genes))).astype(float)),
+        obs=pd.DataFrame(
+            {"g": pd.Categorical(np.repeat(["a", "b"], 20))}, index=[f"c{i}" for i in range(40)]
+        ),
+        var=pd.DataFrame(index=genes),
+    )
     df = qs.tl.cellchat(adata, groupby="g", resource="consensus", n_perms=5, rng=0)
-    found = set(zip(df["ligand"], df["receptor"]))
+    found = set(zip(df["ligand"], df["receptor"], strict=True))
     assert (lig, rec) in found
     assert not any("_" in lr for pair in found for lr in pair)  # complexes skipped
     assert adata.uns["cellchat"]["params"]["pairs_from"] == "resource:consensus"
@@ -361,13 +406,18 @@ def test_resource_keeps_a_gene_whose_name_has_an_underscore() -> None:
     """ "_" marks a complex only when that exact name is not a gene of the data."""
     genes = ["L_1", "R1", "A", "B", "filler"]
     rng = np.random.default_rng(0)
-    adata = ad.AnnData(X=sparse.csr_matrix(rng.poisson(3, size=(40, len(genes))).astype(float)),
-                       obs=pd.DataFrame({"g": pd.Categorical(np.repeat(["a", "b"], 20))},
-                                        index=[f"c{i}" for i in range(40)]),
-                       var=pd.DataFrame(index=genes))
+    adata = ad.AnnData(
+        X=sparse.csr_matrix(rng.poisson(3, size=(40, len(genes))).astype(float)),
+        obs=pd.DataFrame(
+            {"g": pd.Categorical(np.repeat(["a", "b"], 20))}, index=[f"c{i}" for i in range(40)]
+        ),
+        var=pd.DataFrame(index=genes),
+    )
     resource = pd.DataFrame({"ligand": ["L_1", "A_B", "L_1"], "receptor": ["R1", "R1", "A_B"]})
     df = qs.tl.cellchat(adata, groupby="g", resource=resource, n_perms=0)
-    assert set(zip(df["ligand"], df["receptor"])) == {("L_1", "R1")}  # A_B: a complex, skipped
+    assert set(zip(df["ligand"], df["receptor"], strict=True)) == {
+        ("L_1", "R1")
+    }  # A_B: a complex, skipped
     assert len(df) == 4 and (df["prob"] > 0).all()
 
 
@@ -381,40 +431,60 @@ def test_resource_name_without_liana_is_a_clear_import_error(small, monkeypatch)
 
 # -- pairs, resources, storage ----------------------------------------------------------------
 
+
 def test_default_pairs_come_from_the_ground_truth_and_survive_h5ad(small, tmp_path) -> None:
     df = qs.tl.cellchat(small, groupby="cell_type", n_perms=20, rng=3)
-    assert set(zip(df["ligand"], df["receptor"])) == {("g3", "g5"), ("g7", "g0")}
-    assert list(df.columns) == ["source", "target", "ligand", "receptor", "prob", "pval",
-                                "ligand_mean", "receptor_mean"]
+    assert set(zip(df["ligand"], df["receptor"], strict=True)) == {("g3", "g5"), ("g7", "g0")}
+    assert list(df.columns) == [
+        "source",
+        "target",
+        "ligand",
+        "receptor",
+        "prob",
+        "pval",
+        "ligand_mean",
+        "receptor_mean",
+    ]
     stored = small.uns["cellchat"]
     assert stored["results"] is df
-    assert stored["params"] == {"groupby": "cell_type", "mean": "truncated", "trim": 0.01,
-                                "k": 0.5, "n_perms": 20, "seed": 3, "pairs_from": "design",
-                                "data_max": pytest.approx(stored["params"]["data_max"]),
-                                "layer": "X"}
+    assert stored["params"] == {
+        "groupby": "cell_type",
+        "mean": "truncated",
+        "trim": 0.01,
+        "k": 0.5,
+        "n_perms": 20,
+        "seed": 3,
+        "pairs_from": "design",
+        "data_max": pytest.approx(stored["params"]["data_max"]),
+        "layer": "X",
+    }
     path = tmp_path / "cc.h5ad"
     small.write_h5ad(path)
     back = ad.read_h5ad(path)
     pd.testing.assert_frame_equal(back.uns["cellchat"]["results"], df)
     assert {k: v for k, v in back.uns["cellchat"]["params"].items()} == stored["params"]
     # the ground truth survives too, so the read-back data gives the same answer
-    pd.testing.assert_frame_equal(qs.tl.cellchat(back, groupby="cell_type", n_perms=20, rng=3),
-                                  df)
+    pd.testing.assert_frame_equal(qs.tl.cellchat(back, groupby="cell_type", n_perms=20, rng=3), df)
     shift = qs.tl.communication_shift(back, small)
     assert np.allclose(shift.loc[shift["prob_ref"] > 0, "fold_change"], 1.0)
 
 
 def test_pair_forms_duplicates_resource_table_and_copy(small) -> None:
-    as_list = qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5"), ("g3", "g5")],
-                             n_perms=0, copy=True)
+    as_list = qs.tl.cellchat(
+        small, groupby="cell_type", pairs=[("g3", "g5"), ("g3", "g5")], n_perms=0, copy=True
+    )
     assert len(as_list) == 4  # deduplicated: one pair x 2 x 2 groups
     assert "cellchat" not in small.uns  # copy=True stores nothing in the input
-    resource = pd.DataFrame({"ligand": ["g3", "g3_g4", "nope", "g7", "g3"],
-                             "receptor": ["g5", "g5", "g0", "g0", "g5"]})
-    from_resource = qs.tl.cellchat(small, groupby="cell_type", resource=resource, n_perms=0,
-                                   key_added="cc_res")
-    assert set(zip(from_resource["ligand"], from_resource["receptor"])) == {("g3", "g5"),
-                                                                            ("g7", "g0")}
+    resource = pd.DataFrame(
+        {"ligand": ["g3", "g3_g4", "nope", "g7", "g3"], "receptor": ["g5", "g5", "g0", "g0", "g5"]}
+    )
+    from_resource = qs.tl.cellchat(
+        small, groupby="cell_type", resource=resource, n_perms=0, key_added="cc_res"
+    )
+    assert set(zip(from_resource["ligand"], from_resource["receptor"], strict=True)) == {
+        ("g3", "g5"),
+        ("g7", "g0"),
+    }
     assert small.uns["cc_res"]["params"]["pairs_from"] == "resource:DataFrame"
     same = from_resource[(from_resource["ligand"] == "g3")].reset_index(drop=True)
     pd.testing.assert_frame_equal(same, as_list)
@@ -428,8 +498,9 @@ def test_empty_group_and_all_zero_gene(small) -> None:
     assert len(df) == 9
     with_ct3 = (df["source"] == "CT3") | (df["target"] == "CT3")
     assert df.loc[with_ct3, ["prob", "pval"]].isna().all().all()
-    ref = qs.tl.cellchat(small, groupby="cell_type", pairs=[("g3", "g5")], n_perms=20, rng=0,
-                         copy=True)
+    ref = qs.tl.cellchat(
+        small, groupby="cell_type", pairs=[("g3", "g5")], n_perms=20, rng=0, copy=True
+    )
     np.testing.assert_array_equal(df.loc[~with_ct3, "prob"], ref["prob"])
     np.testing.assert_array_equal(df.loc[~with_ct3, "pval"], ref["pval"])
 
@@ -437,14 +508,16 @@ def test_empty_group_and_all_zero_gene(small) -> None:
     X = zeroed.X.tolil()
     X[:, list(zeroed.var_names).index("g3")] = 0
     zeroed.X = X.tocsr()
-    df = qs.tl.cellchat(zeroed, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")],
-                        n_perms=20, rng=0)
+    df = qs.tl.cellchat(
+        zeroed, groupby="cell_type", pairs=[("g3", "g5"), ("g7", "g0")], n_perms=20, rng=0
+    )
     g3 = df[df["ligand"] == "g3"]
     assert (g3["prob"] == 0).all() and (g3["pval"] == 1.0).all()  # no evidence
     assert df.loc[df["ligand"] == "g7", "prob"].max() > 0
 
 
 # -- bad input --------------------------------------------------------------------------------
+
 
 def _nan_counts(adata):
     adata.X = adata.X.astype(np.float64)
@@ -469,32 +542,47 @@ def _missing_labels(adata):
     adata.obs.loc[adata.obs_names[:3], "cell_type"] = np.nan
 
 
-@pytest.mark.parametrize(("kwargs", "prepare", "error", "match"), [
-    ({"groupby": "nope"}, None, KeyError, "cell_type"),
-    ({"pairs": [("g3", "nope"), ("nix", "g5")]}, None, KeyError, r"nope.*nix|nix.*nope"),
-    ({"pairs": pd.DataFrame({"lig": ["g3"], "rec": ["g5"]})}, None, ValueError, "ligand"),
-    ({"pairs": "g3"}, None, TypeError, "pairs"),
-    ({"pairs": [("g3", "g5")], "resource": pd.DataFrame({"ligand": ["g3"], "receptor": ["g5"]})},
-     None, ValueError, "not both"),
-    ({"resource": pd.DataFrame({"ligand": ["x"], "receptor": ["y"]})}, None, ValueError,
-     "resource"),
-    ({"mean": "median"}, None, ValueError, "mean"),
-    ({"trim": 0.5}, None, ValueError, "trim"),
-    ({"trim": -0.1}, None, ValueError, "trim"),
-    ({"k": 0}, None, ValueError, "k"),
-    ({"k": -1.0}, None, ValueError, "k"),
-    ({"n_perms": -1}, None, ValueError, "n_perms"),
-    ({"n_perms": 2.5}, None, TypeError, "n_perms"),
-    ({"rng": "seed"}, None, TypeError, "rng"),
-    ({"layer": "nope"}, None, KeyError, "layer"),
-    ({}, _nan_counts, ValueError, "NaN"),
-    ({}, _negative_counts, ValueError, "negative"),
-    ({}, _zero_counts, ValueError, "every count is zero"),
-    ({}, _stored_zero_counts, ValueError, "every count is zero"),
-    ({}, _missing_labels, ValueError, r"groupby: obs\['cell_type'\] has 3 missing labels"),
-])
-def test_bad_input_is_refused_before_anything_is_written(small, kwargs, prepare, error,
-                                                        match) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "prepare", "error", "match"),
+    [
+        ({"groupby": "nope"}, None, KeyError, "cell_type"),
+        ({"pairs": [("g3", "nope"), ("nix", "g5")]}, None, KeyError, r"nope.*nix|nix.*nope"),
+        ({"pairs": pd.DataFrame({"lig": ["g3"], "rec": ["g5"]})}, None, ValueError, "ligand"),
+        ({"pairs": "g3"}, None, TypeError, "pairs"),
+        (
+            {
+                "pairs": [("g3", "g5")],
+                "resource": pd.DataFrame({"ligand": ["g3"], "receptor": ["g5"]}),
+            },
+            None,
+            ValueError,
+            "not both",
+        ),
+        (
+            {"resource": pd.DataFrame({"ligand": ["x"], "receptor": ["y"]})},
+            None,
+            ValueError,
+            "resource",
+        ),
+        ({"mean": "median"}, None, ValueError, "mean"),
+        ({"trim": 0.5}, None, ValueError, "trim"),
+        ({"trim": -0.1}, None, ValueError, "trim"),
+        ({"k": 0}, None, ValueError, "k"),
+        ({"k": -1.0}, None, ValueError, "k"),
+        ({"n_perms": -1}, None, ValueError, "n_perms"),
+        ({"n_perms": 2.5}, None, TypeError, "n_perms"),
+        ({"rng": "seed"}, None, TypeError, "rng"),
+        ({"layer": "nope"}, None, KeyError, "layer"),
+        ({}, _nan_counts, ValueError, "NaN"),
+        ({}, _negative_counts, ValueError, "negative"),
+        ({}, _zero_counts, ValueError, "every count is zero"),
+        ({}, _stored_zero_counts, ValueError, "every count is zero"),
+        ({}, _missing_labels, ValueError, r"groupby: obs\['cell_type'\] has 3 missing labels"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    small, kwargs, prepare, error, match
+) -> None:
     qs.tl.cellchat(small, groupby="cell_type", n_perms=5, rng=0)
     previous = small.uns["cellchat"]
     before = dict(small.uns)
@@ -519,14 +607,29 @@ def test_control_design_has_no_lr_edges() -> None:
 
 # -- communication_shift ----------------------------------------------------------------------
 
+
 def test_communication_shift_edge_cases(small) -> None:
-    base = pd.DataFrame({"source": ["a", "a", "b"], "target": ["b", "b", "a"],
-                         "ligand": ["x", "y", "x"], "receptor": ["r", "r", "r"],
-                         "prob": [0.0, 0.0, 0.2], "pval": [1.0, 1.0, 0.0]})
+    base = pd.DataFrame(
+        {
+            "source": ["a", "a", "b"],
+            "target": ["b", "b", "a"],
+            "ligand": ["x", "y", "x"],
+            "receptor": ["r", "r", "r"],
+            "prob": [0.0, 0.0, 0.2],
+            "pval": [1.0, 1.0, 0.0],
+        }
+    )
     alt = base.assign(prob=[0.1, 0.0, 0.0], pval=[0.0, 1.0, 1.0])
     shift = qs.tl.communication_shift(base, alt)
-    assert list(shift.columns) == KEYS + ["prob_ref", "prob_alt", "pval_ref", "pval_alt",
-                                          "fold_change", "log2_fold_change"]
+    assert list(shift.columns) == [
+        *KEYS,
+        "prob_ref",
+        "prob_alt",
+        "pval_ref",
+        "pval_alt",
+        "fold_change",
+        "log2_fold_change",
+    ]
     assert shift["fold_change"].iloc[0] == np.inf  # 0.1 / 0
     assert np.isnan(shift["fold_change"].iloc[1])  # 0 / 0
     assert shift["fold_change"].iloc[2] == 0 and shift["log2_fold_change"].iloc[2] == -np.inf

@@ -19,8 +19,9 @@ SCRIPT = Path(sys.executable).parent / "qsimcells"
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def _one_line_error(result: subprocess.CompletedProcess, starts: str) -> None:
@@ -46,8 +47,9 @@ def test_simulate_a_preset_gives_the_bytes_of_qs_sim_simulate(tmp_path) -> None:
     python = tmp_path / "python.h5ad"
     qs.sim.simulate(qs.sim.presets.romero2025(True), 40, rng=3).write_h5ad(python)
     assert out.read_bytes() == python.read_bytes()
-    assert [p.name for p in tmp_path.iterdir()] != [] and \
-        not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+    assert [p.name for p in tmp_path.iterdir()] != [] and not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".")
+    ]  # no temporary left
 
 
 def test_design_file_round_trip_and_zarr_output(tmp_path) -> None:
@@ -57,13 +59,21 @@ def test_design_file_round_trip_and_zarr_output(tmp_path) -> None:
     expected = qs.sim.presets.random_network(30, 3, rng=0)
     assert qs.sim.read_design(design_file) == expected
     checked = run("design", "--check", str(design_file))
-    assert checked.returncode == 0 and "a valid design: 30 genes in 3 cell types" in \
-        checked.stdout
+    assert checked.returncode == 0 and "a valid design: 30 genes in 3 cell types" in checked.stdout
     printed = run("design", "random_network:30:3")
     assert json.loads(printed.stdout) == json.loads(design_file.read_text())
     store = tmp_path / "cells.zarr"
-    result = run("--quiet", "simulate", str(design_file), "--n-cells", "25", "--out",
-                 str(store), "--batches", "2")
+    result = run(
+        "--quiet",
+        "simulate",
+        str(design_file),
+        "--n-cells",
+        "25",
+        "--out",
+        str(store),
+        "--batches",
+        "2",
+    )
     assert result.returncode == 0 and result.stderr == "", result.stderr
     on_disk = ad.read_zarr(store)
     in_memory = qs.sim.simulate(expected, 25, rng=0, batches=2)
@@ -84,39 +94,45 @@ def test_check_reports_every_problem_with_its_field(tmp_path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     fields = [line.split(": ")[3] for line in lines]  # qsimcells: error: FILE: FIELD: ...
-    assert sorted(fields) == sorted(["design", "genes.g1.mu", "genes.g3.theta",
-                                     "edges[0].target", "edges[1].sign"]), lines
+    assert sorted(fields) == sorted(
+        ["design", "genes.g1.mu", "genes.g3.theta", "edges[0].target", "edges[1].sign"]
+    ), lines
     assert all(line.startswith(f"qsimcells: error: {bad}: ") for line in lines)
     out = tmp_path / "never.h5ad"
-    _one_line_error(run("simulate", str(bad), "--n-cells", "5", "--out", str(out)),
-                    f"{bad}: ")
+    _one_line_error(run("simulate", str(bad), "--n-cells", "5", "--out", str(out)), f"{bad}: ")
     assert not out.exists()
     not_json = tmp_path / "notes.json"
     not_json.write_text("{half")
     _one_line_error(run("design", "--check", str(not_json)), f"{not_json}: design: not JSON")
 
 
-@pytest.mark.parametrize(("args", "starts"), [
-    (["demo", "--n-cells", "-5"], "--n-cells: must be a whole number >= 1, got -5"),
-    (["demo", "--n-perms", "0"], "--n-perms: CellChat's p-values need permutations"),
-    (["demo", "--sampler", "nonsense"], "--sampler: unknown circuit sampler 'nonsense'"),
-    (["demo", "--out", "/etc/hostname"], "--out: '/etc/hostname' is an existing file"),
-    (["simulate", "romero2025", "--n-cells", "0"], "--n-cells: must be a whole number >= 1"),
-    (["simulate", "romero2025", "--n-cells", "x"], "--n-cells: invalid int value: 'x'"),
-    (["simulate", "romero2025"], "--n-cells: required"),
-    (["simulate", "romero2025", "--n-cells", "5", "--seed", "-1"], "--seed: must be"),
-    (["simulate", "romero2025", "--n-cells", "5", "--sampler", "nonsense"],
-     "--sampler: unknown circuit sampler 'nonsense'"),
-    (["simulate", "romero2025", "--n-cells", "5", "--out", "cells.csv"],
-     "--out: '"),
-    (["simulate", "nope", "--n-cells", "5"], "DESIGN: 'nope' is neither a design file nor"),
-    (["simulate", "random_network:x:y:z:w:v:u:t:s:r", "--n-cells", "5"], "preset: "),
-    (["simulate", "romero2025", "--n-cells", "5", "--out", "/no/such/folder/x.h5ad"],
-     "--out: the folder '/no/such/folder' does not exist"),
-    (["design"], "PRESET: required"),
-    (["design", "--check", "/no/such/file.json"], "--check: no file at"),
-    (["frobnicate"], "command: invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    ("args", "starts"),
+    [
+        (["demo", "--n-cells", "-5"], "--n-cells: must be a whole number >= 1, got -5"),
+        (["demo", "--n-perms", "0"], "--n-perms: CellChat's p-values need permutations"),
+        (["demo", "--sampler", "nonsense"], "--sampler: unknown circuit sampler 'nonsense'"),
+        (["demo", "--out", "/etc/hostname"], "--out: '/etc/hostname' is an existing file"),
+        (["simulate", "romero2025", "--n-cells", "0"], "--n-cells: must be a whole number >= 1"),
+        (["simulate", "romero2025", "--n-cells", "x"], "--n-cells: invalid int value: 'x'"),
+        (["simulate", "romero2025"], "--n-cells: required"),
+        (["simulate", "romero2025", "--n-cells", "5", "--seed", "-1"], "--seed: must be"),
+        (
+            ["simulate", "romero2025", "--n-cells", "5", "--sampler", "nonsense"],
+            "--sampler: unknown circuit sampler 'nonsense'",
+        ),
+        (["simulate", "romero2025", "--n-cells", "5", "--out", "cells.csv"], "--out: '"),
+        (["simulate", "nope", "--n-cells", "5"], "DESIGN: 'nope' is neither a design file nor"),
+        (["simulate", "random_network:x:y:z:w:v:u:t:s:r", "--n-cells", "5"], "preset: "),
+        (
+            ["simulate", "romero2025", "--n-cells", "5", "--out", "/no/such/folder/x.h5ad"],
+            "--out: the folder '/no/such/folder' does not exist",
+        ),
+        (["design"], "PRESET: required"),
+        (["design", "--check", "/no/such/file.json"], "--check: no file at"),
+        (["frobnicate"], "command: invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_arguments_are_one_line_with_exit_code_2(tmp_path, args, starts) -> None:
     result = run(*args, cwd=tmp_path)
     _one_line_error(result, starts)
@@ -126,11 +142,15 @@ def test_bad_arguments_are_one_line_with_exit_code_2(tmp_path, args, starts) -> 
 def test_an_existing_output_is_refused_before_any_work_unless_overwrite(tmp_path) -> None:
     out = tmp_path / "cells.h5ad"
     out.write_text("someone's data")
-    _one_line_error(run("simulate", "romero2025", "--n-cells", "5", "--out", str(out)),
-                    f"--out: '{out}' exists; pass --overwrite")
+    _one_line_error(
+        run("simulate", "romero2025", "--n-cells", "5", "--out", str(out)),
+        f"--out: '{out}' exists; pass --overwrite",
+    )
     assert out.read_text() == "someone's data"
-    assert run("simulate", "romero2025", "--n-cells", "5", "--out", str(out),
-               "--overwrite").returncode == 0
+    assert (
+        run("simulate", "romero2025", "--n-cells", "5", "--out", str(out), "--overwrite").returncode
+        == 0
+    )
     assert ad.read_h5ad(out).n_obs == 10
     design = tmp_path / "design.json"
     design.write_text("mine")
@@ -143,7 +163,5 @@ def test_debug_shows_the_traceback(tmp_path) -> None:
     bad.write_text(json.dumps({"format": "qsimcells.design", "genes": {}}))
     quiet = run("simulate", str(bad), "--n-cells", "5", "--out", str(tmp_path / "x.h5ad"))
     _one_line_error(quiet, f"{bad}: genes: expected an object of genes")
-    loud = run("--debug", "simulate", str(bad), "--n-cells", "5", "--out",
-               str(tmp_path / "x.h5ad"))
-    assert loud.returncode != 0 and "Traceback" in loud.stderr and "DesignFileError" in \
-        loud.stderr
+    loud = run("--debug", "simulate", str(bad), "--n-cells", "5", "--out", str(tmp_path / "x.h5ad"))
+    assert loud.returncode != 0 and "Traceback" in loud.stderr and "DesignFileError" in loud.stderr

@@ -12,9 +12,14 @@ import qsimcells as qs
 
 DESIGN = qs.sim.presets.romero2025(True, n_housekeeping=5)
 TYPES = list(DESIGN.cell_types)
-TISSUE = qs.sim.Tissue("hex", spacing=40.0, contact_radius=15.0, interaction_length=30.0,
-                       domains={"tumour": (300.0, 300.0, 250.0)},
-                       interacting_domains=["tumour"])
+TISSUE = qs.sim.Tissue(
+    "hex",
+    spacing=40.0,
+    contact_radius=15.0,
+    interaction_length=30.0,
+    domains={"tumour": (300.0, 300.0, 250.0)},
+    interacting_domains=["tumour"],
+)
 LR = [("g3", "g5"), ("g7", "g0")]  # the design's ligand-receptor gates (CT1->CT2, CT2->CT1)
 
 
@@ -24,8 +29,9 @@ def tissue_data() -> ad.AnnData:
 
 
 def _by_domain(adata: ad.AnnData, run) -> dict[str, object]:
-    return {d: run(adata[adata.obs["domain"] == d].copy())
-            for d in adata.obs["domain"].cat.categories}
+    return {
+        d: run(adata[adata.obs["domain"] == d].copy()) for d in adata.obs["domain"].cat.categories
+    }
 
 
 def test_truth_follows_the_programmed_coupling(tissue_data, tmp_path) -> None:
@@ -35,7 +41,7 @@ def test_truth_follows_the_programmed_coupling(tissue_data, tmp_path) -> None:
     assert (truth.loc[truth["domain"] == "outside", "active_fraction"] == 0).all()
     xy = tissue_data.obsm["spatial"].reshape(-1, len(TYPES), 2)
     distance = np.linalg.norm(xy[:, 0] - xy[:, 1], axis=1)  # CT1 and CT2 cell of each niche
-    tumour = (tissue_data.obs["domain"].to_numpy().reshape(-1, len(TYPES))[:, 0] == "tumour")
+    tumour = tissue_data.obs["domain"].to_numpy().reshape(-1, len(TYPES))[:, 0] == "tumour"
     p = np.exp(-distance[tumour] / TISSUE.interaction_length)
     sigma = np.sqrt((p * (1 - p)).sum()) / p.size  # binomial sd of the fraction
     for lig, rec in LR:
@@ -43,17 +49,25 @@ def test_truth_follows_the_programmed_coupling(tissue_data, tmp_path) -> None:
         assert row["n_senders"] == p.size
         assert abs(row["active_fraction"] - p.mean()) < 4 * sigma
         assert (row["source"], row["target"]) == tuple(
-            DESIGN.genes["cell_type"][g] for g in (lig, rec))
+            DESIGN.genes["cell_type"][g] for g in (lig, rec)
+        )
     whole = qs.tl.true_communication(tissue_data)
     assert "domain" not in whole and len(whole) == len(LR)
-    assert np.allclose(whole["active_fraction"],
-                       truth.groupby("ligand", sort=False)["active_fraction"].apply(
-                           lambda f: (f * truth.loc[f.index, "n_senders"]).sum()
-                           / truth.loc[f.index, "n_senders"].sum()).to_numpy())
+    assert np.allclose(
+        whole["active_fraction"],
+        truth.groupby("ligand", sort=False)["active_fraction"]
+        .apply(
+            lambda f: (
+                (f * truth.loc[f.index, "n_senders"]).sum() / truth.loc[f.index, "n_senders"].sum()
+            )
+        )
+        .to_numpy(),
+    )
     path = tmp_path / "tissue.h5ad"
     tissue_data.write_h5ad(path)
-    pd.testing.assert_frame_equal(qs.tl.true_communication(ad.read_h5ad(path),
-                                                           region_key="domain"), truth)
+    pd.testing.assert_frame_equal(
+        qs.tl.true_communication(ad.read_h5ad(path), region_key="domain"), truth
+    )
     # every gate acts everywhere when communication does not depend on distance
     plain = qs.sim.simulate(DESIGN, 50, rng=0)
     assert (qs.tl.true_communication(plain)["active_fraction"] == 1.0).all()
@@ -68,17 +82,29 @@ def test_scores_of_a_known_table_are_exact(tissue_data) -> None:
                     rows.append((s, t, lig, rec, region))
     table = pd.DataFrame(rows, columns=["source", "target", "ligand", "receptor", "domain"])
     truth = qs.tl.true_communication(tissue_data, region_key="domain")
-    true_keys = set(map(tuple, truth.loc[truth["active_fraction"] > 0,
-                                         ["source", "target", "ligand", "receptor",
-                                          "domain"]].to_numpy()))
+    true_keys = set(
+        map(
+            tuple,
+            truth.loc[
+                truth["active_fraction"] > 0, ["source", "target", "ligand", "receptor", "domain"]
+            ].to_numpy(),
+        )
+    )
     is_true = np.array([r in true_keys for r in rows])
     assert is_true.sum() == 2
     # a perfect ranking, and one call too many (the true pair in the silent domain)
-    perfect = table.assign(prob=is_true * 0.5 + 0.1,
-                           pval=np.where(is_true | (table["domain"] == "outside")
-                                         & (table["source"] == "CT1")
-                                         & (table["target"] == "CT2")
-                                         & (table["ligand"] == "g3"), 0.0, 1.0))
+    perfect = table.assign(
+        prob=is_true * 0.5 + 0.1,
+        pval=np.where(
+            is_true
+            | (table["domain"] == "outside")
+            & (table["source"] == "CT1")
+            & (table["target"] == "CT2")
+            & (table["ligand"] == "g3"),
+            0.0,
+            1.0,
+        ),
+    )
     s = qs.tl.score_communication(tissue_data, perfect, region_key="domain")
     assert s["aupr"] == 1.0 and s["n_rows"] == 16 and s["n_true"] == 2
     assert s["n_called"] == 3
@@ -89,8 +115,7 @@ def test_scores_of_a_known_table_are_exact(tissue_data) -> None:
     worst = table.assign(prob=np.where(is_true, 0.0, 1.0))
     s = qs.tl.score_communication(tissue_data, worst, region_key="domain")
     assert s["aupr"] == pytest.approx(2 / 16)
-    untied = table.assign(prob=np.where(is_true, np.where(table["ligand"] == "g3", 0.0, 0.1),
-                                        1.0))
+    untied = table.assign(prob=np.where(is_true, np.where(table["ligand"] == "g3", 0.0, 0.1), 1.0))
     s = qs.tl.score_communication(tissue_data, untied, region_key="domain")
     assert s["aupr"] == pytest.approx((1 / 15 + 2 / 16) / 2)
     assert np.isnan(s["precision"]) and s["pval"] is None
@@ -103,36 +128,59 @@ def test_scores_of_a_known_table_are_exact(tissue_data) -> None:
     ranked = table.assign(magnitude_rank=np.where(is_true, 0.01, 0.9))
     assert qs.tl.score_communication(tissue_data, ranked, region_key="domain")["aupr"] == 1.0
     # a threshold above the fraction of the tumour makes every row false
-    high = qs.tl.score_communication(tissue_data, perfect, region_key="domain",
-                                     min_active=0.99)
+    high = qs.tl.score_communication(tissue_data, perfect, region_key="domain", min_active=0.99)
     assert high["n_true"] == 0 and np.isnan(high["aupr"])
 
 
 def test_cellchat_ligrec_and_liana_per_domain_find_the_interacting_domain(tissue_data) -> None:
     import scanpy as sc
 
-    cellchat = _by_domain(tissue_data, lambda sub: qs.tl.cellchat(
-        sub, groupby="cell_type", n_perms=100, rng=0, copy=True))
+    cellchat = _by_domain(
+        tissue_data,
+        lambda sub: qs.tl.cellchat(sub, groupby="cell_type", n_perms=100, rng=0, copy=True),
+    )
     scores = {"cellchat": qs.tl.score_communication(tissue_data, cellchat, region_key="domain")}
     norm = tissue_data.copy()
     sc.pp.normalize_total(norm, target_sum=1e4)
     sc.pp.log1p(norm)
     interactions = pd.DataFrame(LR, columns=["source", "target"])
     sq = pytest.importorskip("squidpy")
-    scores["ligrec"] = qs.tl.score_communication(tissue_data, _by_domain(
-        norm, lambda sub: sq.gr.ligrec(sub, "cell_type", interactions=interactions, n_perms=100,
-                                       seed=0, copy=True, use_raw=False, threshold=0.0,
-                                       show_progress_bar=False)), region_key="domain")
+    scores["ligrec"] = qs.tl.score_communication(
+        tissue_data,
+        _by_domain(
+            norm,
+            lambda sub: sq.gr.ligrec(
+                sub,
+                "cell_type",
+                interactions=interactions,
+                n_perms=100,
+                seed=0,
+                copy=True,
+                use_raw=False,
+                threshold=0.0,
+                show_progress_bar=False,
+            ),
+        ),
+        region_key="domain",
+    )
     li = pytest.importorskip("liana")
 
     def liana(sub: ad.AnnData) -> pd.DataFrame:
-        li.mt.cellphonedb(sub, groupby="cell_type", resource=pd.DataFrame(
-            LR, columns=["ligand", "receptor"]), expr_prop=0.0, use_raw=False, n_perms=100,
-            seed=0, verbose=False)
+        li.mt.cellphonedb(
+            sub,
+            groupby="cell_type",
+            resource=pd.DataFrame(LR, columns=["ligand", "receptor"]),
+            expr_prop=0.0,
+            use_raw=False,
+            n_perms=100,
+            seed=0,
+            verbose=False,
+        )
         return sub.uns["liana_res"]
 
-    scores["liana"] = qs.tl.score_communication(tissue_data, _by_domain(norm, liana),
-                                                region_key="domain")
+    scores["liana"] = qs.tl.score_communication(
+        tissue_data, _by_domain(norm, liana), region_key="domain"
+    )
     for name, s in scores.items():
         assert s["n_rows"] == 16 and s["n_true"] == 2, name
         # the gate raises the receptor where it acts: the interacting domain ranks first
@@ -141,21 +189,23 @@ def test_cellchat_ligrec_and_liana_per_domain_find_the_interacting_domain(tissue
         assert s["recall"] == 1.0 and s["precision"] == 0.5, name
     assert scores["ligrec"]["score"] == "means" and scores["liana"]["score"] == "lr_means"
     # one result over all cells, without regions: the programmed pairs of cell types
-    whole = qs.tl.score_communication(tissue_data, qs.tl.cellchat(
-        tissue_data, groupby="cell_type", n_perms=100, rng=0, copy=True))
+    whole = qs.tl.score_communication(
+        tissue_data, qs.tl.cellchat(tissue_data, groupby="cell_type", n_perms=100, rng=0, copy=True)
+    )
     assert whole["n_rows"] == 8 and whole["aupr"] == 1.0 and whole["precision"] == 1.0
 
 
 def test_bad_results_name_the_field(tissue_data) -> None:
-    good = pd.DataFrame({"source": ["CT1"], "target": ["CT2"], "ligand": ["g3"],
-                         "receptor": ["g5"], "prob": [0.5]})
+    good = pd.DataFrame(
+        {"source": ["CT1"], "target": ["CT2"], "ligand": ["g3"], "receptor": ["g5"], "prob": [0.5]}
+    )
     with pytest.raises(TypeError, match="result: expected a DataFrame"):
         qs.tl.score_communication(tissue_data, [1, 2])
     with pytest.raises(ValueError, match=r"result: the table lacks columns \['receptor'\]"):
         qs.tl.score_communication(tissue_data, good.drop(columns="receptor"))
-    with pytest.raises(ValueError, match="result: a {region: result} dict needs region_key"):
+    with pytest.raises(ValueError, match=r"result: a \{region: result\} dict needs region_key"):
         qs.tl.score_communication(tissue_data, {"tumour": good})
-    with pytest.raises(KeyError, match="region_key: 'zone' is not a column of adata.obs"):
+    with pytest.raises(KeyError, match=r"region_key: 'zone' is not a column of adata\.obs"):
         qs.tl.score_communication(tissue_data, good, region_key="zone")
     with pytest.raises(ValueError, match="result: region_key 'domain' is not a column"):
         qs.tl.score_communication(tissue_data, good, region_key="domain")
@@ -170,7 +220,8 @@ def test_bad_results_name_the_field(tissue_data) -> None:
     with pytest.raises(ValueError, match="result: rows are repeated"):
         qs.tl.score_communication(tissue_data, pd.concat([good, good]))
     with pytest.raises(ValueError, match="no ligand-receptor edges"):
-        qs.tl.score_communication(qs.sim.simulate(qs.sim.presets.romero2025(False), 20, rng=0),
-                                  good)
+        qs.tl.score_communication(
+            qs.sim.simulate(qs.sim.presets.romero2025(False), 20, rng=0), good
+        )
     with pytest.raises(TypeError, match="adata: expected an AnnData"):
         qs.tl.true_communication(good)

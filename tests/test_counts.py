@@ -19,8 +19,10 @@ def assert_nb(draws: np.ndarray, mu: float, r: float, alpha: float = 1e-6) -> No
     top = int(stats.nbinom.isf(1e-4, r, p))
     observed = np.bincount(np.minimum(draws, top + 1), minlength=top + 2)
     expected = np.r_[stats.nbinom.pmf(np.arange(top + 1), r, p), stats.nbinom.sf(top, r, p)]
-    tail = np.minimum(stats.binom.cdf(observed, draws.size, expected),
-                      stats.binom.sf(observed - 1, draws.size, expected))
+    tail = np.minimum(
+        stats.binom.cdf(observed, draws.size, expected),
+        stats.binom.sf(observed - 1, draws.size, expected),
+    )
     p_values = np.minimum(1, 2 * tail * expected.size)
     worst = int(np.argmin(p_values))
     assert p_values[worst] >= alpha, (mu, r, worst, observed[worst], expected[worst] * draws.size)
@@ -70,4 +72,4 @@ def test_per_entry_means_with_effects() -> None:
     mu = np.repeat([2.0, 50.0], N // 2)
     draws = counts.nb_with_effects(mu, np.full(N, 3.0), np.random.default_rng(3))
     assert_nb(draws[: N // 2], 2.0, 3.0)
-    assert_nb(draws[N // 2:], 50.0, 3.0)
+    assert_nb(draws[N // 2 :], 50.0, 3.0)

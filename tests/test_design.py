@@ -19,18 +19,29 @@ TYPES = {"A": ["a0", "a1", "a2"], "B": ["b0", "b1"]}
 def test_lists_dataframe_and_digraph_give_the_same_design() -> None:
     edges = [("a0", "a1"), ("a1", "b0", 1.2), ("b1", "a2", None, "repression")]
     from_list = CellCircuit(TYPES, p=0.3, edges=edges)
-    table = pd.DataFrame({"source": ["a0", "a1", "b1"], "target": ["a1", "b0", "a2"],
-                          "weight": [np.nan, 1.2, np.nan],
-                          "sign": ["activation", "activation", "repression"]})
+    table = pd.DataFrame(
+        {
+            "source": ["a0", "a1", "b1"],
+            "target": ["a1", "b0", "a2"],
+            "weight": [np.nan, 1.2, np.nan],
+            "sign": ["activation", "activation", "repression"],
+        }
+    )
     from_table = CellCircuit(TYPES, p=0.3, edges=table)
     graph = nx.DiGraph()
     graph.add_edge("b1", "a2", sign="repression", order=2)
     graph.add_edge("a0", "a1", order=0)
     graph.add_edge("a1", "b0", weight=1.2, order=1)
     from_graph = CellCircuit(TYPES, p=0.3, edges=graph)
-    from_dicts = CellCircuit(TYPES, p=0.3, edges=[
-        {"source": 0, "target": 1}, {"source": 1, "target": 3, "weight": 1.2},
-        {"source": "b1", "target": "a2", "sign": -1}])
+    from_dicts = CellCircuit(
+        TYPES,
+        p=0.3,
+        edges=[
+            {"source": 0, "target": 1},
+            {"source": 1, "target": 3, "weight": 1.2},
+            {"source": "b1", "target": "a2", "sign": -1},
+        ],
+    )
     assert from_list == from_table == from_graph == from_dicts
     assert list(from_list.edges["kind"]) == ["regulation", "ligand_receptor", "ligand_receptor"]
 
@@ -54,16 +65,25 @@ def test_theta_and_p_agree_and_p_is_sin_squared() -> None:
 
 
 def test_to_qiskit_registers_gate_order_and_statevector() -> None:
-    design = CellCircuit(TYPES, theta=[0.3, 1.0, 2.0, 0.5, 2.5],
-                         edges=[("a0", "b0"), ("b0", "a0"), ("a2", "b1", 0.7, "repression")])
+    design = CellCircuit(
+        TYPES,
+        theta=[0.3, 1.0, 2.0, 0.5, 2.5],
+        edges=[("a0", "b0"), ("b0", "a0"), ("a2", "b1", 0.7, "repression")],
+    )
     qc = design.to_qiskit()
     assert [r.name for r in qc.qregs] == ["A", "B"] and [r.name for r in qc.cregs] == ["c_A", "c_B"]
-    ops = [(i.operation.name, [qc.find_bit(q).index for q in i.qubits]) for i in qc.data
-           if i.operation.name in {"cx", "cry", "cry_o0"}]
+    ops = [
+        (i.operation.name, [qc.find_bit(q).index for q in i.qubits])
+        for i in qc.data
+        if i.operation.name in {"cx", "cry", "cry_o0"}
+    ]
     assert ops == [("cx", [0, 3]), ("cx", [3, 0]), ("cry_o0", [2, 4])]
     # gate order matters: swapping the two CX gives a different distribution
-    swapped = CellCircuit(TYPES, theta=[0.3, 1.0, 2.0, 0.5, 2.5],
-                          edges=[("b0", "a0"), ("a0", "b0"), ("a2", "b1", 0.7, "repression")])
+    swapped = CellCircuit(
+        TYPES,
+        theta=[0.3, 1.0, 2.0, 0.5, 2.5],
+        edges=[("b0", "a0"), ("a0", "b0"), ("a2", "b1", 0.7, "repression")],
+    )
     p1 = Statevector(qc.remove_final_measurements(inplace=False)).probabilities()
     p2 = Statevector(swapped.to_qiskit(measure=False)).probabilities()
     assert not np.allclose(p1, p2)
@@ -73,8 +93,8 @@ def test_knockout_and_overexpress_are_do_interventions() -> None:
     design = qs.sim.presets.romero2025(True)
     ko = design.knockout("g5")
     assert ko.genes.at["g5", "theta"] == 0 and ko.genes.at["g5", "intervention"] == "knockout"
-    assert list(ko.edges.itertuples(index=False, name=None))[0][:2] == ("g5", "g7")
-    assert ("g3", "g5") not in set(zip(ko.edges.source, ko.edges.target))
+    assert next(iter(ko.edges.itertuples(index=False, name=None)))[:2] == ("g5", "g7")
+    assert ("g3", "g5") not in set(zip(ko.edges.source, ko.edges.target, strict=True))
     assert design.genes.at["g5", "theta"] > 0  # the original is untouched
     bits = qs.samplers.sample_bits(ko.to_qiskit(), 5000, rng=0)
     assert bits[:, 5].sum() == 0  # held OFF despite g3 being ON in ~98% of shots
@@ -100,18 +120,32 @@ def test_dict_round_trip_and_without_edges() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"edges": [("a0", 7)]}, ValueError, r"edges\[0\]\.target: qubit index 7 out of range 0\.\.4"),
+        (
+            {"edges": [("a0", 7)]},
+            ValueError,
+            r"edges\[0\]\.target: qubit index 7 out of range 0\.\.4",
+        ),
         ({"edges": [("a0", "a0")]}, ValueError, r"edges\[0\]: control and target are the same"),
         ({"edges": [("a0", "zz")]}, ValueError, r"edges\[0\]\.target: unknown gene 'zz'"),
         ({"edges": [("a0", "a1", -1.0)]}, ValueError, r"edges\[0\]\.weight"),
-        ({"edges": [("a0", "a1", None, "maybe")]}, ValueError,
-         r"edges\[0\]\.sign: 'maybe'.*\['activation', 'repression'\]"),
+        (
+            {"edges": [("a0", "a1", None, "maybe")]},
+            ValueError,
+            r"edges\[0\]\.sign: 'maybe'.*\['activation', 'repression'\]",
+        ),
         ({"edges": [("a0",)]}, ValueError, r"edges\[0\]: expected"),
-        ({"edges": pd.DataFrame({"src": ["a0"], "target": ["a1"]})}, ValueError,
-         "missing \\['source'\\]"),
+        (
+            {"edges": pd.DataFrame({"src": ["a0"], "target": ["a1"]})},
+            ValueError,
+            "missing \\['source'\\]",
+        ),
         ({"mu": -1.0}, ValueError, r"mu: -1\.0 is outside the allowed range \[0\.0"),
         ({"r": 0.0}, ValueError, r"r: 0\.0 is outside the allowed range \[0\.01"),
-        ({"mu": 1e12}, ValueError, r"mu: 1000000000000\.0 is outside the allowed range \[0\.0, 1000000\.0\]"),
+        (
+            {"mu": 1e12},
+            ValueError,
+            r"mu: 1000000000000\.0 is outside the allowed range \[0\.0, 1000000\.0\]",
+        ),
         ({"mu": {"a0": 1.0}}, ValueError, r"mu: no value for genes"),
         ({"mu": {"zz": 1.0}}, ValueError, r"mu: unknown genes \['zz'\]"),
         ({"mu": [1.0, 2.0]}, ValueError, r"mu: expected 5 values"),
@@ -128,9 +162,11 @@ def test_bad_designs_name_the_field(kwargs, error, match) -> None:
 
 @pytest.mark.parametrize(
     ("theta", "match"),
-    [(float("nan"), r"theta\['a0'\]: must be a finite number"),
-     (4.0, r"theta\['a0'\]: 4\.0 is outside the allowed range \[0\.0, 3\.14"),
-     ("x", r"theta: expected a number")],
+    [
+        (float("nan"), r"theta\['a0'\]: must be a finite number"),
+        (4.0, r"theta\['a0'\]: 4\.0 is outside the allowed range \[0\.0, 3\.14"),
+        ("x", r"theta: expected a number"),
+    ],
 )
 def test_bad_theta(theta, match) -> None:
     values = theta if isinstance(theta, str) else {"a0": theta, "a1": 1, "a2": 1, "b0": 1, "b1": 1}
@@ -158,16 +194,22 @@ def test_bad_cell_types_and_activation() -> None:
         design.knockout("zz")
     with pytest.raises(ValueError, match="at least one gene"):
         design.overexpress([])
-    with pytest.raises(ValueError, match="must be a networkx.DiGraph"):
+    with pytest.raises(ValueError, match=r"must be a networkx\.DiGraph"):
         CellCircuit(TYPES, p=0.5, edges=nx.Graph([("a0", "a1")]))
 
 
 def test_presets() -> None:
     case1, case2 = qs.sim.presets.romero2025(True), qs.sim.presets.romero2025(False)
     assert case1.gene_names == [f"g{i}" for i in range(10)]
-    assert np.allclose(case1.genes["theta"] / np.pi, [0.2, 0.1, 0.4, 0.9, 0.8, 0.2, 0.3, 0.2, 0.7, 0.5])
-    assert list(zip(case1.edges.source, case1.edges.target)) == [("g3", "g5"), ("g5", "g7"), ("g7", "g0")]
-    assert list(zip(case2.edges.source, case2.edges.target)) == [("g2", "g1")]
+    assert np.allclose(
+        case1.genes["theta"] / np.pi, [0.2, 0.1, 0.4, 0.9, 0.8, 0.2, 0.3, 0.2, 0.7, 0.5]
+    )
+    assert list(zip(case1.edges.source, case1.edges.target, strict=True)) == [
+        ("g3", "g5"),
+        ("g5", "g7"),
+        ("g7", "g0"),
+    ]
+    assert list(zip(case2.edges.source, case2.edges.target, strict=True)) == [("g2", "g1")]
     # the paper's runs: NB(100, 5) housekeeping genes in the co-culture, NB(80, 6) in the control
     assert case1.housekeeping.n == 50 and case1.housekeeping.mu == 100 and case1.housekeeping.r == 5
     assert case2.housekeeping.mu == 80 and case2.housekeeping.r == 6
@@ -207,14 +249,15 @@ def test_review_cases_series_networkx_labels_and_interventions() -> None:
     graph.add_node(2, cell_type="A", p=0.5)
     graph.add_edge(0, 1)
     by_labels = CellCircuit.from_networkx(graph, n_housekeeping=0)
-    assert list(zip(by_labels.edges.source, by_labels.edges.target)) == [("0", "1")]
+    assert list(zip(by_labels.edges.source, by_labels.edges.target, strict=True)) == [("0", "1")]
     # a graph with several edges must say their gate order
     graph.add_edge(1, 2)
     with pytest.raises(ValueError, match="'order' attribute"):
         CellCircuit.from_networkx(graph, n_housekeeping=0)
     # interventions given to the constructor are applied, not only labelled
-    held = CellCircuit({"A": ["a", "b"]}, p=0.5, edges=[("a", "b")],
-                       interventions={"b": "overexpress"})
+    held = CellCircuit(
+        {"A": ["a", "b"]}, p=0.5, edges=[("a", "b")], interventions={"b": "overexpress"}
+    )
     assert held.genes.at["b", "theta"] == pytest.approx(np.pi) and held.edges.empty
     with pytest.raises(ValueError, match="'housekeeping' is reserved"):
         CellCircuit({"housekeeping": ["a"]}, p=0.5)

@@ -6,24 +6,29 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import qsimcells as qs
 from qsimcells.sim.design_file import DesignFileError, design_from_json, design_to_json
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @SETTINGS
-@given(per_type=st.integers(3, 10), n_types=st.integers(1, 3), seed=st.integers(0, 10**6),
-       knockout=st.booleans(), housekeeping=st.integers(0, 5))
-def test_every_design_survives_the_json_round_trip(per_type, n_types, seed, knockout,
-                                                    housekeeping) -> None:
+@given(
+    per_type=st.integers(3, 10),
+    n_types=st.integers(1, 3),
+    seed=st.integers(0, 10**6),
+    knockout=st.booleans(),
+    housekeeping=st.integers(0, 5),
+)
+def test_every_design_survives_the_json_round_trip(
+    per_type, n_types, seed, knockout, housekeeping
+) -> None:
     n_genes = per_type * n_types
-    design = qs.sim.presets.random_network(n_genes, n_types, rng=seed,
-                                           n_housekeeping=housekeeping)
+    design = qs.sim.presets.random_network(n_genes, n_types, rng=seed, n_housekeeping=housekeeping)
     if knockout:
         design = design.knockout(design.gene_names[seed % n_genes])
     content = json.loads(json.dumps(design_to_json(design)))  # what a file holds
@@ -33,11 +38,16 @@ def test_every_design_survives_the_json_round_trip(per_type, n_types, seed, knoc
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) |
-    st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                max_size=3),
-    max_leaves=6)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def _paths(content, prefix=()):
@@ -64,8 +74,7 @@ def test_a_damaged_file_gets_problems_by_field_not_a_traceback(place, value) -> 
         target = target[key]
     target[place[-1]] = value
     problems = qs.sim.check_design(content)
-    assert isinstance(problems, list) and all(isinstance(p, str) and ": " in p
-                                              for p in problems)
+    assert isinstance(problems, list) and all(isinstance(p, str) and ": " in p for p in problems)
     if problems:
         with pytest.raises(DesignFileError) as caught:
             design_from_json(content, "f.json")

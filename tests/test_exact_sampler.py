@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import assert_distribution_matches
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import Statevector
 
 import qsimcells as qs
 from qsimcells.samplers.exact import ExactSampler, NotExactError, compile_exact
-
-from _helpers import assert_distribution_matches
 
 SHOTS = 40_000
 
@@ -21,8 +20,9 @@ def exact_probs(circuit: QuantumCircuit) -> np.ndarray:
     return np.asarray(probs) / np.sum(probs)
 
 
-def random_exact_circuit(rng: np.random.Generator, n: int, n_gates: int,
-                         gates: tuple[str, ...]) -> QuantumCircuit:
+def random_exact_circuit(
+    rng: np.random.Generator, n: int, n_gates: int, gates: tuple[str, ...]
+) -> QuantumCircuit:
     """Random circuit of ``gates`` that keeps the exact rule: rotations only on qubits that
     have not yet acted as a control (X, flips and phases anywhere)."""
     qc = QuantumCircuit(n)
@@ -37,12 +37,20 @@ def random_exact_circuit(rng: np.random.Generator, n: int, n_gates: int,
                 continue
             q = int(rng.choice(free))
             angle = rng.uniform(0, 2 * np.pi)
-            {"ry": lambda: qc.ry(angle, q), "rx": lambda: qc.rx(angle, q),
-             "h": lambda: qc.h(q), "u": lambda: qc.u(angle, angle / 2, angle / 3, q)}[gate]()
+            {
+                "ry": lambda angle=angle, q=q: qc.ry(angle, q),
+                "rx": lambda angle=angle, q=q: qc.rx(angle, q),
+                "h": lambda q=q: qc.h(q),
+                "u": lambda angle=angle, q=q: qc.u(angle, angle / 2, angle / 3, q),
+            }[gate]()
         elif gate in {"x", "z", "s", "rz"}:
             q = int(rng.integers(n))
-            {"x": lambda: qc.x(q), "z": lambda: qc.z(q), "s": lambda: qc.s(q),
-             "rz": lambda: qc.rz(rng.uniform(0, 6), q)}[gate]()
+            {
+                "x": lambda q=q: qc.x(q),
+                "z": lambda q=q: qc.z(q),
+                "s": lambda q=q: qc.s(q),
+                "rz": lambda q=q: qc.rz(rng.uniform(0, 6), q),
+            }[gate]()
         elif gate == "swap":
             a, b = rng.choice(n, size=2, replace=False)
             qc.swap(int(a), int(b))
@@ -74,8 +82,9 @@ def random_exact_circuit(rng: np.random.Generator, n: int, n_gates: int,
 def test_design_gate_set_matches_statevector(seed: int) -> None:
     """RY, X, CX, CCX, CRY, SWAP circuits (the design gate set) are sampled exactly."""
     rng = np.random.default_rng(seed)
-    qc = random_exact_circuit(rng, int(rng.integers(3, 8)), 14,
-                              ("ry", "x", "cx", "ccx", "cry", "swap"))
+    qc = random_exact_circuit(
+        rng, int(rng.integers(3, 8)), 14, ("ry", "x", "cx", "ccx", "cry", "swap")
+    )
     assert ExactSampler().supports(qc) is None
     bits = qs.samplers.sample_bits(qc, SHOTS, sampler="exact", rng=seed)
     assert_distribution_matches(bits, exact_probs(qc))
@@ -85,9 +94,12 @@ def test_design_gate_set_matches_statevector(seed: int) -> None:
 def test_general_single_qubit_and_controlled_gates_match(seed: int) -> None:
     """The general form: any one-qubit gate on a pending qubit, controlled gates with phases."""
     rng = np.random.default_rng(100 + seed)
-    qc = random_exact_circuit(rng, int(rng.integers(3, 7)), 16,
-                              ("ry", "rx", "h", "u", "x", "z", "s", "rz", "cx", "cry", "crx",
-                               "cz", "ccx", "swap"))
+    qc = random_exact_circuit(
+        rng,
+        int(rng.integers(3, 7)),
+        16,
+        ("ry", "rx", "h", "u", "x", "z", "s", "rz", "cx", "cry", "crx", "cz", "ccx", "swap"),
+    )
     qc.measure_all()
     assert ExactSampler().supports(qc) is None
     bits = qs.samplers.sample_bits(qc, SHOTS, sampler="exact", rng=seed)
@@ -181,15 +193,16 @@ def test_many_qubits_beyond_statevector() -> None:
     """The exact path has no qubit limit: 50 independent random 4-qubit blocks side by side
     (200 qubits); each block's joint distribution matches its own statevector."""
     rng = np.random.default_rng(9)
-    blocks = [random_exact_circuit(rng, 4, 10, ("ry", "x", "cx", "ccx", "cry", "swap"))
-              for _ in range(50)]
+    blocks = [
+        random_exact_circuit(rng, 4, 10, ("ry", "x", "cx", "ccx", "cry", "swap")) for _ in range(50)
+    ]
     wide = QuantumCircuit(200)
     for k, block in enumerate(blocks):
         wide.compose(block, qubits=range(4 * k, 4 * k + 4), inplace=True)
     bits, info = qs.samplers.sample_bits(wide, 20_000, rng=0, return_info=True)
     assert info.name == "exact" and bits.shape == (20_000, 200)
     for k in (0, 17, 49):
-        assert_distribution_matches(bits[:, 4 * k:4 * k + 4], exact_probs(blocks[k]))
+        assert_distribution_matches(bits[:, 4 * k : 4 * k + 4], exact_probs(blocks[k]))
     with pytest.raises(ValueError, match="at most 24 qubits"):
         qs.samplers.sample_bits(wide, 10, sampler="statevector")
 

@@ -11,8 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 from scipy import sparse
 
 import qsimcells as qs
@@ -21,10 +20,30 @@ import qsimcells as qs
 FIELD = re.compile(r"^[A-Za-z_]\w*(\[[^\]]*\]|\.[A-Za-z_]\w*)*(, [A-Za-z_]\w*)*: ")
 
 #: how a valid AnnData is spoilt; each case applies up to four of these in turn
-MUTATIONS = ["dense", "csc", "int64", "float32", "fractional", "nan", "inf", "negative",
-             "zero_gene", "all_zero", "one_cell", "two_cells", "no_cells", "one_gene",
-             "drop_obs", "drop_var", "drop_uns", "drop_layers", "duplicate_genes",
-             "nan_label", "one_label", "non_binary"]
+MUTATIONS = [
+    "dense",
+    "csc",
+    "int64",
+    "float32",
+    "fractional",
+    "nan",
+    "inf",
+    "negative",
+    "zero_gene",
+    "all_zero",
+    "one_cell",
+    "two_cells",
+    "no_cells",
+    "one_gene",
+    "drop_obs",
+    "drop_var",
+    "drop_uns",
+    "drop_layers",
+    "duplicate_genes",
+    "nan_label",
+    "one_label",
+    "non_binary",
+]
 
 
 def _mutate(adata, ops: list[str], rng: np.random.Generator):
@@ -42,8 +61,11 @@ def _mutate(adata, ops: list[str], rng: np.random.Generator):
             adata.X = X * 0.37
         elif op in ("nan", "inf", "negative") and adata.n_obs and adata.n_vars:
             dense = (X.toarray() if sparse.issparse(X) else np.array(X)).astype(np.float64)
-            dense[rng.integers(adata.n_obs), rng.integers(adata.n_vars)] = \
-                {"nan": np.nan, "inf": np.inf, "negative": -1.0}[op]
+            dense[rng.integers(adata.n_obs), rng.integers(adata.n_vars)] = {
+                "nan": np.nan,
+                "inf": np.inf,
+                "negative": -1.0,
+            }[op]
             adata.X = dense
         elif op == "zero_gene" and adata.n_vars:
             dense = X.toarray() if sparse.issparse(X) else np.array(X)
@@ -88,8 +110,7 @@ def _mutate(adata, ops: list[str], rng: np.random.Generator):
 
 
 def _cases(n_max: int = 4):
-    return st.tuples(st.lists(st.sampled_from(MUTATIONS), max_size=n_max),
-                     st.integers(0, 2**16))
+    return st.tuples(st.lists(st.sampled_from(MUTATIONS), max_size=n_max), st.integers(0, 2**16))
 
 
 def _check(call, *args, **kwargs):
@@ -100,22 +121,24 @@ def _check(call, *args, **kwargs):
             result = call(*args, **kwargs)
         event(f"{call.__name__} works")
         return result
-    except Exception as err:  # noqa: BLE001 - the property: only named ValueError/TypeError
+    except Exception as err:
         event(f"{call.__name__} refuses: {str(err).split(':')[0]}")
         assert isinstance(err, (ValueError, TypeError)), repr(err)
         assert FIELD.match(str(err)), f"the message does not start with its field: {err!r}"
         return None
 
 
-SETTINGS = settings(max_examples=500, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 @pytest.fixture(scope="module")
 def cells():
-    return qs.sim.simulate(qs.sim.presets.romero2025(n_housekeeping=3), 12, rng=0,
-                           progress=False)
+    return qs.sim.simulate(qs.sim.presets.romero2025(n_housekeeping=3), 12, rng=0, progress=False)
 
 
 @SETTINGS
@@ -181,8 +204,10 @@ def test_vcc_metrics(screens, case, spoil_real) -> None:
 
 @pytest.fixture(scope="module")
 def activity():
-    return (qs.datasets.ising_population(3, 60, n_timesteps=2, rng=0),
-            qs.datasets.ising_population(3, 40, n_timesteps=2, rng=1))
+    return (
+        qs.datasets.ising_population(3, 60, n_timesteps=2, rng=0),
+        qs.datasets.ising_population(3, 40, n_timesteps=2, rng=1),
+    )
 
 
 @SETTINGS
@@ -202,17 +227,21 @@ def test_spike_statistics(activity, case, spoil_real) -> None:
 
 def test_mutations_are_real() -> None:
     """Each mutation changes the data it is given (a silent no-op would test nothing)."""
-    base = qs.sim.simulate(qs.sim.presets.romero2025(n_housekeeping=3), 6, rng=0,
-                           progress=False)
+    base = qs.sim.simulate(qs.sim.presets.romero2025(n_housekeeping=3), 6, rng=0, progress=False)
     for op in MUTATIONS:
         out = _mutate(base, [op], np.random.default_rng(0))
         X0 = base.X.toarray()
         X1 = out.X.toarray() if sparse.issparse(out.X) else np.asarray(out.X)
-        changed = (type(out.X) is not type(base.X) or out.X.dtype != base.X.dtype
-                   or out.shape != base.shape or not np.array_equal(X0, X1, equal_nan=True)
-                   or list(out.obs.columns) != list(base.obs.columns)
-                   or list(out.var.columns) != list(base.var.columns)
-                   or set(out.uns) != set(base.uns) or set(out.layers) != set(base.layers)
-                   or not out.var_names.equals(base.var_names)
-                   or not out.obs.equals(base.obs))
+        changed = (
+            type(out.X) is not type(base.X)
+            or out.X.dtype != base.X.dtype
+            or out.shape != base.shape
+            or not np.array_equal(X0, X1, equal_nan=True)
+            or list(out.obs.columns) != list(base.obs.columns)
+            or list(out.var.columns) != list(base.var.columns)
+            or set(out.uns) != set(base.uns)
+            or set(out.layers) != set(base.layers)
+            or not out.var_names.equals(base.var_names)
+            or not out.obs.equals(base.obs)
+        )
         assert changed, op

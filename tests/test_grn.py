@@ -26,8 +26,11 @@ def control() -> ad.AnnData:
 @pytest.fixture(scope="module")
 def paper() -> dict[tuple[int, int], ad.AnnData]:
     """The paper's case 1 (cascade) and case 2 (control) with 2,000 cells per type, seeds 0, 1."""
-    return {(case, seed): qs.sim.simulate(qs.sim.presets.romero2025(case == 1), 2000, rng=seed)
-            for case in (1, 2) for seed in (0, 1)}
+    return {
+        (case, seed): qs.sim.simulate(qs.sim.presets.romero2025(case == 1), 2000, rng=seed)
+        for case in (1, 2)
+        for seed in (0, 1)
+    }
 
 
 def _state(adata: ad.AnnData) -> tuple[list[str], list[str]]:
@@ -35,7 +38,7 @@ def _state(adata: ad.AnnData) -> tuple[list[str], list[str]]:
 
 
 def _pairs(edges: pd.DataFrame) -> set[frozenset[str]]:
-    return {frozenset(p) for p in zip(edges["source"], edges["target"])}
+    return {frozenset(p) for p in zip(edges["source"], edges["target"], strict=True)}
 
 
 # -- the pipeline ----------------------------------------------------------------------------
@@ -65,33 +68,45 @@ def test_pipeline_matches_scanpy(control: ad.AnnData, method: str) -> None:
     R = a.varp[key]
     assert R.shape == (a.n_vars, a.n_vars) and R.dtype == np.float64
     idx = a.var_names.get_indexer(CIRCUIT)
-    np.testing.assert_allclose(R[np.ix_(idx, idx)], _scanpy_reference(a, CIRCUIT, method),
-                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        R[np.ix_(idx, idx)], _scanpy_reference(a, CIRCUIT, method), rtol=0, atol=1e-10
+    )
     outside = np.ones(a.n_vars, bool)
     outside[idx] = False
     assert np.isnan(R[outside]).all() and np.isnan(R[:, outside]).all()
-    assert a.uns[key]["params"] == {"method": method, "threshold": 0.5,
-                                    "exclude_housekeeping": True, "layer": None,
-                                    "genes_given": False, "directed": False}
+    assert a.uns[key]["params"] == {
+        "method": method,
+        "threshold": 0.5,
+        "exclude_housekeeping": True,
+        "layer": None,
+        "genes_given": False,
+        "directed": False,
+    }
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.05, 0.5, 1.0])
-def test_edges_are_exactly_the_pairs_above_threshold(control: ad.AnnData,
-                                                     threshold: float) -> None:
-    a = qs.tl.correlation_network(control, method="spearman", threshold=threshold,
-                                  key_added="net", copy=True)
+def test_edges_are_exactly_the_pairs_above_threshold(control: ad.AnnData, threshold: float) -> None:
+    a = qs.tl.correlation_network(
+        control, method="spearman", threshold=threshold, key_added="net", copy=True
+    )
     R, edges = a.varp["net"], a.uns["net"]["edges"]
     idx = a.var_names.get_indexer(CIRCUIT)
-    expected = {frozenset((CIRCUIT[i], CIRCUIT[j])) for i in range(10) for j in range(i + 1, 10)
-                if abs(R[idx[i], idx[j]]) > threshold}
+    expected = {
+        frozenset((CIRCUIT[i], CIRCUIT[j]))
+        for i in range(10)
+        for j in range(i + 1, 10)
+        if abs(R[idx[i], idx[j]]) > threshold
+    }
     assert _pairs(edges) == expected and len(edges) == len(expected)
     assert list(edges.columns) == ["source", "target", "weight", "abs_weight"]
     pos = {g: i for i, g in enumerate(a.var_names)}
-    assert all(pos[s] < pos[t] for s, t in zip(edges["source"], edges["target"]))
+    assert all(pos[s] < pos[t] for s, t in zip(edges["source"], edges["target"], strict=True))
     assert (np.diff(edges["abs_weight"].to_numpy()) <= 0).all()
     np.testing.assert_array_equal(edges["abs_weight"], np.abs(edges["weight"]))
     np.testing.assert_array_equal(
-        edges["weight"], [R[pos[s], pos[t]] for s, t in zip(edges["source"], edges["target"])])
+        edges["weight"],
+        [R[pos[s], pos[t]] for s, t in zip(edges["source"], edges["target"], strict=True)],
+    )
     if threshold == 1.0:
         assert edges.empty
 
@@ -102,8 +117,9 @@ def test_housekeeping_and_background_genes(control: ad.AnnData) -> None:
     assert genes == list(a.var_names) and len(genes) == 60
     assert np.isfinite(a.varp["pearson_network"]).all()
     np.testing.assert_allclose(np.diag(a.varp["pearson_network"]), 1.0)
-    design = qs.sim.CellCircuit({"A": ["a", "b", "c"]}, p=0.5, edges=[("a", "b")],
-                                n_housekeeping=5, n_background=4)
+    design = qs.sim.CellCircuit(
+        {"A": ["a", "b", "c"]}, p=0.5, edges=[("a", "b")], n_housekeeping=5, n_background=4
+    )
     b = qs.sim.simulate(design, 300, rng=3)
     qs.tl.correlation_network(b)
     assert list(b.uns["pearson_network"]["genes"]) == ["a", "b", "c"]
@@ -192,16 +208,19 @@ def test_non_boolean_housekeeping_flag_is_an_error(control: ad.AnnData, values) 
 
 
 # -- bad inputs ------------------------------------------------------------------------------
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"method": "kendall"}, ValueError, r"method: 'kendall'.*pearson.*spearman"),
-    ({"threshold": 1.5}, ValueError, r"threshold"),
-    ({"threshold": -0.1}, ValueError, r"threshold"),
-    ({"genes": ["g1", "nope", "nada"]}, KeyError, r"genes.*'nope', 'nada'"),
-    ({"genes": ["g1"]}, ValueError, r"at least 2"),
-    ({"genes": ["g1", "g1"]}, ValueError, r"repeated"),
-    ({"layer": "missing"}, KeyError, r"layer"),
-    ({"key_added": 3}, TypeError, r"key_added"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"method": "kendall"}, ValueError, r"method: 'kendall'.*pearson.*spearman"),
+        ({"threshold": 1.5}, ValueError, r"threshold"),
+        ({"threshold": -0.1}, ValueError, r"threshold"),
+        ({"genes": ["g1", "nope", "nada"]}, KeyError, r"genes.*'nope', 'nada'"),
+        ({"genes": ["g1"]}, ValueError, r"at least 2"),
+        ({"genes": ["g1", "g1"]}, ValueError, r"repeated"),
+        ({"layer": "missing"}, KeyError, r"layer"),
+        ({"key_added": 3}, TypeError, r"key_added"),
+    ],
+)
 def test_bad_arguments_leave_adata_unchanged(control: ad.AnnData, kwargs, error, match) -> None:
     a = control.copy()
     before = _state(a)
@@ -215,7 +234,7 @@ def test_bad_counts(bad: float) -> None:
     X = np.random.default_rng(0).poisson(3.0, size=(20, 4)).astype(float)
     X[2, 1] = bad
     a = ad.AnnData(X)
-    with pytest.raises(ValueError, match="NaN|negative"):
+    with pytest.raises(ValueError, match=r"NaN|negative"):
         qs.tl.correlation_network(a)
     assert _state(a) == ([], [])
 
@@ -231,9 +250,11 @@ def test_true_network(tmp_path) -> None:
     design = qs.sim.presets.romero2025(True)
     truth = qs.tl.true_network(design)
     assert list(truth.columns) == ["source", "target", "sign", "kind", "angle", "order"]
-    assert list(zip(truth.source, truth.target, truth.kind, truth.order)) == [
-        ("g3", "g5", "ligand_receptor", 0), ("g5", "g7", "regulation", 1),
-        ("g7", "g0", "ligand_receptor", 2)]
+    assert list(zip(truth.source, truth.target, truth.kind, truth.order, strict=True)) == [
+        ("g3", "g5", "ligand_receptor", 0),
+        ("g5", "g7", "regulation", 1),
+        ("g7", "g0", "ligand_receptor", 2),
+    ]
     assert (truth["sign"] == "activation").all() and truth["angle"].isna().all()
     lr = qs.tl.true_network(design, kind="ligand_receptor")
     assert list(lr["order"]) == [0, 2]
@@ -251,21 +272,31 @@ TRUTH = pd.DataFrame({"source": ["a", "b"], "target": ["b", "c"]})
 
 
 def test_scores_on_a_hand_made_truth() -> None:
-    inferred = pd.DataFrame({"source": ["a", "a", "c"], "target": ["b", "c", "d"],
-                             "weight": [0.9, -0.8, 0.6]})
+    inferred = pd.DataFrame(
+        {"source": ["a", "a", "c"], "target": ["b", "c", "d"], "weight": [0.9, -0.8, 0.6]}
+    )
     res = qs.tl.score_network(None, edges=inferred, truth=TRUTH)
     assert res["precision"] == pytest.approx(1 / 3) and res["recall"] == pytest.approx(1 / 2)
     assert res["f1"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
-    assert (res["n_true"], res["n_inferred"], res["n_true_positives"], res["n_candidates"]) \
-        == (2, 3, 1, 6)
+    assert (res["n_true"], res["n_inferred"], res["n_true_positives"], res["n_candidates"]) == (
+        2,
+        3,
+        1,
+        6,
+    )
     status = {(r.source, r.target): r.status for r in res["edges"].itertuples()}
     # a-c: not programmed, but a -> b -> c joins them (a cascade seen as correlation)
-    assert status == {("a", "b"): "true", ("a", "c"): "indirect", ("c", "d"): "spurious",
-                      ("b", "c"): "missed"}
+    assert status == {
+        ("a", "b"): "true",
+        ("a", "c"): "indirect",
+        ("c", "d"): "spurious",
+        ("b", "c"): "missed",
+    }
     assert list(res["edges"]["inferred"]) == [True, True, True, False]
     # undirected: the programmed pair found the other way round is still found
-    flipped = qs.tl.score_network(None, edges=pd.DataFrame({"source": ["b"], "target": ["a"]}),
-                                  truth=TRUTH)
+    flipped = qs.tl.score_network(
+        None, edges=pd.DataFrame({"source": ["b"], "target": ["a"]}), truth=TRUTH
+    )
     assert flipped["precision"] == 1.0 and flipped["recall"] == 0.5
 
 
@@ -284,8 +315,13 @@ def test_ranking_metrics_equal_sklearn() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     # genes a, b, c, d: pairs in candidate order ab ac ad bc bd cd; truth ab, bc
-    inferred = pd.DataFrame({"source": ["a", "c", "a", "b"], "target": ["b", "d", "c", "d"],
-                             "weight": [0.9, -0.7, 0.7, 0.2]})
+    inferred = pd.DataFrame(
+        {
+            "source": ["a", "c", "a", "b"],
+            "target": ["b", "d", "c", "d"],
+            "weight": [0.9, -0.7, 0.7, 0.2],
+        }
+    )
     res = qs.tl.score_network(None, edges=inferred, truth=TRUTH, genes=["a", "b", "c", "d"])
     y = [1, 0, 0, 1, 0, 0]
     score = [0.9, 0.7, 0.0, 0.0, 0.2, 0.7]  # bc and ad absent: 0; ties at 0.7 and 0
@@ -303,12 +339,21 @@ def test_ranking_metrics_equal_sklearn() -> None:
 
 def test_grnboost2_style_table(control: ad.AnnData) -> None:
     before = _state(control)
-    table = pd.DataFrame({"TF": ["g2", "g3", "g5", "g4"], "target": ["g1", "g4", "g7", "g3"],
-                          "importance": [12.0, 3.0, 1.0, 2.5]})
+    table = pd.DataFrame(
+        {
+            "TF": ["g2", "g3", "g5", "g4"],
+            "target": ["g1", "g4", "g7", "g3"],
+            "importance": [12.0, 3.0, 1.0, 2.5],
+        }
+    )
     res = qs.tl.score_network(control, edges=table, directed=True)
     status = {(r.source, r.target): r.status for r in res["edges"].itertuples()}
-    assert status == {("g2", "g1"): "true", ("g3", "g4"): "spurious", ("g4", "g3"): "spurious",
-                      ("g5", "g7"): "spurious"}
+    assert status == {
+        ("g2", "g1"): "true",
+        ("g3", "g4"): "spurious",
+        ("g4", "g3"): "spurious",
+        ("g5", "g7"): "spurious",
+    }
     assert res["n_candidates"] == 90 and res["n_true"] == 1 and res["auroc"] == 1.0
     assert res["edges"].loc[0, "weight"] == 12.0  # sorted by importance
     assert _state(control) == before  # an edge table is scored, nothing is stored
@@ -316,8 +361,12 @@ def test_grnboost2_style_table(control: ad.AnnData) -> None:
 
 def test_truth_outside_the_candidates_is_reported_not_scored() -> None:
     truth = pd.DataFrame({"source": ["a", "x"], "target": ["b", "y"]})
-    res = qs.tl.score_network(None, edges=pd.DataFrame({"source": ["a"], "target": ["b"]}),
-                              truth=truth, genes=["a", "b", "c"])
+    res = qs.tl.score_network(
+        None,
+        edges=pd.DataFrame({"source": ["a"], "target": ["b"]}),
+        truth=truth,
+        genes=["a", "b", "c"],
+    )
     assert res["recall"] == 1.0 and res["n_true"] == 1
     row = res["edges"].set_index("source").loc["x"]
     assert row["status"] == "missed" and not row["analysed"]
@@ -333,10 +382,12 @@ def test_score_network_errors(control: ad.AnnData) -> None:
     with pytest.raises(ValueError, match="source column"):
         qs.tl.score_network(a, edges=pd.DataFrame({"from": ["g1"], "target": ["g2"]}))
     for column in ("weight", "importance"):
-        bad = pd.DataFrame({"source": ["g1", "g3"], "target": ["g2", "g4"],
-                            column: ["high", 0.5]})
-        with pytest.raises(ValueError, match=rf"edges: the weight column '{column}' must be "
-                                             r"numeric.*'high'"):
+        bad = pd.DataFrame({"source": ["g1", "g3"], "target": ["g2", "g4"], column: ["high", 0.5]})
+        with pytest.raises(
+            ValueError,
+            match=rf"edges: the weight column '{column}' must be "
+            r"numeric.*'high'",
+        ):
             qs.tl.score_network(a, edges=bad)
     with pytest.raises(ValueError, match=r"edges: the weight column 'weight'"):
         qs.tl.score_network(None, edges=[("a", "b", "x")], truth=TRUTH)
@@ -363,7 +414,7 @@ def test_stored_network_scores_every_pair_from_varp(control: ad.AnnData) -> None
     R = a.varp["pearson_network"]
     idx = a.var_names.get_indexer(CIRCUIT)
     iu, ju = np.triu_indices(10, k=1)
-    y = [{CIRCUIT[i], CIRCUIT[j]} == {"g1", "g2"} for i, j in zip(iu, ju)]
+    y = [{CIRCUIT[i], CIRCUIT[j]} == {"g1", "g2"} for i, j in zip(iu, ju, strict=True)]
     s = np.abs(R[idx[iu], idx[ju]])
     assert res["n_candidates"] == 45
     assert res["aupr"] == pytest.approx(average_precision_score(y, s))
@@ -372,8 +423,10 @@ def test_stored_network_scores_every_pair_from_varp(control: ad.AnnData) -> None
 
 def _same_type(edges: pd.DataFrame) -> dict[tuple[str, str], bool | None]:
     """``same_cell_type`` per (source, target) as True, False or None (NA)."""
-    return {(s, t): None if pd.isna(v) else bool(v)
-            for s, t, v in zip(edges["source"], edges["target"], edges["same_cell_type"])}
+    return {
+        (s, t): None if pd.isna(v) else bool(v)
+        for s, t, v in zip(edges["source"], edges["target"], edges["same_cell_type"], strict=True)
+    }
 
 
 def test_indirect_either_way_round() -> None:
@@ -393,6 +446,7 @@ def test_duplicated_pairs_keep_the_largest_abs_weight() -> None:
     assert edges.loc[("a", "b"), "weight"] == -0.9  # first orientation, largest |weight|
     # the ranking uses 0.9 too: a-b first, above c-d (pairs ab ac ad bc bd cd)
     from sklearn.metrics import average_precision_score
+
     y, score = [1, 0, 0, 1, 0, 0], [0.9, 0, 0, 0, 0, 0.7]
     assert res["aupr"] == pytest.approx(average_precision_score(y, score), abs=1e-12)
 
@@ -419,7 +473,7 @@ def test_stored_network_ranks_pairs_below_the_threshold(paper) -> None:
     idx = a.var_names.get_indexer(CIRCUIT)
     iu, ju = np.triu_indices(10, k=1)
     truth = [{"g3", "g5"}, {"g5", "g7"}, {"g0", "g7"}]
-    y = [{CIRCUIT[i], CIRCUIT[j]} in truth for i, j in zip(iu, ju)]
+    y = [{CIRCUIT[i], CIRCUIT[j]} in truth for i, j in zip(iu, ju, strict=True)]
     full = np.abs(R[idx[iu], idx[ju]])
     thresholded = np.where(full > 0.5, full, 0.0)
     assert res["auroc"] == pytest.approx(roc_auc_score(y, full), abs=1e-12)
@@ -436,15 +490,20 @@ def test_same_cell_type_column_and_metrics(control: ad.AnnData) -> None:
     assert str(res["edges"]["same_cell_type"].dtype) == "boolean"
     same = _same_type(res["edges"])
     # housekeeping genes belong to no cell type, not even with each other
-    assert same == {("g1", "g2"): True, ("g1", "HKG0"): False, ("HKG0", "HKG1"): False,
-                    ("g3", "g8"): False}
+    assert same == {
+        ("g1", "g2"): True,
+        ("g1", "HKG0"): False,
+        ("HKG0", "HKG1"): False,
+        ("g3", "g8"): False,
+    }
     assert res["recall_within_types"] == 1.0 and res["n_true_cross_type"] == 0
     missed = qs.tl.score_network(control, edges=[("g3", "g4", 0.9)])
     assert missed["recall_within_types"] == 0.0
     # unknown cell types: NA, and the metrics say so
-    for adata, truth in [(None, TRUTH),
-                         (ad.AnnData(np.ones((3, 4)), var=pd.DataFrame(index=list("abcd"))),
-                          TRUTH)]:
+    for adata, truth in [
+        (None, TRUTH),
+        (ad.AnnData(np.ones((3, 4)), var=pd.DataFrame(index=list("abcd"))), TRUTH),
+    ]:
         res = qs.tl.score_network(adata, edges=[("a", "b", 0.9)], truth=truth)
         assert res["edges"]["same_cell_type"].isna().all()
         assert np.isnan(res["recall_within_types"]) and res["n_true_cross_type"] == 0
@@ -548,8 +607,7 @@ def test_truth_as_design_or_tuples() -> None:
     design = qs.sim.presets.romero2025(True)
     inferred = [("g5", "g7", 0.6), ("g4", "g3", 0.55)]
     a = qs.tl.score_network(None, edges=inferred, truth=design)
-    b = qs.tl.score_network(None, edges=inferred, truth=[("g3", "g5"), ("g5", "g7"),
-                                                        ("g7", "g0")])
+    b = qs.tl.score_network(None, edges=inferred, truth=[("g3", "g5"), ("g5", "g7"), ("g7", "g0")])
     assert a["precision"] == b["precision"] == 0.5 and a["recall"] == pytest.approx(1 / 3)
     # g3 - g4: g4 is on no programmed path, so not indirect
     assert list(a["edges"]["status"]) == ["true", "spurious", "missed", "missed"]

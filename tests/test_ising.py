@@ -7,17 +7,16 @@ import itertools
 import numpy as np
 import pytest
 from _helpers import assert_distribution_matches
-from conftest import run_python
 
 import qsimcells as qs
-from qsimcells.testing import assert_moments_match, two_mode_ising
-from qsimcells.testing import random_ising as random_model
+from conftest import run_python
 from qsimcells.samplers import (
     boltzmann_probabilities,
     ising_energy,
     log_partition,
     sample_ising,
 )
+from qsimcells.testing import assert_moments_match, random_ising as random_model, two_mode_ising
 
 
 def index_of(z: np.ndarray) -> np.ndarray:
@@ -25,16 +24,19 @@ def index_of(z: np.ndarray) -> np.ndarray:
 
 
 def tvd(z: np.ndarray, probs: np.ndarray) -> float:
-    return 0.5 * float(np.abs(np.bincount(index_of(z), minlength=probs.size) / len(z)
-                              - probs).sum())
+    return 0.5 * float(
+        np.abs(np.bincount(index_of(z), minlength=probs.size) / len(z) - probs).sum()
+    )
 
 
 def test_energy_probabilities_and_log_partition_by_brute_force() -> None:
     h, W = random_model(5, 0)
     states = np.array(list(itertools.product((0, 1), repeat=5)))[:, ::-1]  # z_i = bit i
-    energy = [sum(h[i] * z[i] for i in range(5))
-              + sum(W[i, j] * z[i] * z[j] for i in range(5) for j in range(i + 1, 5))
-              for z in states]
+    energy = [
+        sum(h[i] * z[i] for i in range(5))
+        + sum(W[i, j] * z[i] * z[j] for i in range(5) for j in range(i + 1, 5))
+        for z in states
+    ]
     assert np.allclose(ising_energy(states, h, W), energy)
     weights = np.exp(-1.5 * np.array(energy))
     order = index_of(states)
@@ -72,8 +74,7 @@ def test_parallel_tempering_on_a_strongly_coupled_model() -> None:
     right weights between them."""
     h, W = two_mode_ising()
     probs = boltzmann_probabilities(h, W)
-    z = sample_ising(h, W, 8000, sampler="gibbs", rng=1, n_replicas=6, beta_min=0.1,
-                     num_sweeps=200)
+    z = sample_ising(h, W, 8000, sampler="gibbs", rng=1, n_replicas=6, beta_min=0.1, num_sweeps=200)
     assert_distribution_matches(z, probs)
     # plain Gibbs rarely crosses the barrier, so its chains keep their starting mode's weight:
     # the all-off state gets ~0.43 instead of 0.26 (sd at 8000 reads ~ 0.005)
@@ -87,8 +88,7 @@ def test_persistent_chains_continue_from_initial_states() -> None:
     reads = 4000
     for start_value in (0, 1):
         start = np.full((reads, 10), start_value, np.uint8)
-        one = sample_ising(h, W, reads, sampler="gibbs", rng=0, initial_states=start,
-                           num_sweeps=1)
+        one = sample_ising(h, W, reads, sampler="gibbs", rng=0, initial_states=start, num_sweeps=1)
         # each site flips with chance ~0.005, so a chain stays with ~0.95; sd at 4000 ~0.004
         assert (one == start_value).all(1).mean() > 0.9
     # cold chains land in either mode, or in neither, but never 90 % in one
@@ -103,16 +103,18 @@ def test_continued_chains_reach_the_target() -> None:
     start = np.repeat(worst, 8000, axis=0)
     one = sample_ising(h, W, 8000, sampler="gibbs", rng=0, initial_states=start, num_sweeps=1)
     # continuing those chains (default warm sweeps) gets closer to the target...
-    assert tvd(one, probs) > tvd(sample_ising(h, W, 8000, sampler="gibbs", rng=0,
-                                              initial_states=one), probs)
+    assert tvd(one, probs) > tvd(
+        sample_ising(h, W, 8000, sampler="gibbs", rng=0, initial_states=one), probs
+    )
     # ...and enough sweeps reach it
-    more = sample_ising(h, W, 8000, sampler="gibbs", rng=1, initial_states=start,
-                        num_sweeps=60)
+    more = sample_ising(h, W, 8000, sampler="gibbs", rng=1, initial_states=start, num_sweeps=60)
     assert_distribution_matches(more, probs)
 
 
-@pytest.mark.parametrize(("sampler", "options"), [
-    ("gibbs", {}), ("gibbs", {"dtype": "float64"}), ("gibbs", {"n_replicas": 3})])
+@pytest.mark.parametrize(
+    ("sampler", "options"),
+    [("gibbs", {}), ("gibbs", {"dtype": "float64"}), ("gibbs", {"n_replicas": 3})],
+)
 def test_gibbs_across_blocks_matches_exact_moments(sampler: str, options: dict) -> None:
     """18 spins span two of the sweep's 16-site blocks, whose fields are linked by one matrix
     product per block: every mean and pair moment must match enumeration."""
@@ -155,36 +157,49 @@ def test_sampler_object_is_reused() -> None:
         sample_ising(h, W, 10, sampler=sampler, num_sweeps=3)
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    (lambda h, W: (h, W + np.triu(np.ones_like(W), 1)), "W: must be symmetric"),
-    (lambda h, W: (h, W + np.eye(len(h))), "W: the diagonal must be zero"),
-    (lambda h, W: (np.append(h, np.nan), W), "h: contains NaN"),
-    (lambda h, W: (h, W[:-1]), r"W: expected shape \(4, 4\)"),
-    (lambda h, W: (h[None, :], W), "h: expected a non-empty 1-D array"),
-    (lambda h, W: (h, np.where(W > 0, np.inf, W)), "W: contains NaN or infinite"),
-])
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda h, W: (h, W + np.triu(np.ones_like(W), 1)), "W: must be symmetric"),
+        (lambda h, W: (h, W + np.eye(len(h))), "W: the diagonal must be zero"),
+        (lambda h, W: (np.append(h, np.nan), W), "h: contains NaN"),
+        (lambda h, W: (h, W[:-1]), r"W: expected shape \(4, 4\)"),
+        (lambda h, W: (h[None, :], W), "h: expected a non-empty 1-D array"),
+        (lambda h, W: (h, np.where(W > 0, np.inf, W)), "W: contains NaN or infinite"),
+    ],
+)
 def test_bad_models_name_the_field(change, match: str) -> None:
     h, W = change(*random_model(4, 0))
     with pytest.raises(ValueError, match=match):
         sample_ising(h, W, 5)
 
 
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"num_reads": 0}, ValueError, "num_reads"),
-    ({"num_reads": 2.5}, TypeError, "num_reads"),
-    ({"beta": 0.0}, ValueError, "beta"),
-    ({"beta": float("nan")}, ValueError, "beta"),
-    ({"initial_states": np.zeros((3, 4))}, ValueError, r"initial_states: expected shape"),
-    ({"initial_states": np.full((5, 4), 2)}, ValueError, "initial_states: values must be 0 or 1"),
-    ({"sampler": "annealer"}, Exception, r"unknown ising sampler 'annealer'.*gibbs"),
-    ({"n_replicas": 0}, ValueError, "n_replicas"),
-    ({"dtype": "float16"}, ValueError, "dtype.*float32"),
-    ({"n_replicas": 3, "beta_min": 2.0}, ValueError, "beta_min"),
-    ({"num_sweeps": 10, "sweeps": 3}, TypeError, "options for Ising sampler 'gibbs'"),
-    ({"beta_min": 0.1}, ValueError, "beta_min: sets the tempering ladder, so it needs "
-                                    "n_replicas > 1"),
-    ({"device": "gpu"}, ValueError, r"device: 'gpu' is not usable here .*available: \['cpu'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_reads": 0}, ValueError, "num_reads"),
+        ({"num_reads": 2.5}, TypeError, "num_reads"),
+        ({"beta": 0.0}, ValueError, "beta"),
+        ({"beta": float("nan")}, ValueError, "beta"),
+        ({"initial_states": np.zeros((3, 4))}, ValueError, r"initial_states: expected shape"),
+        (
+            {"initial_states": np.full((5, 4), 2)},
+            ValueError,
+            "initial_states: values must be 0 or 1",
+        ),
+        ({"sampler": "annealer"}, Exception, r"unknown ising sampler 'annealer'.*gibbs"),
+        ({"n_replicas": 0}, ValueError, "n_replicas"),
+        ({"dtype": "float16"}, ValueError, "dtype.*float32"),
+        ({"n_replicas": 3, "beta_min": 2.0}, ValueError, "beta_min"),
+        ({"num_sweeps": 10, "sweeps": 3}, TypeError, "options for Ising sampler 'gibbs'"),
+        (
+            {"beta_min": 0.1},
+            ValueError,
+            "beta_min: sets the tempering ladder, so it needs n_replicas > 1",
+        ),
+        ({"device": "gpu"}, ValueError, r"device: 'gpu' is not usable here .*available: \['cpu'"),
+    ],
+)
 def test_bad_arguments_name_the_field(kwargs: dict, error: type, match: str) -> None:
     h, W = random_model(4, 0)
     kwargs = {"num_reads": 5, **kwargs}
@@ -193,15 +208,19 @@ def test_bad_arguments_name_the_field(kwargs: dict, error: type, match: str) -> 
 
 
 def test_without_torch_gibbs_says_what_to_install_and_exact_still_works() -> None:
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import numpy as np, qsimcells as qs\n"
-            "h, W = np.zeros(3), np.zeros((3, 3))\n"
-            "print(qs.samplers.sample_ising(h, W, 4, sampler='exact', rng=0).shape)\n"
-            "qs.samplers.sample_ising(h, W, 4, rng=0)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np, qsimcells as qs\n"
+        "h, W = np.zeros(3), np.zeros((3, 3))\n"
+        "print(qs.samplers.sample_ising(h, W, 4, sampler='exact', rng=0).shape)\n"
+        "qs.samplers.sample_ising(h, W, 4, rng=0)\n"
+    )
     out = run_python(code)
     assert out.stdout.strip() == "(4, 3)"
-    assert "ImportError: Ising sampler 'gibbs' needs torch: pip install 'qsimcells[models]'" \
+    assert (
+        "ImportError: Ising sampler 'gibbs' needs torch: pip install 'qsimcells[models]'"
         in out.stderr
+    )
 
 
 def test_exact_refuses_more_than_twenty_variables() -> None:
@@ -219,12 +238,14 @@ def test_a_sampler_returning_the_wrong_shape_is_caught() -> None:
 
 
 def test_builtins_work_without_any_plugin() -> None:
-    code = ("import numpy as np, qsimcells as qs\n"
-            "print(sorted(qs.plugins.available('ising_sampler').name))\n"
-            "z = qs.samplers.sample_ising(np.zeros(3), np.zeros((3, 3)), 4, rng=0)\n"
-            "print(z.shape)\n"
-            "try:\n    qs.samplers.sample_ising(np.zeros(3), np.zeros((3, 3)), 4, sampler='neal')\n"
-            "except Exception as err:\n    print(err)\n")
+    code = (
+        "import numpy as np, qsimcells as qs\n"
+        "print(sorted(qs.plugins.available('ising_sampler').name))\n"
+        "z = qs.samplers.sample_ising(np.zeros(3), np.zeros((3, 3)), 4, rng=0)\n"
+        "print(z.shape)\n"
+        "try:\n    qs.samplers.sample_ising(np.zeros(3), np.zeros((3, 3)), 4, sampler='neal')\n"
+        "except Exception as err:\n    print(err)\n"
+    )
     out = run_python(code, env={"QSIMCELLS_DISABLE_PLUGINS": "1"})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

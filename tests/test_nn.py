@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_python
 from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from scipy import stats
 
 import qsimcells as qs
+from conftest import run_python
 from qsimcells.nn import QuantumLayer
 
 
@@ -21,8 +21,13 @@ def pauli_expectations(circuit: QuantumCircuit, bases: str = "XYZ") -> np.ndarra
     """``<P_q>`` of every qubit from Qiskit's statevector, ordered basis-major (X_0.., Y_0..)."""
     state = Statevector(circuit)
     n = circuit.num_qubits
-    return np.array([state.expectation_value(SparsePauliOp.from_sparse_list([(p, [q], 1.0)], n)
-                                             ).real for p in bases for q in range(n)])
+    return np.array(
+        [
+            state.expectation_value(SparsePauliOp.from_sparse_list([(p, [q], 1.0)], n)).real
+            for p in bases
+            for q in range(n)
+        ]
+    )
 
 
 def layer_reference(layer: QuantumLayer, x: torch.Tensor) -> np.ndarray:
@@ -32,15 +37,19 @@ def layer_reference(layer: QuantumLayer, x: torch.Tensor) -> np.ndarray:
 
 # ---------------------------------------------------------------- the layer against Qiskit
 
-@pytest.mark.parametrize(("n", "layers", "readout", "entanglement", "reupload"), [
-    (8, 3, "xyz", "ring", True),   # the paper's layer
-    (4, 2, "xyz", "linear", True),
-    (3, 3, "z", "ring", False),
-    (2, 2, "xyz", "ring", True),   # ring of two: (0, 1), (1, 0)
-    (1, 2, "xyz", "ring", True),   # one qubit: no CNOTs
-    (5, 1, "z", "none", True),
-    (4, 3, "xyz", "none", True),
-])
+
+@pytest.mark.parametrize(
+    ("n", "layers", "readout", "entanglement", "reupload"),
+    [
+        (8, 3, "xyz", "ring", True),  # the paper's layer
+        (4, 2, "xyz", "linear", True),
+        (3, 3, "z", "ring", False),
+        (2, 2, "xyz", "ring", True),  # ring of two: (0, 1), (1, 0)
+        (1, 2, "xyz", "ring", True),  # one qubit: no CNOTs
+        (5, 1, "z", "none", True),
+        (4, 3, "xyz", "none", True),
+    ],
+)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_layer_equals_qiskit_statevector(n, layers, readout, entanglement, reupload, dtype):
     layer = QuantumLayer(n, layers, readout, entanglement, reupload, dtype=dtype, rng=n + layers)
@@ -56,11 +65,15 @@ def test_layer_equals_qiskit_statevector(n, layers, readout, entanglement, reupl
 def test_layer_circuit_is_the_documented_one():
     layer = QuantumLayer(3, 2, reupload=True, entanglement="ring", rng=0)
     circuit = layer.to_qiskit(np.zeros(3))
-    ops = [(inst.operation.name, [circuit.find_bit(q).index for q in inst.qubits])
-           for inst in circuit.data]
-    per_layer = ([("rx", [q]) for q in range(3)]
-                 + [(g, [q]) for q in range(3) for g in ("rx", "ry", "rz")]
-                 + [("cx", [0, 1]), ("cx", [1, 2]), ("cx", [2, 0])])
+    ops = [
+        (inst.operation.name, [circuit.find_bit(q).index for q in inst.qubits])
+        for inst in circuit.data
+    ]
+    per_layer = (
+        [("rx", [q]) for q in range(3)]
+        + [(g, [q]) for q in range(3) for g in ("rx", "ry", "rz")]
+        + [("cx", [0, 1]), ("cx", [1, 2]), ("cx", [2, 0])]
+    )
     assert ops == per_layer * 2
     no_reupload = QuantumLayer(3, 2, reupload=False, entanglement="linear", rng=0)
     names = [inst.operation.name for inst in no_reupload.to_qiskit(np.zeros(3)).data]
@@ -92,11 +105,13 @@ def test_parametrized_circuit_binds_to_to_qiskit():
     circuit, x, w = layer.parametrized_circuit()
     assert len(x) == 3 and len(w) == layer.n_parameters
     row = np.array([0.3, -1.2, 2.0])
-    bound = circuit.assign_parameters(dict(zip(x, row, strict=True))
-                                      | dict(zip(w, layer.weights.detach().flatten().tolist(),
-                                                 strict=True)))
-    np.testing.assert_allclose(Statevector(bound).data, Statevector(layer.to_qiskit(row)).data,
-                               atol=1e-12)
+    bound = circuit.assign_parameters(
+        dict(zip(x, row, strict=True))
+        | dict(zip(w, layer.weights.detach().flatten().tolist(), strict=True))
+    )
+    np.testing.assert_allclose(
+        Statevector(bound).data, Statevector(layer.to_qiskit(row)).data, atol=1e-12
+    )
 
 
 def test_layer_trains():
@@ -118,25 +133,37 @@ def test_layer_trains():
 
 # ---------------------------------------------------------------- engine gates against Qiskit
 
+
 def _random_program(rng: np.random.Generator, n: int, batch: int, n_gates: int):
     """Random gate list; rotation angles are per sample ((B,)), shared floats or 0-d tensors."""
     program = []
     for _ in range(n_gates):
-        kind = rng.choice(["rx", "ry", "rz", "cnot", "cz", "matrix"] if n > 1
-                          else ["rx", "ry", "rz", "matrix"])
+        kind = rng.choice(
+            ["rx", "ry", "rz", "cnot", "cz", "matrix"] if n > 1 else ["rx", "ry", "rz", "matrix"]
+        )
         if kind in ("cnot", "cz"):
             a, b = rng.choice(n, size=2, replace=False)
             program.append((kind, (int(a), int(b)), None))
         elif kind == "matrix":
             from scipy.stats import unitary_group
 
-            program.append((kind, (int(rng.integers(n)),),
-                            unitary_group.rvs(2, random_state=int(rng.integers(1 << 30)))))
+            program.append(
+                (
+                    kind,
+                    (int(rng.integers(n)),),
+                    unitary_group.rvs(2, random_state=int(rng.integers(1 << 30))),
+                )
+            )
         else:
             style = rng.integers(3)
             angles = rng.uniform(-2 * np.pi, 2 * np.pi, batch)
-            angle = (torch.as_tensor(angles) if style == 0 else float(angles[0]) if style == 1
-                     else torch.tensor(angles[0]))
+            angle = (
+                torch.as_tensor(angles)
+                if style == 0
+                else float(angles[0])
+                if style == 1
+                else torch.tensor(angles[0])
+            )
             program.append((kind, (int(rng.integers(n)),), angle))
     return program
 
@@ -165,7 +192,9 @@ def _run_qiskit(program, n, sample):
         elif kind == "matrix":
             qc.unitary(arg, [qubits[0]])
         else:
-            angle = float(arg[sample]) if isinstance(arg, torch.Tensor) and arg.dim() else float(arg)
+            angle = (
+                float(arg[sample]) if isinstance(arg, torch.Tensor) and arg.dim() else float(arg)
+            )
             getattr(qc, kind)(angle, qubits[0])
     return qc
 
@@ -186,13 +215,13 @@ def test_engine_gates_equal_qiskit(n, dtype):
         ref = Statevector(qc)
         np.testing.assert_allclose(amplitudes[b], ref.data, atol=tol)
         np.testing.assert_allclose(probs[b], ref.probabilities(), atol=tol)
-        np.testing.assert_allclose(ones[b], [ref.probabilities([q])[1] for q in range(n)],
-                                   atol=tol)
+        np.testing.assert_allclose(ones[b], [ref.probabilities([q])[1] for q in range(n)], atol=tol)
         paulis = pauli_expectations(qc)
         np.testing.assert_allclose(xyz[b], paulis, atol=2 * tol)
         for i, p in enumerate("XYZ"):
-            np.testing.assert_allclose(qs.nn.expectation(state, p)[b].numpy(),
-                                       paulis[i * n:(i + 1) * n], atol=2 * tol)
+            np.testing.assert_allclose(
+                qs.nn.expectation(state, p)[b].numpy(), paulis[i * n : (i + 1) * n], atol=2 * tol
+            )
 
 
 def test_bit_order_is_qiskit_little_endian():
@@ -213,8 +242,11 @@ def test_bit_order_is_qiskit_little_endian():
 def test_cnot_block_permutation_and_product_equal_gate_by_gate():
     rng = np.random.default_rng(3)
     n, batch = 4, 2
-    state = qs.nn.apply_matrix(qs.nn.zero_state(batch, n, dtype="float64"), 0,
-                               torch.as_tensor(stats.unitary_group.rvs(2, random_state=1)))
+    state = qs.nn.apply_matrix(
+        qs.nn.zero_state(batch, n, dtype="float64"),
+        0,
+        torch.as_tensor(stats.unitary_group.rvs(2, random_state=1)),
+    )
     for q in range(1, n):
         state = qs.nn.ry(state, q, torch.as_tensor(rng.uniform(0, 3, batch)))
     pairs = [(0, 1), (1, 2), (3, 0), (2, 3)]
@@ -224,8 +256,14 @@ def test_cnot_block_permutation_and_product_equal_gate_by_gate():
     perm = torch.as_tensor(qs.nn.permutation_of_cnots(n, pairs))
     assert torch.allclose(qs.nn.apply_permutation(state, perm), one_by_one)
     # one matrix per qubit, per sample, at once == one gate per qubit
-    mats = torch.as_tensor(np.stack([[stats.unitary_group.rvs(2, random_state=10 * q + b)
-                                      for b in range(batch)] for q in range(n)]))
+    mats = torch.as_tensor(
+        np.stack(
+            [
+                [stats.unitary_group.rvs(2, random_state=10 * q + b) for b in range(batch)]
+                for q in range(n)
+            ]
+        )
+    )
     gate_by_gate = state
     for q in range(n):
         gate_by_gate = qs.nn.apply_matrix(gate_by_gate, q, mats[q])
@@ -237,6 +275,7 @@ def test_cnot_block_permutation_and_product_equal_gate_by_gate():
 
 
 # ---------------------------------------------------------------- gradients
+
 
 def test_layer_gradients_equal_finite_differences():
     layer = QuantumLayer(3, 2, "xyz", "ring", dtype="float64", rng=11)
@@ -250,7 +289,10 @@ def test_layer_gradients_equal_finite_differences():
     no_reupload = QuantumLayer(3, 2, "z", "linear", reupload=False, dtype="float64", rng=2)
     assert torch.autograd.gradcheck(
         lambda x_, w_: torch.func.functional_call(no_reupload, {"weights": w_}, (x_,)),
-        (x, no_reupload.weights.detach().clone().requires_grad_(True)), eps=1e-6, atol=1e-7)
+        (x, no_reupload.weights.detach().clone().requires_grad_(True)),
+        eps=1e-6,
+        atol=1e-7,
+    )
 
 
 def test_full_layer_gradient_along_a_direction():
@@ -302,9 +344,11 @@ def assert_within_shot_noise(estimate: np.ndarray, exact: np.ndarray, shots: int
     tail = np.minimum(stats.binom.cdf(k, shots, p), stats.binom.sf(k - 1, shots, p))
     p_value = np.minimum(1.0, 2 * tail * len(k))
     worst = int(np.argmin(p_value))
-    assert p_value[worst] >= ALPHA, (f"output {worst}: {estimate[worst]:.4f} from {shots} shots, "
-                                     f"exact {exact[worst]:.4f} (Bonferroni p = "
-                                     f"{p_value[worst]:.1e})")
+    assert p_value[worst] >= ALPHA, (
+        f"output {worst}: {estimate[worst]:.4f} from {shots} shots, "
+        f"exact {exact[worst]:.4f} (Bonferroni p = "
+        f"{p_value[worst]:.1e})"
+    )
 
 
 def test_shots_on_statevector_sampler_agree_with_torch():
@@ -312,9 +356,9 @@ def test_shots_on_statevector_sampler_agree_with_torch():
     layer = QuantumLayer(4, 2, "xyz", "ring", rng=21)
     row = np.random.default_rng(5).uniform(-np.pi, np.pi, 4)
     exact = layer(torch.as_tensor(row[None])).detach().numpy()[0].astype(np.float64)
-    estimate, stderr = qs.nn.expectations_from_sampler(layer, row, shots=shots,
-                                                       sampler="statevector", rng=0,
-                                                       return_stderr=True)
+    estimate, stderr = qs.nn.expectations_from_sampler(
+        layer, row, shots=shots, sampler="statevector", rng=0, return_stderr=True
+    )
     assert estimate.shape == (12,) and stderr.shape == (12,)
     assert_within_shot_noise(estimate, exact, shots)
     # the check has power: a readout with X and Y swapped, or an offset of 0.15, is rejected
@@ -335,13 +379,13 @@ def test_shots_on_exact_sampler_agree_with_torch():
     x = torch.as_tensor(np.random.default_rng(6).uniform(-np.pi, np.pi, (2, 5)))
     exact = layer(x).detach().numpy().astype(np.float64)
     for b in range(2):
-        estimate = qs.nn.expectations_from_sampler(layer, x[b], shots=shots, sampler="exact",
-                                                   rng=b)
+        estimate = qs.nn.expectations_from_sampler(layer, x[b], shots=shots, sampler="exact", rng=b)
         assert_within_shot_noise(estimate, exact[b], shots)
     # the full re-uploading layer rotates qubits after they controlled a CNOT: exact refuses
     with pytest.raises(ValueError, match="cannot sample"):
-        qs.nn.expectations_from_sampler(QuantumLayer(3, 2, rng=0), np.zeros(3), shots=10,
-                                        sampler="exact")
+        qs.nn.expectations_from_sampler(
+            QuantumLayer(3, 2, rng=0), np.zeros(3), shots=10, sampler="exact"
+        )
 
 
 def test_measure_basis_rotations():
@@ -354,6 +398,7 @@ def test_measure_basis_rotations():
 
 
 # ---------------------------------------------------------------- devices and bad inputs
+
 
 def test_cuda_request_is_clear():
     if torch.cuda.is_available():
@@ -397,7 +442,7 @@ def test_bad_engine_inputs_raise_clear_errors():
         qs.nn.zero_state(1, 0)
     with pytest.raises(ValueError, match="exceeds the engine's limit"):
         qs.nn.zero_state(1, 40)
-    with pytest.raises(TypeError, match="state: expected a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"state: expected a torch\.Tensor"):
         qs.nn.rx(np.zeros((1, 2)), 0, 0.1)
     with pytest.raises(TypeError, match="complex64/complex128"):
         qs.nn.probabilities(torch.zeros(1, 2, 2))
@@ -437,7 +482,7 @@ def test_bad_layer_inputs_raise_clear_errors():
         layer.to_qiskit(np.zeros(4), measure_basis="XY")
     with pytest.raises(ValueError, match="shots: must be a positive integer"):
         qs.nn.expectations_from_sampler(layer, np.zeros(4), shots=0)
-    with pytest.raises(TypeError, match="layer: expected a qs.nn.QuantumLayer"):
+    with pytest.raises(TypeError, match=r"layer: expected a qs\.nn\.QuantumLayer"):
         qs.nn.expectations_from_sampler(torch.nn.Linear(4, 4), np.zeros(4))
     with pytest.raises(qs.plugins.PluginError, match="unknown circuit sampler 'nope'; available"):
         qs.nn.expectations_from_sampler(layer, np.zeros(4), shots=10, sampler="nope")
@@ -457,5 +502,5 @@ print(json.dumps({"before": before, "names": names, "after": "torch" in sys.modu
     out = json.loads(result.stdout)
     assert out["before"] is False and out["after"] is True
     assert {"zero_state", "rx", "cnot", "expectation", "QuantumLayer"} <= set(out["names"])
-    with pytest.raises(AttributeError, match="qsimcells.nn' has no attribute 'nope'"):
+    with pytest.raises(AttributeError, match=r"qsimcells\.nn' has no attribute 'nope'"):
         qs.nn.nope  # noqa: B018

@@ -7,12 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from matplotlib.image import imread  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.image import imread
 
-import qsimcells as qs  # noqa: E402
+import qsimcells as qs
 
 PAIRS = [("g3", "g5"), ("g7", "g0"), ("g8", "g4"), ("g9", "g4")]
 
@@ -61,8 +61,9 @@ def test_network_into_one_given_axes(cases) -> None:
 def test_communication_renders_table3(cases, tmp_path, kind: str) -> None:
     shift = qs.tl.communication_shift(cases[False], cases[True])
     path = tmp_path / f"{kind}.png"
-    fig = qs.pl.communication(shift, kind=kind, labels=("control", "interacting"), save=path,
-                              show=False)
+    fig = qs.pl.communication(
+        shift, kind=kind, labels=("control", "interacting"), save=path, show=False
+    )
     assert fig.axes[0].get_title().startswith("communication probability")
     assert_image(path)
     with pytest.raises(ValueError, match=r"shift: missing column\(s\) \['prob_alt'"):
@@ -75,8 +76,7 @@ def test_communication_renders_table3(cases, tmp_path, kind: str) -> None:
 def test_umap_of_both_cases(cases, tmp_path) -> None:
     import anndata as ad
 
-    both = ad.concat({"case1": cases[True], "case2": cases[False]}, label="case",
-                     index_unique="-")
+    both = ad.concat({"case1": cases[True], "case2": cases[False]}, label="case", index_unique="-")
     path = tmp_path / "umap.png"
     before = set(both.obsm)
     qs.pl.umap(both, color="case", rng=0, save=path, show=False)
@@ -90,10 +90,12 @@ def test_umap_of_both_cases(cases, tmp_path) -> None:
 def test_umap_without_scanpy_says_what_to_install() -> None:
     from conftest import run_python
 
-    code = ("import sys; sys.modules['scanpy'] = None\n"
-            "import qsimcells as qs\n"
-            "adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 20, rng=0)\n"
-            "qs.pl.umap(adata, show=False)\n")
+    code = (
+        "import sys; sys.modules['scanpy'] = None\n"
+        "import qsimcells as qs\n"
+        "adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 20, rng=0)\n"
+        "qs.pl.umap(adata, show=False)\n"
+    )
     out = run_python(code)
     assert "ImportError: qs.pl.umap needs scanpy: pip install 'qsimcells[analysis]'" in out.stderr
 

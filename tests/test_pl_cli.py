@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 import anndata as ad
-import pandas as pd
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 import qsimcells as qs
@@ -36,7 +36,7 @@ def test_circuit_and_histogram_render(tmp_path, interacting: bool) -> None:
 
 def test_histogram_into_given_axes_and_bad_input() -> None:
     adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 200, rng=0)
-    fig, ax = plt.subplots()
+    _fig, ax = plt.subplots()
     out = qs.pl.bit_histogram(adata, cell_types=["CT2"], ax=ax, top=4, show=False)
     assert out == [ax] and len(ax.patches) == 4
     with pytest.raises(ValueError, match=r"cell_types: unknown cell type 'CT9'.*\['CT1', 'CT2'\]"):
@@ -51,20 +51,32 @@ def test_histogram_into_given_axes_and_bad_input() -> None:
 
 
 def test_demo_command_writes_results(tmp_path, capsys) -> None:
-    assert main(["demo", "--out", str(tmp_path), "--n-cells", "300", "--seed", "1",
-                 "--n-perms", "20"]) == 0
+    assert (
+        main(["demo", "--out", str(tmp_path), "--n-cells", "300", "--seed", "1", "--n-perms", "20"])
+        == 0
+    )
     for case in ("case1_interacting", "case2_control"):
         adata = ad.read_h5ad(tmp_path / f"{case}.h5ad")
         assert adata.n_obs == 600 and adata.uns["qsimcells"]["seed"] == 1
         assert {"pearson_network", "spearman_network", "cellchat"} <= set(adata.uns)
-        for suffix in ("_circuit.png", "_bit_histogram.png", "_marginals.csv",
-                       "_fig4_networks.png", "_pearson_edges.csv", "_spearman_edges.csv"):
+        for suffix in (
+            "_circuit.png",
+            "_bit_histogram.png",
+            "_marginals.csv",
+            "_fig4_networks.png",
+            "_pearson_edges.csv",
+            "_spearman_edges.csv",
+        ):
             assert (tmp_path / f"{case}{suffix}").stat().st_size > 100
     for name in ("fig3_umap.png", "table3_communication.png"):
         assert (tmp_path / name).stat().st_size > 5_000
     table3 = pd.read_csv(tmp_path / "table3.csv")
-    assert list(zip(table3["ligand"], table3["receptor"])) == [
-        ("g3", "g5"), ("g7", "g0"), ("g8", "g4"), ("g9", "g4")]
+    assert list(zip(table3["ligand"], table3["receptor"], strict=True)) == [
+        ("g3", "g5"),
+        ("g7", "g0"),
+        ("g8", "g4"),
+        ("g9", "g4"),
+    ]
     assert table3.loc[0, "paper_prob_alt"] == 0.1135
     assert (table3["fold_change"].iloc[:2] > 2).all()  # the programmed pairs rise
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -75,8 +87,9 @@ def test_demo_command_writes_results(tmp_path, capsys) -> None:
 
 
 @pytest.mark.parametrize("where", ["file", "under_a_file", "read_only"])
-def test_demo_refuses_a_bad_output_folder_before_any_work(tmp_path, capsys, monkeypatch,
-                                                          where: str) -> None:
+def test_demo_refuses_a_bad_output_folder_before_any_work(
+    tmp_path, capsys, monkeypatch, where: str
+) -> None:
     import os
 
     from qsimcells import cli
@@ -85,8 +98,7 @@ def test_demo_refuses_a_bad_output_folder_before_any_work(tmp_path, capsys, monk
     file.write_text("keep me")
     locked = tmp_path / "locked"
     locked.mkdir()
-    out = {"file": file, "under_a_file": file / "results",
-           "read_only": locked / "results"}[where]
+    out = {"file": file, "under_a_file": file / "results", "read_only": locked / "results"}[where]
     if where == "read_only":
         if os.geteuid() == 0:
             # root writes anywhere; stand in for a folder the user cannot write

@@ -7,8 +7,8 @@ import json
 import re
 
 import numpy as np
-from conftest import ROOT, run_python
 
+from conftest import ROOT, run_python
 from qsimcells.samplers import boltzmann_probabilities
 from qsimcells.testing import assert_distribution_matches
 
@@ -34,8 +34,11 @@ print(json.dumps({"distribution": table.loc["metropolis", "distribution"],
                   "h": h.tolist(), "W": W.tolist(), "z": z.tolist(), "again": again.tolist(),
                   "stay": stay}))
 """
-    result = run_python(code, extra_path=test_plugins_path,
-                        env={"QSIMCELLS_DISABLE_PLUGINS": "broken-import,broken-hook"})
+    result = run_python(
+        code,
+        extra_path=test_plugins_path,
+        env={"QSIMCELLS_DISABLE_PLUGINS": "broken-import,broken-hook"},
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["distribution"] == "qsimcells-example"
@@ -50,8 +53,12 @@ def test_guide_shows_the_real_example_files_inline() -> None:
     """Each code block marked with a file is that file, byte for byte (the guide shows the
     code inline, so it reads on a forge, and cannot drift from the package that is tested)."""
     guide = (ROOT / "docs" / "write_a_plugin.md").read_text()
-    shown = re.findall(r"<!-- the file (\S+), checked by tests/test_plugin_guide.py -->\n"
-                       r"```\w+\n(.*?)\n```", guide, flags=re.S)
+    shown = re.findall(
+        r"<!-- the file (\S+), checked by tests/test_plugin_guide.py -->\n"
+        r"```\w+\n(.*?)\n```",
+        guide,
+        flags=re.S,
+    )
     assert [path for path, _ in shown] == [
         "tests/plugins/qsimcells-example/pyproject.toml",
         "tests/plugins/qsimcells-example/src/qsimcells_example/plugin.py",

@@ -9,14 +9,14 @@ import warnings
 import numpy as np
 import pytest
 from _helpers import assert_distribution_matches
-from conftest import run_python
 
 import qsimcells as qs
+from conftest import run_python
 
 pytest.importorskip("scvi")
-import scvi  # noqa: E402
-import torch  # noqa: E402
-from scvi.model.base import BaseModelClass  # noqa: E402
+import scvi
+import torch
+from scvi.model.base import BaseModelClass
 
 FAST = {"enable_progress_bar": False, "accelerator": "cpu"}
 SMALL = {"n_latent": 8, "n_hidden": 32}
@@ -26,8 +26,9 @@ pytestmark = pytest.mark.usefixtures("scvi_quiet_seeded")
 
 
 def _data(n_cells: int = 150, batches: int = 2):
-    return qs.sim.simulate(qs.sim.presets.random_network(30, 2, rng=0), n_cells, rng=0,
-                           batches=batches)
+    return qs.sim.simulate(
+        qs.sim.presets.random_network(30, 2, rng=0), n_cells, rng=0, batches=batches
+    )
 
 
 def _losses(model) -> np.ndarray:
@@ -114,8 +115,9 @@ def test_save_load_round_trip_gives_the_same_latent(tmp_path) -> None:
     loaded = qs.model.QBMVAE.load(str(tmp_path / "m"))
     assert loaded.init_params_["non_kwargs"]["prior_sampler"] == "gibbs"
     np.testing.assert_array_equal(before, loaded.get_latent_representation())
-    np.testing.assert_array_equal(model.module.prior.chains.numpy(),
-                                  loaded.module.prior.chains.numpy())
+    np.testing.assert_array_equal(
+        model.module.prior.chains.numpy(), loaded.module.prior.chains.numpy()
+    )
 
 
 def test_two_adam_groups_with_their_own_learning_rates_and_eps() -> None:
@@ -132,8 +134,7 @@ def test_two_adam_groups_with_their_own_learning_rates_and_eps() -> None:
     assert {id(p) for p in groups["prior"]["params"]} == prior_params
     assert not prior_params & {id(p) for p in groups["vae"]["params"]}
     plan = QBMVAETrainingPlan(model.module, lr=0.05, lr_prior=0.002)
-    assert [g["lr"] for g in plan.configure_optimizers()["optimizer"].param_groups] == [0.05,
-                                                                                       0.002]
+    assert [g["lr"] for g in plan.configure_optimizers()["optimizer"].param_groups] == [0.05, 0.002]
     assert plan.kl_weight == 1.0  # no silent KL warm-up: the paper's objective by default
     with pytest.raises(ValueError, match="plan_kwargs"):
         model.train(max_epochs=1, plan_kwargs={"lr": 0.1}, **FAST)
@@ -161,8 +162,11 @@ def test_kl_warm_up_ramps_the_encoders_kl_and_keeps_the_priors_gradient(monkeypa
         inference, generative = module.forward(tensors, compute_loss=False)
         module.loss(tensors, inference, generative, kl_weight=weight).loss.backward()
         encoder = next(p for p in module.encoder.parameters())
-        return (module.prior.h.grad.clone(), encoder.grad.clone(),
-                module.prior.kl_surrogate(inference["q"], negative).mean().detach())
+        return (
+            module.prior.h.grad.clone(),
+            encoder.grad.clone(),
+            module.prior.kl_surrogate(inference["q"], negative).mean().detach(),
+        )
 
     h_full, enc_full, _ = gradients(1.0)
     h_warm, enc_warm, _ = gradients(0.3)
@@ -188,8 +192,11 @@ def test_one_negative_phase_per_training_step(monkeypatch) -> None:
 def test_early_stopping_monitors_the_validation_elbo() -> None:
     model = _model()
     model.train(max_epochs=2, early_stopping=True, **FAST)
-    stops = [c for c in model.trainer.callbacks if type(c).__name__ == "LoudEarlyStopping"
-             or "EarlyStopping" in type(c).__name__]
+    stops = [
+        c
+        for c in model.trainer.callbacks
+        if type(c).__name__ == "LoudEarlyStopping" or "EarlyStopping" in type(c).__name__
+    ]
     assert stops and stops[0].monitor == "elbo_validation" and stops[0].patience == 10
     assert "elbo_validation" in model.history
 
@@ -207,12 +214,15 @@ def test_trains_with_neal() -> None:
     assert np.isfinite(_losses(model)).all()
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"likelihood": "poisson"}, "likelihood"),
-    ({"n_latent": 0}, "n_latent"),
-    ({"prior_sampler": "nope"}, r"prior_sampler: unknown ising sampler 'nope'; available"),
-    ({"prior_sampler": "exact", "n_latent": 25}, "prior_sampler: 'exact' takes at most 20"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"n_latent": 0}, "n_latent"),
+        ({"prior_sampler": "nope"}, r"prior_sampler: unknown ising sampler 'nope'; available"),
+        ({"prior_sampler": "exact", "n_latent": 25}, "prior_sampler: 'exact' takes at most 20"),
+    ],
+)
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     adata = _data()
     qs.model.QBMVAE.setup_anndata(adata)
@@ -252,11 +262,19 @@ def test_a_sampler_returning_the_wrong_shape_fails_before_training(monkeypatch) 
         def sample(self, h, W, num_reads, *, beta, rng, initial_states):
             return np.zeros((num_reads, h.size + 1), np.uint8)
 
-    plugin = types.SimpleNamespace(qsimcells_ising_samplers=hookimpl(
-        lambda: [IsingSamplerSpec(name="broken-shape", factory=Broken)]))
+    plugin = types.SimpleNamespace(
+        qsimcells_ising_samplers=hookimpl(
+            lambda: [IsingSamplerSpec(name="broken-shape", factory=Broken)]
+        )
+    )
     plugin.__name__ = "broken_shape_plugin"
-    monkeypatch.setattr(registry, "_registry", registry.PluginRegistry(
-        load_entry_points=False, extra_plugins=[(plugin, "test-broken", "0")]))
+    monkeypatch.setattr(
+        registry,
+        "_registry",
+        registry.PluginRegistry(
+            load_entry_points=False, extra_plugins=[(plugin, "test-broken", "0")]
+        ),
+    )
     model = _model(prior_sampler="broken-shape")
     with pytest.raises(ValueError, match=r"returned shape \(2, 9\), expected \(2, 8\)"):
         model.train(max_epochs=1, **FAST)
@@ -334,13 +352,17 @@ def test_sample_prior_draws_the_prior_and_decodes_it(trained) -> None:
     assert list(new.obs["batch"].cat.categories) == ["batch0", "batch1"]
     assert new.uns["qsimcells"]["generator"] == "qbmvae"
     assert new.uns["qsimcells"]["prior_sampler"] == {
-        "name": "gibbs", "distribution": "qsimcells", "version": qs.__version__,
-        "options": trained.module.prior.sampler_kwargs}
+        "name": "gibbs",
+        "distribution": "qsimcells",
+        "version": qs.__version__,
+        "options": trained.module.prior.sampler_kwargs,
+    }
     z = new.obsm["z"]
     assert z.shape == (3000, 8) and z.dtype == np.uint8
     prior = trained.module.prior
-    probs = qs.samplers.boltzmann_probabilities(prior.h.detach().double().numpy(),
-                                                prior.W.detach().double().numpy())
+    probs = qs.samplers.boltzmann_probabilities(
+        prior.h.detach().double().numpy(), prior.W.detach().double().numpy()
+    )
     assert_distribution_matches(z, probs)
     median = np.median(np.asarray(trained.adata.X.sum(1)).ravel())
     assert abs(new.X.sum(1).mean() / median - 1) < 0.05
@@ -350,10 +372,12 @@ def test_sample_prior_draws_the_prior_and_decodes_it(trained) -> None:
     np.testing.assert_array_equal(same.obsm["z"], again.obsm["z"])
     assert (same.obs["batch"] == "batch1").all() and (same.obs["library_size"] == 200).all()
     assert trained.sample_prior(5, library_size=[10, 20, 30, 40, 50], rng=0).n_obs == 5
-    for kwargs, match in [({"batch": 2}, "batch: expected a code"),
-                          ({"batch": "nope"}, "batch: unknown batch 'nope'"),
-                          ({"library_size": [1, 2]}, "library_size: expected a number or 5"),
-                          ({"library_size": -1}, "library_size: expected positive")]:
+    for kwargs, match in [
+        ({"batch": 2}, "batch: expected a code"),
+        ({"batch": "nope"}, "batch: unknown batch 'nope'"),
+        ({"library_size": [1, 2]}, "library_size: expected a number or 5"),
+        ({"library_size": -1}, "library_size: expected positive"),
+    ]:
         with pytest.raises(ValueError, match=match):
             trained.sample_prior(5, **kwargs)
 
@@ -376,8 +400,14 @@ def test_a_trained_model_is_the_qbmvae_generator(trained, tmp_path) -> None:
 
 
 def test_tl_qbmvae_trains_seeded_and_stores_the_latent() -> None:
-    kwargs = {"n_latent": 4, "batch_key": "batch", "max_epochs": 2, "rng": 3,
-              "model_kwargs": {"n_hidden": 32}, **FAST}
+    kwargs = {
+        "n_latent": 4,
+        "batch_key": "batch",
+        "max_epochs": 2,
+        "rng": 3,
+        "model_kwargs": {"n_hidden": 32},
+        **FAST,
+    }
     adata = _data()
     model = qs.tl.qbmvae(adata, **kwargs)
     assert isinstance(model, qs.model.QBMVAE) and model.is_trained
@@ -387,15 +417,20 @@ def test_tl_qbmvae_trains_seeded_and_stores_the_latent() -> None:
     assert params["seed"] == 3 and params["n_latent"] == 4 and params["batch_key"] == "batch"
     assert params["n_hidden"] == 32 and params["epochs"] == 2
     assert adata.uns["X_qbmvae"]["prior_sampler"] == {
-        "name": "gibbs", "distribution": "qsimcells", "version": qs.__version__, "options": {}}
+        "name": "gibbs",
+        "distribution": "qsimcells",
+        "version": qs.__version__,
+        "options": {},
+    }
     other = _data()
     model2, copied = qs.tl.qbmvae(other, key_added="lat", copy=True, **kwargs)
     assert "lat" not in other.obsm and "_scvi_batch" not in other.obs  # the input is untouched
     assert model2.adata is copied
     np.testing.assert_array_equal(copied.obsm["lat"], latent)  # the same rng, the same model
     _, logit = qs.tl.qbmvae(_data(), representation="logit", copy=True, **kwargs)
-    np.testing.assert_allclose(1 / (1 + np.exp(-logit.obsm["X_qbmvae"].astype(float))), latent,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        1 / (1 + np.exp(-logit.obsm["X_qbmvae"].astype(float))), latent, atol=1e-6
+    )
     assert logit.uns["X_qbmvae"]["params"]["representation"] == "logit"
     with pytest.raises(ValueError, match="representation: 'q' is not allowed"):
         qs.tl.qbmvae(_data(), representation="q", **FAST)
@@ -427,8 +462,9 @@ def test_the_learnt_bm_prior_matches_the_aggregate_posterior(seed: int) -> None:
     q = model.get_latent_representation().astype(np.float64)
     aggregate = _aggregate_posterior(q)
     prior = model.module.prior
-    p_bm = qs.samplers.boltzmann_probabilities(prior.h.detach().double().numpy(),
-                                               prior.W.detach().double().numpy())
+    p_bm = qs.samplers.boltzmann_probabilities(
+        prior.h.detach().double().numpy(), prior.W.detach().double().numpy()
+    )
     independent = _aggregate_posterior(q.mean(0, keepdims=True))
 
     def tvd(a: np.ndarray, b: np.ndarray) -> float:

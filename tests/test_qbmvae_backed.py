@@ -20,12 +20,12 @@ import qsimcells as qs
 from qsimcells.sim.backed import read_backed
 
 pytest.importorskip("scvi")
-import anndata  # noqa: E402
-import scvi  # noqa: E402
-import zarr  # noqa: E402
-import zarr.core.array  # noqa: E402
+import anndata
+import scvi
+import zarr
+import zarr.core.array
 
-from qsimcells.model import qbmvae as qbmvae_mod  # noqa: E402
+from qsimcells.model import qbmvae as qbmvae_mod
 
 FAST = {"enable_progress_bar": False, "accelerator": "cpu"}
 SMALL = {"n_latent": 8, "n_hidden": 32}
@@ -89,31 +89,35 @@ def test_read_backed_leaves_x_and_layers_on_disk(store: Path) -> None:
 
 
 def test_read_backed_rejects_what_is_not_an_on_disk_csr_anndata(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="store: .* is not a zarr store"):
+    with pytest.raises(ValueError, match=r"store: .* is not a zarr store"):
         read_backed(tmp_path / "missing.zarr")
     zarr.open_group(tmp_path / "plain.zarr", mode="w")
-    with pytest.raises(ValueError, match="store: .* not an AnnData store"):
+    with pytest.raises(ValueError, match=r"store: .* not an AnnData store"):
         read_backed(tmp_path / "plain.zarr")
-    with pytest.raises(TypeError, match="store: expected a path or a zarr.Group"):
+    with pytest.raises(TypeError, match=r"store: expected a path or a zarr\.Group"):
         read_backed(3)
-    dense = anndata.AnnData(X=np.ones((5, 3), np.float32),
-                            layers={"c": sp.csc_matrix(np.ones((5, 3), np.float32))})
+    dense = anndata.AnnData(
+        X=np.ones((5, 3), np.float32), layers={"c": sp.csc_matrix(np.ones((5, 3), np.float32))}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dense.write_zarr(tmp_path / "dense.zarr")
         dense.X = sp.csr_matrix(dense.X)
         dense.write_zarr(tmp_path / "csc_layer.zarr")
-    with pytest.raises(ValueError, match="X: expected a CSR sparse matrix on disk, got "
-                                         "encoding 'array'"):
+    with pytest.raises(
+        ValueError, match="X: expected a CSR sparse matrix on disk, got encoding 'array'"
+    ):
         read_backed(tmp_path / "dense.zarr")
     with pytest.raises(ValueError, match=r"layers\['c'\]: .* got encoding 'csc_matrix'"):
         read_backed(tmp_path / "csc_layer.zarr")
-    assert isinstance(read_backed(tmp_path / "csc_layer.zarr", layers=False).X,
-                      anndata.abc.CSRDataset)
+    assert isinstance(
+        read_backed(tmp_path / "csc_layer.zarr", layers=False).X, anndata.abc.CSRDataset
+    )
 
 
-def test_trains_from_disk_one_minibatch_at_a_time(store: Path, reads: _Reads,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trains_from_disk_one_minibatch_at_a_time(
+    store: Path, reads: _Reads, monkeypatch: pytest.MonkeyPatch
+) -> None:
     block = 4096  # the count check streams X's values in blocks of this many entries
     monkeypatch.setattr(qbmvae_mod, "_BLOCK_ENTRIES", block)
     full = anndata.read_zarr(store).X
@@ -155,8 +159,9 @@ def test_backed_and_in_memory_training_give_the_same_model(store: Path) -> None:
     np.testing.assert_array_equal(latents[0], latents[1])
 
 
-def test_count_checks_stream_through_an_on_disk_x(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_count_checks_stream_through_an_on_disk_x(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(qbmvae_mod, "_BLOCK_ENTRIES", 16)
     X = sp.random(200, 20, density=0.3, format="csr", random_state=0, dtype=np.float32)
     X.data = np.ceil(X.data * 5)

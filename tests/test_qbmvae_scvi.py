@@ -12,9 +12,9 @@ import qsimcells as qs
 from qsimcells.tl.grn import _roc_auc
 
 pytest.importorskip("scvi")
-import scvi  # noqa: E402
-import torch  # noqa: E402
-from scvi.model.base import RNASeqMixin  # noqa: E402
+import scvi
+import torch
+from scvi.model.base import RNASeqMixin
 
 pytestmark = pytest.mark.usefixtures("scvi_quiet_seeded")
 
@@ -25,8 +25,9 @@ def model():
     CT1 are expressed only in CT1 and those of CT2 only in CT2 (differentially expressed by
     construction), the housekeeping genes everywhere alike."""
     scvi.settings.seed = 0
-    adata = qs.sim.simulate(qs.sim.presets.romero2025(True, n_housekeeping=20), 300, rng=0,
-                            batches=2)
+    adata = qs.sim.simulate(
+        qs.sim.presets.romero2025(True, n_housekeeping=20), 300, rng=0, batches=2
+    )
     qs.model.QBMVAE.setup_anndata(adata, batch_key="batch")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -53,8 +54,7 @@ def test_scvi_tools_mixin_is_used(model, monkeypatch) -> None:
     monkeypatch.setattr(RNASeqMixin, "differential_expression", spy)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.differential_expression(groupby="cell_type", group1="CT1", group2="CT2",
-                                      silent=True)
+        model.differential_expression(groupby="cell_type", group1="CT1", group2="CT2", silent=True)
     assert calls == ["vanilla"]
     with pytest.raises(ValueError, match="weights: 'importance' is not allowed"):
         model.differential_expression(groupby="cell_type", group1="CT1", weights="importance")
@@ -70,8 +70,9 @@ def test_differential_expression_finds_the_programmed_genes(model, mode) -> None
     adata = model.adata
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        de = model.differential_expression(groupby="cell_type", group1="CT1", group2="CT2",
-                                           mode=mode)
+        de = model.differential_expression(
+            groupby="cell_type", group1="CT1", group2="CT2", mode=mode
+        )
     assert set(de.index) == set(adata.var_names)
     truth = ~adata.var["housekeeping"].to_numpy()
     score = de.loc[adata.var_names, "proba_de" if mode == "change" else "bayes_factor"]
@@ -80,8 +81,9 @@ def test_differential_expression_finds_the_programmed_genes(model, mode) -> None
     if mode == "change":  # the direction too: CT1's genes are up in CT1
         lfc = de.loc[adata.var_names, "lfc_mean"].to_numpy()
         ct1 = (adata.var["cell_type"] == "CT1").to_numpy()
-        assert (lfc[ct1] > 1).all() and (lfc[(adata.var["cell_type"] == "CT2").to_numpy()]
-                                          < -1).all()
+        assert (lfc[ct1] > 1).all() and (
+            lfc[(adata.var["cell_type"] == "CT2").to_numpy()] < -1
+        ).all()
 
 
 def test_feature_correlation_matrix(model) -> None:
@@ -93,8 +95,9 @@ def test_feature_correlation_matrix(model) -> None:
     # genes of one cell type are zero together in the other type: a gene of CT1 correlates
     # more with another gene of CT1 than with one of CT2
     assert corr.loc["g0", "g1"] > 0 > corr.loc["g0", "g5"]
-    pearson = model.get_feature_correlation_matrix(n_samples=2, correlation_type="pearson",
-                                                   transform_batch=["batch0", "batch1"])
+    pearson = model.get_feature_correlation_matrix(
+        n_samples=2, correlation_type="pearson", transform_batch=["batch0", "batch1"]
+    )
     assert pearson.shape == corr.shape
     with pytest.raises(ValueError, match="correlation_type: 'kendall' is not allowed"):
         model.get_feature_correlation_matrix(correlation_type="kendall")
@@ -116,22 +119,22 @@ def test_normalized_expression_with_scvi_tools_arguments(model) -> None:
     cells = [0, 2, 4]
     own = model.get_normalized_expression(indices=cells, n_samples=20)
     torch.manual_seed(0)
-    as_b0 = model.get_normalized_expression(indices=cells, transform_batch="batch0",
-                                            n_samples=20)
+    as_b0 = model.get_normalized_expression(indices=cells, transform_batch="batch0", n_samples=20)
     torch.manual_seed(0)
-    as_b1 = model.get_normalized_expression(indices=cells, transform_batch="batch1",
-                                            n_samples=20)
+    as_b1 = model.get_normalized_expression(indices=cells, transform_batch="batch1", n_samples=20)
     assert not np.allclose(as_b0.to_numpy(), as_b1.to_numpy())
     assert own.shape == as_b0.shape
     torch.manual_seed(0)
-    both = model.get_normalized_expression(indices=cells, n_samples=20,
-                                           transform_batch=["batch0", "batch1"])
+    both = model.get_normalized_expression(
+        indices=cells, n_samples=20, transform_batch=["batch0", "batch1"]
+    )
     np.testing.assert_allclose(both.sum(1), 1, rtol=1e-4)
     sub = model.get_normalized_expression(indices=cells, gene_list=["g3", "g0"])
     assert list(sub.columns) == ["g3", "g0"]
     latent = model.get_normalized_expression(indices=cells, library_size="latent")
-    np.testing.assert_allclose(latent.sum(1), np.asarray(model.adata.X[cells].sum(1)).ravel(),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        latent.sum(1), np.asarray(model.adata.X[cells].sum(1)).ravel(), rtol=1e-4
+    )
     overall = model.get_normalized_expression(indices=cells, n_samples_overall=7)
     assert isinstance(overall, np.ndarray) and overall.shape == (7, model.adata.n_vars)
     with pytest.raises(ValueError, match="weights: 'importance' is not allowed"):
@@ -151,8 +154,9 @@ def test_reference_mapping_with_scvi_tools_arches(tmp_path) -> None:
     from scipy.spatial import cKDTree
 
     scvi.settings.seed = 0
-    adata = qs.sim.simulate(qs.sim.presets.random_network(40, 3, rng=0, n_housekeeping=10),
-                            200, rng=0, batches=3)
+    adata = qs.sim.simulate(
+        qs.sim.presets.random_network(40, 3, rng=0, n_housekeeping=10), 200, rng=0, batches=3
+    )
     ref = adata[adata.obs["batch"] != "batch2"].copy()
     query = adata[adata.obs["batch"] == "batch2"].copy()
     qs.model.QBMVAE.setup_anndata(ref, batch_key="batch")
@@ -232,12 +236,14 @@ def test_a_minified_model_answers_from_the_stored_posterior(model, tmp_path) -> 
     got = mini.get_normalized_expression(indices=[0, 7, 9], n_samples=5)
     np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=1e-7)
     counts = mini.posterior_predictive_sample(indices=[0, 1])
-    np.testing.assert_allclose(np.asarray(counts.sum(1)).ravel(),
-                               np.asarray(full.adata.X[[0, 1]].sum(1)).ravel(), rtol=0.5)
+    np.testing.assert_allclose(
+        np.asarray(counts.sum(1)).ravel(), np.asarray(full.adata.X[[0, 1]].sum(1)).ravel(), rtol=0.5
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        de = mini.differential_expression(groupby="cell_type", group1="CT1", group2="CT2",
-                                          mode="change", silent=True)
+        de = mini.differential_expression(
+            groupby="cell_type", group1="CT1", group2="CT2", mode="change", silent=True
+        )
     truth = ~mini.adata.var["housekeeping"].to_numpy()
     score = de.loc[mini.adata.var_names, "proba_de"].to_numpy(dtype=float)
     assert _roc_auc(truth, score) >= 0.9
@@ -259,23 +265,32 @@ def test_a_minified_model_answers_from_the_stored_posterior(model, tmp_path) -> 
 def test_minifying_with_counts_keeps_them_and_the_elbo(model, tmp_path) -> None:
     mini = _copy_of(model, tmp_path)
     adata = mini.adata
-    adata.obsm["X_latent_qzm"], adata.obsm["X_latent_qzv"] = \
-        mini.get_latent_representation(return_dist=True)
+    adata.obsm["X_latent_qzm"], adata.obsm["X_latent_qzv"] = mini.get_latent_representation(
+        return_dist=True
+    )
     mini.minify_adata("latent_posterior_parameters_with_counts")
     assert mini.adata.X.nnz == model.adata.X.nnz
     assert np.isfinite(mini.get_elbo())
 
 
-@pytest.mark.parametrize(("change", "error", "match"), [
-    ({"drop": "X_latent_qzm"}, KeyError, r"use_latent_qzm_key: adata.obsm\['X_latent_qzm'\] is "
-                                         "missing"),
-    ({"drop": "X_latent_qzv"}, KeyError, "use_latent_qzv_key: .* is missing"),
-    ({"qzm": "narrow"}, ValueError, r"use_latent_qzm_key: .* has shape \(600, 3\)"),
-    ({"qzm": "logits"}, ValueError, r"must hold Bernoulli means and variances in \[0, 1\]"),
-    ({"type": "posterior"}, ValueError, "minified_data_type: 'posterior' is not allowed"),
-])
-def test_minify_refuses_what_is_not_a_stored_binary_posterior(model, tmp_path, change, error,
-                                                             match) -> None:
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (
+            {"drop": "X_latent_qzm"},
+            KeyError,
+            r"use_latent_qzm_key: adata.obsm\['X_latent_qzm'\] is "
+            "missing",
+        ),
+        ({"drop": "X_latent_qzv"}, KeyError, "use_latent_qzv_key: .* is missing"),
+        ({"qzm": "narrow"}, ValueError, r"use_latent_qzm_key: .* has shape \(600, 3\)"),
+        ({"qzm": "logits"}, ValueError, r"must hold Bernoulli means and variances in \[0, 1\]"),
+        ({"type": "posterior"}, ValueError, "minified_data_type: 'posterior' is not allowed"),
+    ],
+)
+def test_minify_refuses_what_is_not_a_stored_binary_posterior(
+    model, tmp_path, change, error, match
+) -> None:
     mini = _copy_of(model, tmp_path)
     adata = mini.adata
     qzm, qzv = mini.get_latent_representation(return_dist=True)

@@ -108,8 +108,9 @@ def test_training_learns_the_shift_and_predicts_unseen_genes(split, screen, trai
     control = real["control"]
     gains = []
     for label in trained.perturbations:
-        gains.append(np.abs(real[label] - control).mean() - np.abs(real[label] - predicted[label])
-                     .mean())
+        gains.append(
+            np.abs(real[label] - control).mean() - np.abs(real[label] - predicted[label]).mean()
+        )
     assert np.mean(gains) > 0, gains
     scaled = trained.normalize(adata)
     assert "log1p" in scaled.uns and scaled.shape == adata.shape
@@ -119,10 +120,17 @@ def test_training_learns_the_shift_and_predicts_unseen_genes(split, screen, trai
 
 def test_seeded_and_saved_models_agree(split, screen, trained, tmp_path):
     train, held_out = split
-    first, again = (qs.model.QPerturb(train, n_components=6, seed=3).train(
-        max_epochs=1, batch_size=256, progress=False) for _ in range(2))
-    np.testing.assert_allclose(again.predict(held_out, n_cells=30, rng=5).X,
-                               first.predict(held_out, n_cells=30, rng=5).X, atol=1e-5)
+    first, again = (
+        qs.model.QPerturb(train, n_components=6, seed=3).train(
+            max_epochs=1, batch_size=256, progress=False
+        )
+        for _ in range(2)
+    )
+    np.testing.assert_allclose(
+        again.predict(held_out, n_cells=30, rng=5).X,
+        first.predict(held_out, n_cells=30, rng=5).X,
+        atol=1e-5,
+    )
     a = trained.predict(held_out, n_cells=30, rng=5).X
     trained.save(tmp_path / "m")
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -133,7 +141,8 @@ def test_seeded_and_saved_models_agree(split, screen, trained, tmp_path):
     fresh = train.copy()
     del fresh.uns["_qperturb"]  # set up again from the saved set-up
     np.testing.assert_array_equal(
-        qs.model.QPerturb.load(tmp_path / "m", fresh).predict(held_out, n_cells=30, rng=5).X, a)
+        qs.model.QPerturb.load(tmp_path / "m", fresh).predict(held_out, n_cells=30, rng=5).X, a
+    )
     # another screen (here: the held-out perturbations too) is refused, not silently used
     full, _ = screen
     with pytest.raises(ValueError, match="not the screen the model was trained on"):
@@ -160,16 +169,22 @@ def test_predict_rejects_bad_perturbations(trained):
     raw = trained.predict(["G1"], n_cells=20, rng=0, zero_knockouts=False)
     assert (raw[:, "G1"].X[20:] > 0).any()
     # combinations and overexpression are predicted too
-    out = trained.predict({"G1+G2": "knockout", "G3": "overexpress"}, n_cells=10, rng=0,
-                          include_control=False)
+    out = trained.predict(
+        {"G1+G2": "knockout", "G3": "overexpress"}, n_cells=10, rng=0, include_control=False
+    )
     assert out.obs["perturbation"].value_counts().to_dict() == {"G1+G2": 10, "G3": 10}
-    assert out.obs["perturbation_kind"].astype(str).tolist() == ["knockout"] * 10 + [
-        "overexpress"] * 10
-    assert not np.allclose(trained._feature("G3", "overexpress"),
-                           trained._feature("G3", "knockout"))
-    np.testing.assert_allclose(trained._feature("G1+G2", "knockout"),
-                               trained._feature("G1", "knockout")
-                               + trained._feature("G2", "knockout"), rtol=1e-6)
+    assert (
+        out.obs["perturbation_kind"].astype(str).tolist()
+        == ["knockout"] * 10 + ["overexpress"] * 10
+    )
+    assert not np.allclose(
+        trained._feature("G3", "overexpress"), trained._feature("G3", "knockout")
+    )
+    np.testing.assert_allclose(
+        trained._feature("G1+G2", "knockout"),
+        trained._feature("G1", "knockout") + trained._feature("G2", "knockout"),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match=r"repeated: \['G1'\]"):
         trained.predict(["G1", "G1"])
     with pytest.raises(ValueError, match=r"not genes: \['NOPE'\]"):
@@ -194,11 +209,15 @@ def test_knockout_feature_is_an_in_silico_knockout(split):
     X = qs.tl._preprocess.counts(train)[:60]
     pca = PCABackbone(6).fit(X)
     reference = pca.encode(X)
-    silent = int(np.flatnonzero(np.asarray(X.sum(0)).ravel() == 0)[0]) if (
-        np.asarray(X.sum(0)).ravel() == 0).any() else None
+    silent = (
+        int(np.flatnonzero(np.asarray(X.sum(0)).ravel() == 0)[0])
+        if (np.asarray(X.sum(0)).ravel() == 0).any()
+        else None
+    )
     if silent is not None:  # a gene no control cell expresses: knocking it out changes nothing
-        np.testing.assert_allclose(perturbation_features(pca, X, silent, "knockout", reference),
-                                   0, atol=1e-12)
+        np.testing.assert_allclose(
+            perturbation_features(pca, X, silent, "knockout", reference), 0, atol=1e-12
+        )
     g = int(np.argmax(np.asarray(X.sum(0)).ravel()))
     Y = X.tolil()
     Y[:, g] = 0
@@ -231,10 +250,11 @@ def test_scvi_backbone(split):
 
 
 def test_overexpression_screens_and_kind_checks(screen):
-    adata, perts = screen
+    _adata, perts = screen
     design = qs.sim.preset_screen("random_50")[0]
-    mixed = qs.sim.perturbation_screen(design, {perts[0]: "knockout", perts[1]: "overexpress"},
-                                       40, rng=2)
+    mixed = qs.sim.perturbation_screen(
+        design, {perts[0]: "knockout", perts[1]: "overexpress"}, 40, rng=2
+    )
     with pytest.raises(KeyError, match="kind_key: 'kindd' is not an obs column"):
         qs.model.QPerturb.setup_anndata(mixed.copy(), kind_key="kindd")
     clash = mixed.copy()
@@ -244,8 +264,9 @@ def test_overexpression_screens_and_kind_checks(screen):
     with pytest.raises(ValueError, match=f"perturbation {perts[1]!r} is labelled both"):
         qs.model.QPerturb.setup_anndata(clash)
     bad = mixed.copy()
-    bad.obs["perturbation_kind"] = bad.obs["perturbation_kind"].astype(str).replace(
-        "overexpress", "activate")
+    bad.obs["perturbation_kind"] = (
+        bad.obs["perturbation_kind"].astype(str).replace("overexpress", "activate")
+    )
     with pytest.raises(ValueError, match="kind_key: obs\\['perturbation_kind'\\] must be one"):
         qs.model.QPerturb.setup_anndata(bad)
     qs.model.QPerturb.setup_anndata(mixed)
@@ -253,8 +274,9 @@ def test_overexpression_screens_and_kind_checks(screen):
     assert model.perturbations == {perts[0]: "knockout", perts[1]: "overexpress"}
     model.train(max_epochs=1, batch_size=256, progress=False)
     pred = model.predict(n_cells=10, rng=0, include_control=False)  # the training kinds
-    assert pred.obs.groupby("perturbation", observed=True)["perturbation_kind"].first(
-        ).astype(str).to_dict() == {perts[0]: "knockout", perts[1]: "overexpress"}
+    assert pred.obs.groupby("perturbation", observed=True)["perturbation_kind"].first().astype(
+        str
+    ).to_dict() == {perts[0]: "knockout", perts[1]: "overexpress"}
     # an overexpressed gene is not zeroed by the knockout rule
     assert (pred[pred.obs["perturbation"] == perts[1], perts[1]].X > 0).any()
     with pytest.raises(ValueError, match="seed: expected a non-negative integer"):

@@ -27,10 +27,14 @@ def test_the_readme_python_blocks_run(tmp_path) -> None:
         for size, small in SCALED.items():
             block = block.replace(size, small)
         script.append(f"exec(compile({block!r}, 'README.md python block {i}', 'exec'))")
-    result = subprocess.run([sys.executable, "-c", "\n".join(script)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600,
-                            env={"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin",
-                                 "HOME": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", "\n".join(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "fig2.png").stat().st_size > 1000  # the quick start's figures
     assert (tmp_path / "fig4.png").stat().st_size > 1000

@@ -33,15 +33,23 @@ def final_register_probabilities(qc: QuantumCircuit) -> np.ndarray:
                     p = float(state.probabilities([wires[0]])[outcome])
                     if p > 1e-14:
                         collapsed = state.evolve(PROJECT[outcome], [wires[0]]) / np.sqrt(p)
-                        grown.append((weight * p, Statevector(collapsed.data),
-                                      bits | (outcome << clbit), {**last, wires[0]: outcome}))
+                        grown.append(
+                            (
+                                weight * p,
+                                Statevector(collapsed.data),
+                                bits | (outcome << clbit),
+                                {**last, wires[0]: outcome},
+                            )
+                        )
             elif name == "reset":
                 assert wires[0] in last, "reset of a wire that was not measured first"
-                grown.append((weight, state.evolve(FLIP, wires) if last[wires[0]] else state,
-                              bits, last))
+                grown.append(
+                    (weight, state.evolve(FLIP, wires) if last[wires[0]] else state, bits, last)
+                )
             else:
-                grown.append((weight, state.evolve(Operator(instruction.operation), wires),
-                              bits, last))
+                grown.append(
+                    (weight, state.evolve(Operator(instruction.operation), wires), bits, last)
+                )
         branches = grown
     probs = np.zeros(2**register.size)
     for weight, _, bits, _ in branches:
@@ -57,8 +65,11 @@ def live_width(qc: QuantumCircuit) -> int:
     """Largest number of qubits between their first and last multi-qubit gate at one time (at
     least 1): the width reuse must reach, computed independently of the module."""
     spans: dict[int, list[int]] = {}
-    multi = [[qc.find_bit(q).index for q in ins.qubits] for ins in qc.data
-             if ins.operation.name != "barrier" and len(ins.qubits) > 1]
+    multi = [
+        [qc.find_bit(q).index for q in ins.qubits]
+        for ins in qc.data
+        if ins.operation.name != "barrier" and len(ins.qubits) > 1
+    ]
     for k, qubits in enumerate(multi):
         for q in qubits:
             spans.setdefault(q, [k, k])[1] = k
@@ -73,12 +84,21 @@ def random_circuit(rng: np.random.Generator, n: int, n_gates: int) -> QuantumCir
         kind = rng.integers(3)
         if kind == 0:
             q = int(rng.integers(n))
-            [qc.h, qc.s, lambda q: qc.rx(angle, q), lambda q: qc.ry(angle, q)][
-                int(rng.integers(4))](q)
+            [
+                qc.h,
+                qc.s,
+                lambda q, angle=angle: qc.rx(angle, q),
+                lambda q, angle=angle: qc.ry(angle, q),
+            ][int(rng.integers(4))](q)
         elif kind == 1 or n < 3:
             a, b = (int(q) for q in rng.choice(n, size=2, replace=False))
-            [qc.cx, qc.cz, lambda a, b: qc.crx(angle, a, b), lambda a, b: qc.rzz(angle, a, b),
-             qc.swap][int(rng.integers(5))](a, b)
+            [
+                qc.cx,
+                qc.cz,
+                lambda a, b, angle=angle: qc.crx(angle, a, b),
+                lambda a, b, angle=angle: qc.rzz(angle, a, b),
+                qc.swap,
+            ][int(rng.integers(5))](a, b)
         else:
             a, b, c = (int(q) for q in rng.choice(n, size=3, replace=False))
             qc.ccx(a, b, c)
@@ -90,8 +110,11 @@ def test_paper_presets_need_two_wires_and_keep_their_distribution(interacting: b
     circuit = qs.sim.presets.romero2025(interacting).to_qiskit()
     reused = reuse_qubits(circuit)
     assert reused.num_qubits == reused_width(circuit) == 2
-    measured = [reused.find_bit(ins.clbits[0]).index for ins in reused.data
-                if ins.operation.name == "measure"]
+    measured = [
+        reused.find_bit(ins.clbits[0]).index
+        for ins in reused.data
+        if ins.operation.name == "measure"
+    ]
     assert sorted(measured) == list(range(10))  # every gene read exactly once
     np.testing.assert_allclose(final_register_probabilities(reused), ideal(circuit), atol=1e-12)
 
@@ -109,12 +132,15 @@ def test_random_circuits_keep_their_distribution_on_the_fewest_wires() -> None:
     assert narrowed > 10  # the check covered circuits that really got narrower
 
 
-@pytest.mark.parametrize(("edges", "width"), [
-    ([(i, i + 1) for i in range(7)], 2),              # chain: each qubit is done after its CX
-    ([(0, i) for i in range(1, 8)], 2),               # star: the hub stays, leaves come and go
-    ([(i, (i + 1) % 8) for i in range(8)], 3),        # ring: qubit 0 is live to the end
-    ([], 1),                                          # no entanglement: one wire for all
-])
+@pytest.mark.parametrize(
+    ("edges", "width"),
+    [
+        ([(i, i + 1) for i in range(7)], 2),  # chain: each qubit is done after its CX
+        ([(0, i) for i in range(1, 8)], 2),  # star: the hub stays, leaves come and go
+        ([(i, (i + 1) % 8) for i in range(8)], 3),  # ring: qubit 0 is live to the end
+        ([], 1),  # no entanglement: one wire for all
+    ],
+)
 def test_known_widths(edges: list[tuple[int, int]], width: int) -> None:
     qc = QuantumCircuit(8)
     qc.ry(0.7, range(8))
@@ -122,8 +148,9 @@ def test_known_widths(edges: list[tuple[int, int]], width: int) -> None:
         qc.cx(a, b)
     qc.measure_all()
     assert reused_width(qc) == width
-    np.testing.assert_allclose(final_register_probabilities(reuse_qubits(qc)), ideal(qc),
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        final_register_probabilities(reuse_qubits(qc)), ideal(qc), atol=1e-12
+    )
 
 
 def test_fit_to_device_reuses_only_when_needed() -> None:
@@ -134,17 +161,34 @@ def test_fit_to_device_reuses_only_when_needed() -> None:
     assert fit_to_device(qc, 16, "fake_guadalupe", qubit_reuse=True).num_qubits == 2
 
 
-@pytest.mark.parametrize(("build", "device", "reuse", "match"), [
-    ("preset", 5, False, r"the circuit has 10 qubits but dev has 5 \(qubit_reuse=False\)"),
-    ("ring", 2, "auto", "the circuit has 8 qubits but dev has 2; even with qubit reuse it needs 3"),
-    ("mid_measure", 2, "auto", "qubit reuse cannot help: circuit: qubit reuse needs a circuit "
-                               "of unitary gates before its final measurements; found 'measure'"),
-    ("preset", 5, "yes", r"qubit_reuse: 'yes' is not allowed; choose one of \['auto', True, "
-                         r"False\]"),
-    ("preset", 5, 1, r"qubit_reuse: 1 is not allowed"),
-])
-def test_fit_to_device_errors_name_the_problem(build: str, device: int, reuse, match: str
-                                               ) -> None:
+@pytest.mark.parametrize(
+    ("build", "device", "reuse", "match"),
+    [
+        ("preset", 5, False, r"the circuit has 10 qubits but dev has 5 \(qubit_reuse=False\)"),
+        (
+            "ring",
+            2,
+            "auto",
+            "the circuit has 8 qubits but dev has 2; even with qubit reuse it needs 3",
+        ),
+        (
+            "mid_measure",
+            2,
+            "auto",
+            "qubit reuse cannot help: circuit: qubit reuse needs a circuit "
+            "of unitary gates before its final measurements; found 'measure'",
+        ),
+        (
+            "preset",
+            5,
+            "yes",
+            r"qubit_reuse: 'yes' is not allowed; choose one of \['auto', True, "
+            r"False\]",
+        ),
+        ("preset", 5, 1, r"qubit_reuse: 1 is not allowed"),
+    ],
+)
+def test_fit_to_device_errors_name_the_problem(build: str, device: int, reuse, match: str) -> None:
     if build == "preset":
         qc = qs.sim.presets.romero2025(True).to_qiskit()
     elif build == "ring":
@@ -166,10 +210,14 @@ def test_reuse_requested_for_a_circuit_that_fits_names_the_request() -> None:
     qc.measure(0, 0)
     qc.cx(0, 1)
     assert fit_to_device(qc, 2, "dev").num_qubits == 2  # auto: fits, no reuse needed
-    with pytest.raises(ValueError, match="^qubit_reuse=True: circuit: qubit reuse needs"):
+    with pytest.raises(ValueError, match=r"^qubit_reuse=True: circuit: qubit reuse needs"):
         fit_to_device(qc, 2, "dev", qubit_reuse=True)
-    assert fit_to_device(qs.sim.presets.romero2025(True).to_qiskit(), 5, "dev",
-                         qubit_reuse=np.True_).num_qubits == 2
+    assert (
+        fit_to_device(
+            qs.sim.presets.romero2025(True).to_qiskit(), 5, "dev", qubit_reuse=np.True_
+        ).num_qubits
+        == 2
+    )
 
 
 def test_circuit_with_a_final_register_already_is_refused() -> None:

@@ -65,7 +65,7 @@ def spiqgan(tmp_path_factory):
 
 
 def test_a_crafted_qbmvae_file_is_refused_on_every_load_path(qbmvae, tmp_path) -> None:
-    model, adata, folder = qbmvae
+    _model, adata, folder = qbmvae
     marker = tmp_path / "ran"
     crafted = _copy(folder, tmp_path / "crafted")
     _rewrite(crafted / "model.pt", lambda d: d["attr_dict"].update(payload_=Payload(marker)))
@@ -75,15 +75,18 @@ def test_a_crafted_qbmvae_file_is_refused_on_every_load_path(qbmvae, tmp_path) -
         "load without adata": lambda: qs.model.QBMVAE.load(crafted),
         "load_registry": lambda: qs.model.QBMVAE.load_registry(str(crafted)),
         "view_setup_args": lambda: qs.model.QBMVAE.view_setup_args(str(crafted)),
-        "prepare_query_anndata": lambda: qs.model.QBMVAE.prepare_query_anndata(
-            query, str(crafted)),
+        "prepare_query_anndata": lambda: qs.model.QBMVAE.prepare_query_anndata(query, str(crafted)),
         "load_query_data": lambda: qs.model.QBMVAE.load_query_data(query, crafted),
-        "the qbmvae generator": lambda: qs.sim.generate("qbmvae", model=str(crafted),
-                                                        n_cells=5, adata=adata),
+        "the qbmvae generator": lambda: qs.sim.generate(
+            "qbmvae", model=str(crafted), n_cells=5, adata=adata
+        ),
     }
     for what, attempt in attempts.items():
-        with pytest.raises(UnsafeFileError, match=r"is refused: loading it would call "
-                           r"posix.system.*trusted=True") as caught:
+        with pytest.raises(
+            UnsafeFileError,
+            match=r"is refused: loading it would call "
+            r"posix.system.*trusted=True",
+        ) as caught:
             attempt()
         assert isinstance(caught.value, ValueError), what
         assert not marker.exists(), what
@@ -124,7 +127,7 @@ def test_trusted_loads_a_file_with_a_global_outside_the_allow_list(qbmvae, tmp_p
     _, adata, folder = qbmvae
     odd = _copy(folder, tmp_path / "odd")
     _rewrite(odd / "model.pt", lambda d: d["attr_dict"].update(note_=fractions.Fraction(1, 3)))
-    with pytest.raises(UnsafeFileError, match="would call fractions.Fraction,"):
+    with pytest.raises(UnsafeFileError, match=r"would call fractions\.Fraction,"):
         qs.model.QBMVAE.load(str(odd), adata=adata)
     loaded = qs.model.QBMVAE.load(str(odd), adata=adata, trusted=True)
     assert loaded.note_ == fractions.Fraction(1, 3)
@@ -133,14 +136,16 @@ def test_trusted_loads_a_file_with_a_global_outside_the_allow_list(qbmvae, tmp_p
 
 
 def test_a_crafted_spiqgan_file_is_refused(spiqgan, tmp_path) -> None:
-    model, folder = spiqgan
+    _model, folder = spiqgan
     marker = tmp_path / "ran"
     crafted = _copy(folder, tmp_path / "crafted")
     _rewrite(crafted / "spiqgan.pt", lambda d: d.update(average=Payload(marker)))
-    for attempt in (lambda: qs.model.SpiQGAN.load(crafted),
-                    lambda: qs.model.SpiQGAN.load(crafted / "spiqgan.json"),
-                    lambda: qs.sim.generate("spiqgan", model=crafted, n_cells=5)):
-        with pytest.raises(UnsafeFileError, match="would call posix.system"):
+    for attempt in (
+        lambda: qs.model.SpiQGAN.load(crafted),
+        lambda: qs.model.SpiQGAN.load(crafted / "spiqgan.json"),
+        lambda: qs.sim.generate("spiqgan", model=crafted, n_cells=5),
+    ):
+        with pytest.raises(UnsafeFileError, match=r"would call posix\.system"):
             attempt()
     assert not marker.exists()
 
@@ -148,22 +153,37 @@ def test_a_crafted_spiqgan_file_is_refused(spiqgan, tmp_path) -> None:
 def _legacy_save(model, folder: Path, extra=None) -> None:
     """A save in the old format (one pickle, version 1), as qsimcells wrote it before."""
     folder.mkdir()
-    torch.save({
-        "config": model._config(), "version": 1, "device": "cpu",
-        "data": np.packbits(model.data, axis=1), "n_samples": model.data.shape[0],
-        "unit_names": model.unit_names, "seed": 0,
-        "generator": model.generator.state_dict(), "critic": model.critic.state_dict(),
-        "opt_generator": model._opt_g.state_dict(), "opt_critic": model._opt_c.state_dict(),
-        "history": model._history, "average": model._average,
-        "average_steps": model._average_steps, **(extra or {})}, folder / "spiqgan.pt")
+    torch.save(
+        {
+            "config": model._config(),
+            "version": 1,
+            "device": "cpu",
+            "data": np.packbits(model.data, axis=1),
+            "n_samples": model.data.shape[0],
+            "unit_names": model.unit_names,
+            "seed": 0,
+            "generator": model.generator.state_dict(),
+            "critic": model.critic.state_dict(),
+            "opt_generator": model._opt_g.state_dict(),
+            "opt_critic": model._opt_c.state_dict(),
+            "history": model._history,
+            "average": model._average,
+            "average_steps": model._average_steps,
+            **(extra or {}),
+        },
+        folder / "spiqgan.pt",
+    )
 
 
 def test_the_old_spiqgan_format_is_refused_and_converts_when_trusted(spiqgan, tmp_path) -> None:
     model, _ = spiqgan
     marker = tmp_path / "ran"
     _legacy_save(model, tmp_path / "crafted", {"payload": Payload(marker)})
-    with pytest.raises(UnsafeFileError, match=r"old format.*SpiQGAN.load\(path, trusted=True\)"
-                       r".save\(new_path\)"):
+    with pytest.raises(
+        UnsafeFileError,
+        match=r"old format.*SpiQGAN.load\(path, trusted=True\)"
+        r".save\(new_path\)",
+    ):
         qs.model.SpiQGAN.load(tmp_path / "crafted")
     assert not marker.exists()
     _legacy_save(model, tmp_path / "old")
@@ -184,7 +204,7 @@ def test_crafted_qperturb_files_are_refused(tmp_path) -> None:
     marker = tmp_path / "ran"
     weights = _copy(tmp_path / "good", tmp_path / "weights")
     torch.save({"payload": Payload(marker)}, weights / "module.pt")
-    with pytest.raises(UnsafeFileError, match="would call posix.system"):
+    with pytest.raises(UnsafeFileError, match=r"would call posix\.system"):
         qs.model.QPerturb.load(weights, screen)
     backbone = _copy(tmp_path / "good", tmp_path / "backbone")
     payload = np.empty(1, dtype=object)

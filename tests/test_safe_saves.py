@@ -39,9 +39,11 @@ def _qbmvae():
     return model, adata
 
 
-MODELS = {"QPerturb": (_qperturb, "qperturb.json", "module.pt"),
-          "SpiQGAN": (_spiqgan, "spiqgan.json", "spiqgan.pt"),
-          "QBMVAE": (_qbmvae, "model.pt", "model.pt")}
+MODELS = {
+    "QPerturb": (_qperturb, "qperturb.json", "module.pt"),
+    "SpiQGAN": (_spiqgan, "spiqgan.json", "spiqgan.pt"),
+    "QBMVAE": (_qbmvae, "model.pt", "model.pt"),
+}
 
 
 def _save(name: str, model, path: Path, **kwargs):
@@ -108,8 +110,11 @@ def test_a_damaged_save_gets_a_clear_error(saved, tmp_path, damage: str) -> None
         (copy / p.name).write_bytes(p.read_bytes())
     for member in set(MODELS[name][1:]):
         data = (copy / member).read_bytes()
-        (copy / member).write_bytes(data[: len(data) // 2] if damage == "truncated"
-                                    else b"PK\x03\x04 not a model at all" * 10)
+        (copy / member).write_bytes(
+            data[: len(data) // 2]
+            if damage == "truncated"
+            else b"PK\x03\x04 not a model at all" * 10
+        )
     with pytest.raises(ValueError, match=rf"is not a readable {name} save"):
         _load(name, copy, adata)
 

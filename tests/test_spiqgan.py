@@ -30,8 +30,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def population():
     """5 correlated units in one bin: 20,000 training and 20,000 held-out samples."""
-    adata = qs.datasets.ising_population(N_UNITS, 40_000, coupling=4.0, coupling_mean=0.5,
-                                         rate=0.15, rng=11)
+    adata = qs.datasets.ising_population(
+        N_UNITS, 40_000, coupling=4.0, coupling_mean=0.5, rate=0.15, rng=11
+    )
     x = adata.X.toarray()
     return x[:20_000], x[20_000:]
 
@@ -90,8 +91,11 @@ def test_to_qiskit_gives_the_same_probabilities() -> None:
     assert len(free[0].parameters) == model.n_layers * 3  # z[l * n + q], shared by timesteps
     for t in range(2):
         np.testing.assert_allclose(Statevector(bound[t]).probabilities(), probs[t], atol=1e-12)
-        values = dict(zip(sorted(free[t].parameters, key=lambda p: p.index),
-                          z[0].numpy().ravel()))
+        values = dict(
+            zip(
+                sorted(free[t].parameters, key=lambda p: p.index), z[0].numpy().ravel(), strict=True
+            )
+        )
         rebound = free[t].assign_parameters(values)
         np.testing.assert_allclose(Statevector(rebound).probabilities(), probs[t], atol=1e-12)
     measured = model.to_qiskit(z[0].numpy(), measure=True)[0]
@@ -106,8 +110,7 @@ def test_local_expectation_gradient_is_the_exact_gradient(readout) -> None:
     E[C(G(z))] (enumerated over all 2**(n t) samples) for fixed noise."""
     n, steps = 2, 2
     data = np.random.default_rng(0).integers(0, 2, (20, n * steps)).astype(np.uint8)
-    model = qs.model.SpiQGAN(data, n, steps, n_layers=2, readout=readout, dtype="float64",
-                             rng=0)
+    model = qs.model.SpiQGAN(data, n, steps, n_layers=2, readout=readout, dtype="float64", rng=0)
     with torch.no_grad():
         for p in model.critic.parameters():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(1))
@@ -128,13 +131,17 @@ def test_local_expectation_gradient_is_the_exact_gradient(readout) -> None:
 
     repeats = 20_000
     many = model.generator(z.repeat(repeats, 1, 1))
-    uniform = torch.rand(model._uniform_shape(2 * repeats), dtype=torch.float64,
-                         generator=torch.Generator().manual_seed(4))
+    uniform = torch.rand(
+        model._uniform_shape(2 * repeats),
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(4),
+    )
     bits = model._draw(many.detach(), uniform)
     with torch.no_grad():
         local = model._local_critic(bits)
-    surrogate = ((many * local).sum((1, 2)) if readout == "born"
-                 else (model._marginals(many) * local).sum(1)).mean()
+    surrogate = (
+        (many * local).sum((1, 2)) if readout == "born" else (model._marginals(many) * local).sum(1)
+    ).mean()
     grad = torch.autograd.grad(surrogate, model.generator.weights)[0]
     scale = float(grad_exact.abs().max())
     assert scale > 0.05
@@ -148,7 +155,9 @@ def test_k_loss_is_the_distance_between_count_distributions() -> None:
     for row in range(2):
         brute = np.zeros(4)
         for bits in itertools.product([0, 1], repeat=3):
-            brute[sum(bits)] += np.prod([pi if b else 1 - pi for pi, b in zip(p[row], bits)])
+            brute[sum(bits)] += np.prod(
+                [pi if b else 1 - pi for pi, b in zip(p[row], bits, strict=True)]
+            )
         np.testing.assert_allclose(dist[row].numpy(), brute, atol=1e-12)
     data = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 1, 1]], dtype=np.uint8)
     model = qs.model.SpiQGAN(data, 3, dtype="float64", rng=0)
@@ -160,12 +169,15 @@ def test_k_loss_is_the_distance_between_count_distributions() -> None:
     assert model._k_loss(probs).item() == pytest.approx(expected)
 
     # several timesteps: one W1 per timestep against that timestep's data, summed / sqrt(T)
-    data = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0],
-                     [1, 1, 1, 0, 1, 0]], dtype=np.uint8)  # 3 units x 2 timesteps
+    data = np.array(
+        [[1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0], [1, 1, 1, 0, 1, 0]],
+        dtype=np.uint8,
+    )  # 3 units x 2 timesteps
     model = qs.model.SpiQGAN(data, 3, 2, dtype="float64", rng=0)
     # active units per sample: 1, 2, 1, 3 at timestep 0 and 0, 3, 1, 1 at timestep 1
-    k_data = np.stack([np.bincount([1, 2, 1, 3], minlength=4) / 4,
-                       np.bincount([0, 3, 1, 1], minlength=4) / 4])
+    k_data = np.stack(
+        [np.bincount([1, 2, 1, 3], minlength=4) / 4, np.bincount([0, 3, 1, 1], minlength=4) / 4]
+    )
     np.testing.assert_allclose(model._k_data.numpy(), k_data)
     probs = model.generator(model._noise(8, torch.Generator().manual_seed(0)))
     k_gen = (probs @ model._popcount).mean(0).detach().numpy()  # (T, n + 1)
@@ -184,7 +196,8 @@ def test_training_beats_independent_units(population, trained) -> None:
     fake = trained.sample(20_000, rng=5)
     gan = qs.tl.spike_statistics(held_out, fake, n_units=N_UNITS)
     independent = qs.tl.spike_statistics(
-        held_out, qs.tl.independent_surrogate(train, 20_000, rng=6), n_units=N_UNITS)
+        held_out, qs.tl.independent_surrogate(train, 20_000, rng=6), n_units=N_UNITS
+    )
     floor = qs.tl.spike_statistics(held_out, train, n_units=N_UNITS)["js"]
     assert independent["js"] > 0.08  # a strongly correlated population
     assert gan["js"] < 0.5 * independent["js"]
@@ -199,28 +212,39 @@ def test_training_beats_independent_units(population, trained) -> None:
     k_fake = np.bincount(fake.sum(1), minlength=N_UNITS + 1) / fake.shape[0]
     assert 0.5 * np.abs(k_real - k_fake).sum() < 0.06
     np.testing.assert_allclose(gan["k_probability"]["generated"], k_fake)
-    assert list(trained.history.columns) == ["critic_loss", "gradient_penalty", "wasserstein",
-                                             "generator_loss", "k_loss"]
+    assert list(trained.history.columns) == [
+        "critic_loss",
+        "gradient_penalty",
+        "wasserstein",
+        "generator_loss",
+        "k_loss",
+    ]
 
 
 def test_training_fits_correlations_across_timesteps() -> None:
     """3 units x 3 bins, correlated in space and time: the JS of whole samples (512 states,
     which sees the correlations between bins) and the autocorrelogram beat independent units.
     Seeds 0-2 gave JS 0.049-0.071 against 0.119 (sampling floor 0.017)."""
-    x = qs.datasets.ising_population(3, 30_000, n_timesteps=3, rate=0.15, coupling=4.0,
-                                     coupling_mean=0.5, temporal_coupling=1.5,
-                                     rng=12).X.toarray()
+    x = qs.datasets.ising_population(
+        3,
+        30_000,
+        n_timesteps=3,
+        rate=0.15,
+        coupling=4.0,
+        coupling_mean=0.5,
+        temporal_coupling=1.5,
+        rng=12,
+    ).X.toarray()
     train, held_out = x[:20_000], x[20_000:]
     model = qs.model.SpiQGAN(train, 3, 3, rng=0)
     model.train(300, 64, progress=False)
-    gan = qs.tl.spike_statistics(held_out, model.sample(10_000, rng=5), n_units=3,
-                                 n_timesteps=3)
+    gan = qs.tl.spike_statistics(held_out, model.sample(10_000, rng=5), n_units=3, n_timesteps=3)
     independent = qs.tl.spike_statistics(
-        held_out, qs.tl.independent_surrogate(train, 10_000, rng=6), n_units=3, n_timesteps=3)
+        held_out, qs.tl.independent_surrogate(train, 10_000, rng=6), n_units=3, n_timesteps=3
+    )
     assert gan["js_scope"] == "sample"
     assert gan["js"] < 0.7 * independent["js"]
-    assert (gan["summary"]["autocorrelogram_mae"]
-            < independent["summary"]["autocorrelogram_mae"])
+    assert gan["summary"]["autocorrelogram_mae"] < independent["summary"]["autocorrelogram_mae"]
 
 
 @pytest.mark.parametrize("k_weight", [0.0, 1.0])
@@ -239,8 +263,9 @@ def test_training_with_and_without_the_k_loss(population, k_weight) -> None:
 
 def test_marginal_readout_and_weight_clipping_train(population) -> None:
     train, held_out = population
-    model = qs.model.SpiQGAN(train, N_UNITS, n_layers=2, readout="marginal", lipschitz="clip",
-                             rng=4)
+    model = qs.model.SpiQGAN(
+        train, N_UNITS, n_layers=2, readout="marginal", lipschitz="clip", rng=4
+    )
     before = qs.tl.spike_statistics(held_out, model.sample(5000, rng=1), n_units=N_UNITS)["js"]
     history = model.train(80, 64, progress=False)
     after = qs.tl.spike_statistics(held_out, model.sample(5000, rng=1), n_units=N_UNITS)["js"]
@@ -351,7 +376,7 @@ def test_anndata_input_layers_and_thresholds() -> None:
     assert from_layer.unit_names == genes
     from_counts = qs.model.SpiQGAN(sub, 5, threshold=0, rng=0)
     np.testing.assert_array_equal(from_counts.data, (sub.X.toarray() > 0).astype(np.uint8))
-    with pytest.raises(ValueError, match="data: values must be 0 or 1 .* threshold=0"):
+    with pytest.raises(ValueError, match=r"data: values must be 0 or 1 .* threshold=0"):
         qs.model.SpiQGAN(sub, 5, rng=0)  # raw counts without a threshold
 
 
@@ -359,14 +384,20 @@ def test_bad_input_is_a_clear_error() -> None:
     ok = np.zeros((5, 6), dtype=np.uint8)
     with pytest.raises(ValueError, match=r"data: values must be 0 or 1 \(found 0.5\)"):
         qs.model.SpiQGAN(ok + 0.5, 3, 2)
-    with pytest.raises(ValueError, match=r"data: has 6 columns, but n_units \* n_timesteps = "
-                                         r"4 \* 2 = 8 \(columns are timestep-major"):
+    with pytest.raises(
+        ValueError,
+        match=r"data: has 6 columns, but n_units \* n_timesteps = "
+        r"4 \* 2 = 8 \(columns are timestep-major",
+    ):
         qs.model.SpiQGAN(ok, 4, 2)
     with pytest.raises(ValueError, match="data: contains NaN"):
         qs.model.SpiQGAN(np.full((5, 6), np.nan), 3, 2)
     adata = qs.datasets.ising_population(3, 10, n_timesteps=2, rng=0)
-    with pytest.raises(ValueError, match=r"the AnnData records \(n_units, n_timesteps\) = "
-                                         r"\(3, 2\), got \(6, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the AnnData records \(n_units, n_timesteps\) = "
+        r"\(3, 2\), got \(6, 1\)",
+    ):
         qs.model.SpiQGAN(adata, 6, 1)
     with pytest.raises(ValueError, match="n_units: at most 12 qubits"):
         qs.model.SpiQGAN(np.zeros((2, 13), dtype=np.uint8), 13)

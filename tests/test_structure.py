@@ -6,12 +6,21 @@ import inspect
 import json
 
 import pytest
-from conftest import run_python
 
 import qsimcells as qs
+from conftest import run_python
 
-HEAVY = ("scvi", "scanpy", "torch", "qiskit_aer", "qiskit_ibm_runtime", "lightning", "jax", "dwave",
-         "dimod")
+HEAVY = (
+    "scvi",
+    "scanpy",
+    "torch",
+    "qiskit_aer",
+    "qiskit_ibm_runtime",
+    "lightning",
+    "jax",
+    "dwave",
+    "dimod",
+)
 
 
 def test_import_is_light_and_submodules_are_lazy() -> None:
@@ -78,9 +87,23 @@ def test_public_functions_follow_scverse_conventions(name, func) -> None:
 
 #: the package's layers, low to high: a module imports only from lower layers (and pl from
 #: tl), so data flow one way: plugins -> samplers -> sim -> tl/pl -> model
-LAYERS = {"_utils": 0, "_atomic": 0, "_version": 0, "plugins": 1, "samplers": 2, "circuits": 3,
-          "datasets": 3, "nn": 3, "sim": 4, "tl": 5, "pl": 5, "model": 6, "cli": 7,
-          "testing": 7, "__init__": 7}
+LAYERS = {
+    "_utils": 0,
+    "_atomic": 0,
+    "_version": 0,
+    "plugins": 1,
+    "samplers": 2,
+    "circuits": 3,
+    "datasets": 3,
+    "nn": 3,
+    "sim": 4,
+    "tl": 5,
+    "pl": 5,
+    "model": 6,
+    "cli": 7,
+    "testing": 7,
+    "__init__": 7,
+}
 ALLOWED_SIDEWAYS = {("pl", "tl")}
 
 
@@ -98,8 +121,11 @@ def _imported_packages(path, rel) -> set[tuple[str, int]]:
                 package = list(rel.parts[:-1])
                 base = package[: len(package) - (node.level - 1)]
                 module = [p for p in (node.module or "").split(".") if p]
-                names = [".".join(["qsimcells", *base, *module])] if base or module else \
-                    [f"qsimcells.{a.name}" for a in node.names]
+                names = (
+                    [".".join(["qsimcells", *base, *module])]
+                    if base or module
+                    else [f"qsimcells.{a.name}" for a in node.names]
+                )
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:

@@ -6,7 +6,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "docs" / "tutorials"
@@ -19,8 +18,9 @@ def code_cells(page: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", ["spatial", "calibration", "reference_mapping"])
 def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -> None:
-    pytest.importorskip({"spatial": "squidpy", "calibration": "torch",
-                         "reference_mapping": "scvi"}[name])
+    pytest.importorskip(
+        {"spatial": "squidpy", "calibration": "torch", "reference_mapping": "scvi"}[name]
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +35,7 @@ def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -
     namespace: dict[str, object] = {"__name__": f"tutorial_{name}"}
     try:
         for i, cell in enumerate(cells):
-            exec(compile(cell, f"{page.name} cell {i}", "exec"), namespace)  # noqa: S102
+            exec(compile(cell, f"{page.name} cell {i}", "exec"), namespace)
     finally:
         plt.close("all")
     for figure in figures:  # every figure the page shows, drawn by its own code
@@ -46,7 +46,9 @@ def test_tutorial_runs_and_draws_its_figures(name: str, tmp_path, monkeypatch) -
     if name == "spatial":
         scores = namespace["scores"]
         for s in scores.values():
-            assert s["aupr"] == 1.0 and s["precision"] == pytest.approx(1 / 3) and s["recall"] == 1.0
+            assert (
+                s["aupr"] == 1.0 and s["precision"] == pytest.approx(1 / 3) and s["recall"] == 1.0
+            )
     if name == "calibration":
         comparison, score = namespace["comparison"], namespace["score"]
         # the figures the page discusses: a look-alike (not a perfect) simulation, and the

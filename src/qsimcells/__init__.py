@@ -25,7 +25,18 @@ _SUBMODULES = ("sim", "tl", "pl", "model", "nn", "samplers", "plugins", "circuit
 __all__ = ["__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
-    from . import circuits, datasets, model, nn, pl, plugins, samplers, sim, tl
+    # "x as x": re-exported names (the lazy __getattr__ below provides them at run time)
+    from . import (
+        circuits as circuits,
+        datasets as datasets,
+        model as model,
+        nn as nn,
+        pl as pl,
+        plugins as plugins,
+        samplers as samplers,
+        sim as sim,
+        tl as tl,
+    )
 
 
 def __getattr__(name: str) -> Any:

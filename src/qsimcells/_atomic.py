@@ -21,8 +21,9 @@ def _check_parent(target: Path, field: str) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise FileExistsError(f"{field}: a file stands where the folder "
-                              f"{str(target.parent)!r} should be") from None
+        raise FileExistsError(
+            f"{field}: a file stands where the folder {str(target.parent)!r} should be"
+        ) from None
     if not os.access(target.parent, os.W_OK):
         raise PermissionError(f"{field}: the folder {str(target.parent)!r} is not writable")
 
@@ -32,8 +33,9 @@ def _temporary(target: Path, kind: str) -> Path:
 
 
 @contextmanager
-def atomic_folder(path: str | os.PathLike[str], overwrite: bool, *,
-                  field: str = "dir_path") -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike[str], overwrite: bool, *, field: str = "dir_path"
+) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
 
     An existing non-empty ``path`` is refused unless ``overwrite``; it is replaced only after
@@ -44,11 +46,13 @@ def atomic_folder(path: str | os.PathLike[str], overwrite: bool, *,
         raise TypeError(f"overwrite: expected True or False, got {overwrite!r}")
     target = Path(path).expanduser().absolute()
     if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{field}: {str(target)!r} is a file, not a folder; choose "
-                              "another path")
+        raise FileExistsError(
+            f"{field}: {str(target)!r} is a file, not a folder; choose another path"
+        )
     if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise FileExistsError(f"{field}: {str(target)!r} exists and is not empty; pass "
-                              "overwrite=True to replace it")
+        raise FileExistsError(
+            f"{field}: {str(target)!r} exists and is not empty; pass overwrite=True to replace it"
+        )
     _check_parent(target, field)
     tmp = _temporary(target, "partial")
     tmp.mkdir()
@@ -67,8 +71,9 @@ def atomic_folder(path: str | os.PathLike[str], overwrite: bool, *,
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike[str], overwrite: bool, *,
-                field: str = "path") -> Iterator[Path]:
+def atomic_file(
+    path: str | os.PathLike[str], overwrite: bool, *, field: str = "path"
+) -> Iterator[Path]:
     """Yield a temporary file path beside ``path``; on success it replaces ``path``."""
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite: expected True or False, got {overwrite!r}")
@@ -76,8 +81,7 @@ def atomic_file(path: str | os.PathLike[str], overwrite: bool, *,
     if target.is_dir():
         raise FileExistsError(f"{field}: {str(target)!r} is a folder, not a file")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{field}: {str(target)!r} exists; pass overwrite=True to "
-                              "replace it")
+        raise FileExistsError(f"{field}: {str(target)!r} exists; pass overwrite=True to replace it")
     _check_parent(target, field)
     tmp = _temporary(target, "partial")
     try:

@@ -37,7 +37,9 @@ def seed_sequence(rng: RngLike) -> np.random.SeedSequence:
         if rng is not None and rng < 0:
             raise ValueError(f"rng: a seed must be a non-negative integer, got {rng}")
         return np.random.SeedSequence(None if rng is None else int(rng))
-    raise TypeError(f"rng: expected an int seed, a numpy Generator or None, got {type(rng).__name__}")
+    raise TypeError(
+        f"rng: expected an int seed, a numpy Generator or None, got {type(rng).__name__}"
+    )
 
 
 def child_seeds(seq: np.random.SeedSequence, n: int) -> list[np.random.SeedSequence]:
@@ -70,8 +72,15 @@ def check_positive_int(field: str, value: Any) -> int:
     return int(value)
 
 
-def check_finite(field: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
-                 low_open: bool = False, high_open: bool = False) -> float:
+def check_finite(
+    field: str,
+    value: Any,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     """Return ``value`` as a float after checking that it is finite and within bounds."""
     try:
         x = float(value)
@@ -91,8 +100,9 @@ def layer_matrix(adata: Any, layer: str | None, field: str = "adata") -> Any:
     if layer is None:
         return adata.X
     if layer not in adata.layers:
-        raise MissingKeyError(f"layer: {layer!r} is not in {field}.layers; available: "
-                       f"{sorted(adata.layers)}")
+        raise MissingKeyError(
+            f"layer: {layer!r} is not in {field}.layers; available: {sorted(adata.layers)}"
+        )
     return adata.layers[layer]
 
 
@@ -102,12 +112,13 @@ def group_labels(adata: Any, groupby: str) -> Any:
     import pandas as pd
 
     if not isinstance(groupby, str) or groupby not in adata.obs:
-        raise MissingKeyError(f"groupby: {groupby!r} is not a column of adata.obs; available: "
-                              f"{list(adata.obs.columns)}")
+        raise MissingKeyError(
+            f"groupby: {groupby!r} is not a column of adata.obs; available: "
+            f"{list(adata.obs.columns)}"
+        )
     labels = adata.obs[groupby]
     if labels.isna().any():
-        raise ValueError(f"groupby: obs[{groupby!r}] has {int(labels.isna().sum())} missing "
-                         "labels")
+        raise ValueError(f"groupby: obs[{groupby!r}] has {int(labels.isna().sum())} missing labels")
     return labels if isinstance(labels.dtype, pd.CategoricalDtype) else labels.astype("category")
 
 
@@ -120,8 +131,10 @@ def check_adata(adata: Any, field: str = "adata") -> None:
         raise ValueError(f"{field}: is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
     if not adata.var_names.is_unique:
         repeated = list(adata.var_names[adata.var_names.duplicated()].unique()[:5])
-        raise ValueError(f"{field}.var_names: gene names must be unique, {repeated} repeat; "
-                         f"call {field}.var_names_make_unique()")
+        raise ValueError(
+            f"{field}.var_names: gene names must be unique, {repeated} repeat; "
+            f"call {field}.var_names_make_unique()"
+        )
 
 
 def counts(adata: Any, layer: str | None = None) -> Any:
@@ -130,11 +143,15 @@ def counts(adata: Any, layer: str | None = None) -> Any:
 
     X = sparse.csr_matrix(layer_matrix(adata, layer), dtype=np.float64)
     if not np.isfinite(X.data).all():
-        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: contains NaN or "
-                         "infinite values; expected raw counts")
+        raise ValueError(
+            f"{'X' if layer is None else f'layers[{layer!r}]'}: contains NaN or "
+            "infinite values; expected raw counts"
+        )
     if (X.data < 0).any():
-        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: expected raw "
-                         "counts, found negative values")
+        raise ValueError(
+            f"{'X' if layer is None else f'layers[{layer!r}]'}: expected raw "
+            "counts, found negative values"
+        )
     return X
 
 

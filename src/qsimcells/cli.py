@@ -16,16 +16,25 @@ logger = logging.getLogger("qsimcells")
 
 
 #: The paper's ligand-receptor database (Table 2): two programmed pairs and two decoys.
-PAPER_PAIRS = [("g3", "g5", "Simulated1"), ("g7", "g0", "Simulated2"),
-               ("g8", "g4", "Simulated3"), ("g9", "g4", "Simulated4")]
+PAPER_PAIRS = [
+    ("g3", "g5", "Simulated1"),
+    ("g7", "g0", "Simulated2"),
+    ("g8", "g4", "Simulated3"),
+    ("g9", "g4", "Simulated4"),
+]
 #: Table 3 of the paper, for the comparison written next to ours.
-PAPER_TABLE3 = {("g3", "g5"): (0.0148, 0.1135), ("g7", "g0"): (0.0011, 0.0830),
-                ("g8", "g4"): (0.1133, 0.1008), ("g9", "g4"): (0.0726, 0.0638)}
+PAPER_TABLE3 = {
+    ("g3", "g5"): (0.0148, 0.1135),
+    ("g7", "g0"): (0.0011, 0.0830),
+    ("g8", "g4"): (0.1133, 0.1008),
+    ("g9", "g4"): (0.0726, 0.0638),
+}
 CASES = ((True, "case1_interacting"), (False, "case2_control"))
 
 
-def demo(out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto",
-         n_perms: int = 1000) -> dict:
+def demo(
+    out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto", n_perms: int = 1000
+) -> dict:
     """Reproduce Romero et al. into ``out``: both cases simulated (h5ad, circuits, Fig. 2
     histograms, ON fractions), the UMAP of Fig. 3, the correlation networks of Fig. 4 scored
     against the programmed ones, and CellChat's Table 3 with the paper's numbers beside ours."""
@@ -48,8 +57,9 @@ def demo(out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto",
         adata = sim.simulate(design, n_cells, sampler=sampler, rng=seed)
         pl.circuit(design, save=out / f"{case}_circuit.png", show=False)
         pl.bit_histogram(adata, save=out / f"{case}_bit_histogram.png", show=False)
-        marginals = (adata.var.assign(on=adata.layers["binary"].sum(0).A1 / n_cells)
-                     .loc[design.gene_names, ["cell_type", "p_on", "on"]])
+        marginals = adata.var.assign(on=adata.layers["binary"].sum(0).A1 / n_cells).loc[
+            design.gene_names, ["cell_type", "p_on", "on"]
+        ]
         marginals.to_csv(out / f"{case}_marginals.csv")
 
         # Fig. 4: the paper's correlation networks against the programmed CX gates
@@ -60,51 +70,90 @@ def demo(out: Path, n_cells: int = 2000, seed: int = 0, sampler: str = "auto",
             key = f"{method}_network"
             score = tl.score_network(adata, key)
             score["edges"].to_csv(out / f"{case}_{method}_edges.csv", index=False)
-            networks[method] = {m: _plain(score[m]) for m in
-                                ("precision", "recall", "recall_within_types", "f1", "aupr",
-                                 "auroc")}
+            networks[method] = {
+                m: _plain(score[m])
+                for m in ("precision", "recall", "recall_within_types", "f1", "aupr", "auroc")
+            }
             networks[method]["edges"] = {
-                status: [f"{a}-{b}" for a, b in zip(part["source"], part["target"])]
-                for status, part in score["edges"].groupby("status")}
+                status: [f"{a}-{b}" for a, b in zip(part["source"], part["target"], strict=True)]
+                for status, part in score["edges"].groupby("status")
+            }
             pl.network(adata, key, ax=axes[row], show=False)
         fig.suptitle(f"{case}: programmed vs correlation networks (|r| > 0.5)")
         fig.savefig(out / f"{case}_fig4_networks.png", dpi=150, bbox_inches="tight")
 
         # Table 3: CellChat with the paper's custom database, 1% truncated mean
-        tl.cellchat(adata, groupby="cell_type", pairs=pairs, mean="truncated", trim=0.01,
-                    n_perms=n_perms, rng=seed)
+        tl.cellchat(
+            adata,
+            groupby="cell_type",
+            pairs=pairs,
+            mean="truncated",
+            trim=0.01,
+            n_perms=n_perms,
+            rng=seed,
+        )
         adata.write_h5ad(out / f"{case}.h5ad")
         plt.close("all")
         data[case] = adata
-        summary[case] = {"cells": adata.n_obs, "genes": adata.n_vars,
-                         "sampler": adata.uns["qsimcells"]["sampler"]["name"],
-                         "design": repr(design), "networks": networks}
+        summary[case] = {
+            "cells": adata.n_obs,
+            "genes": adata.n_vars,
+            "sampler": adata.uns["qsimcells"]["sampler"]["name"],
+            "design": repr(design),
+            "networks": networks,
+        }
         logger.info("%s: %s", case, summary[case])
 
     shift = tl.communication_shift(data["case2_control"], data["case1_interacting"])
     # the paper lists only the pairs in the direction of its database (Table 3)
-    directed = {("CT1", "CT2", "g3", "g5"), ("CT2", "CT1", "g7", "g0"),
-                ("CT2", "CT1", "g8", "g4"), ("CT2", "CT1", "g9", "g4")}
-    table3 = shift[[tuple(r) in directed for r in
-                    shift[["source", "target", "ligand", "receptor"]].itertuples(index=False)]]
+    directed = {
+        ("CT1", "CT2", "g3", "g5"),
+        ("CT2", "CT1", "g7", "g0"),
+        ("CT2", "CT1", "g8", "g4"),
+        ("CT2", "CT1", "g9", "g4"),
+    }
+    table3 = shift[
+        [
+            tuple(r) in directed
+            for r in shift[["source", "target", "ligand", "receptor"]].itertuples(index=False)
+        ]
+    ]
     table3 = table3.assign(
         paper_prob_ref=[PAPER_TABLE3[(r.ligand, r.receptor)][0] for r in table3.itertuples()],
-        paper_prob_alt=[PAPER_TABLE3[(r.ligand, r.receptor)][1] for r in table3.itertuples()])
+        paper_prob_alt=[PAPER_TABLE3[(r.ligand, r.receptor)][1] for r in table3.itertuples()],
+    )
     table3 = table3.assign(paper_fold_change=table3["paper_prob_alt"] / table3["paper_prob_ref"])
     table3.to_csv(out / "table3.csv", index=False)
-    pl.communication(table3, labels=("non-interacting", "interacting"),
-                     save=out / "table3_communication.png", show=False)
-    summary["table3"] = [{k: _plain(v) for k, v in row.items()}
-                         for row in table3.to_dict("records")]
+    pl.communication(
+        table3,
+        labels=("non-interacting", "interacting"),
+        save=out / "table3_communication.png",
+        show=False,
+    )
+    summary["table3"] = [
+        {k: _plain(v) for k, v in row.items()} for row in table3.to_dict("records")
+    ]
 
     # Fig. 3: both cases in one UMAP, coloured by case and cell type
-    both = ad.concat({"case 1 (interacting)": data["case1_interacting"],
-                      "case 2 (control)": data["case2_control"]}, label="case",
-                     index_unique="-")
-    both.obs["case_cell_type"] = (both.obs["case"].astype(str) + " "
-                                  + both.obs["cell_type"].astype(str)).astype("category")
-    pl.umap(both, color="case_cell_type", rng=seed, title="qSimCells: both cases",
-            save=out / "fig3_umap.png", show=False)
+    both = ad.concat(
+        {
+            "case 1 (interacting)": data["case1_interacting"],
+            "case 2 (control)": data["case2_control"],
+        },
+        label="case",
+        index_unique="-",
+    )
+    both.obs["case_cell_type"] = (
+        both.obs["case"].astype(str) + " " + both.obs["cell_type"].astype(str)
+    ).astype("category")
+    pl.umap(
+        both,
+        color="case_cell_type",
+        rng=seed,
+        title="qSimCells: both cases",
+        save=out / "fig3_umap.png",
+        show=False,
+    )
     plt.close("all")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -117,8 +166,9 @@ def check_out(out: Path) -> None:
         raise ValueError(f"--out: {str(out)!r} is an existing file; give a folder")
     existing = next(p for p in [out, *out.parents] if p.exists())
     if not existing.is_dir():
-        raise ValueError(f"--out: {str(existing)!r} is a file, so {str(out)!r} cannot be "
-                         "created; give a folder")
+        raise ValueError(
+            f"--out: {str(existing)!r} is a file, so {str(out)!r} cannot be created; give a folder"
+        )
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"--out: {str(existing)!r} is not writable")
 
@@ -138,11 +188,22 @@ def pd_table(rows: list[dict]) -> str:
     """Table 3 as text for the terminal."""
     import pandas as pd
 
-    columns = ["source", "target", "ligand", "receptor", "prob_ref", "prob_alt", "fold_change",
-               "paper_prob_ref", "paper_prob_alt", "paper_fold_change"]
+    columns = [
+        "source",
+        "target",
+        "ligand",
+        "receptor",
+        "prob_ref",
+        "prob_alt",
+        "fold_change",
+        "paper_prob_ref",
+        "paper_prob_alt",
+        "paper_fold_change",
+    ]
     with pd.option_context("display.width", 200, "display.precision", 4):
-        return "Table 3 (ref = case 2 control, alt = case 1 interacting)\n" + \
-            pd.DataFrame(rows)[columns].to_string(index=False)
+        return "Table 3 (ref = case 2 control, alt = case 1 interacting)\n" + pd.DataFrame(rows)[
+            columns
+        ].to_string(index=False)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -160,10 +221,10 @@ def _field_first(message: str) -> str:
     """argparse's ``argument --x: ...`` and ``the following arguments are required: --x`` in
     the ``<field>: <what>`` form of every other error."""
     if message.startswith("argument "):
-        return message[len("argument "):]
+        return message[len("argument ") :]
     required = "the following arguments are required: "
     if message.startswith(required):
-        return f"{message[len(required):]}: required"
+        return f"{message[len(required) :]}: required"
     return message
 
 
@@ -197,13 +258,17 @@ def _check_output(out: Path, overwrite: bool) -> Path:
     ``--overwrite``; all before any work."""
     out = Path(out).expanduser().absolute()
     if out.suffix not in (".h5ad", ".zarr"):
-        raise UsageError(f"--out: {str(out)!r} must end in .h5ad (an AnnData file) or .zarr "
-                         "(a zarr store written chunk by chunk)")
+        raise UsageError(
+            f"--out: {str(out)!r} must end in .h5ad (an AnnData file) or .zarr "
+            "(a zarr store written chunk by chunk)"
+        )
     if out.exists() and not overwrite:
         raise UsageError(f"--out: {str(out)!r} exists; pass --overwrite to replace it")
     if out.exists() and (out.is_dir() != (out.suffix == ".zarr")):
-        raise UsageError(f"--out: {str(out)!r} exists and is a "
-                         f"{'folder' if out.is_dir() else 'file'}; choose another path")
+        raise UsageError(
+            f"--out: {str(out)!r} exists and is a "
+            f"{'folder' if out.is_dir() else 'file'}; choose another path"
+        )
     parent = out.parent
     if not parent.is_dir():
         raise UsageError(f"--out: the folder {str(parent)!r} does not exist")
@@ -220,8 +285,10 @@ def _design(spec: str):
         return read_design(spec)
     name = spec.split(":", 1)[0]
     if name not in presets._PRESETS:
-        raise UsageError(f"DESIGN: {spec!r} is neither a design file nor a preset; presets: "
-                         f"{sorted(presets._PRESETS)} (e.g. romero2025, random_network:200:4)")
+        raise UsageError(
+            f"DESIGN: {spec!r} is neither a design file nor a preset; presets: "
+            f"{sorted(presets._PRESETS)} (e.g. romero2025, random_network:200:4)"
+        )
     return presets.from_spec(spec)
 
 
@@ -241,8 +308,12 @@ def simulate_command(args: argparse.Namespace) -> Path:
     out = _check_output(args.out, args.overwrite)
     design = _design(args.design)
     progress = False if args.quiet else None  # None: a bar only on an interactive terminal
-    options = {"sampler": args.sampler, "rng": args.seed, "batches": args.batches,
-               "progress": progress}
+    options = {
+        "sampler": args.sampler,
+        "rng": args.seed,
+        "batches": args.batches,
+        "progress": progress,
+    }
     if args.chunk_size is not None:
         options["chunk_size"] = args.chunk_size
     if out.suffix == ".zarr":
@@ -273,12 +344,15 @@ def design_command(args: argparse.Namespace) -> int:
         if problems:
             return 2
         design = _design(str(path))
-        print(f"{path}: a valid design: {len(design.gene_names)} genes in {len(design.cell_types)} "
-              f"cell types, {len(design.edges)} edges")
+        print(
+            f"{path}: a valid design: {len(design.gene_names)} genes in {len(design.cell_types)} "
+            f"cell types, {len(design.edges)} edges"
+        )
         return 0
     if args.preset is None:
-        raise UsageError("PRESET: required (e.g. romero2025, random_network:200:4), or "
-                         "--check FILE")
+        raise UsageError(
+            "PRESET: required (e.g. romero2025, random_network:200:4), or --check FILE"
+        )
     design = _design(args.preset)
     if args.out is None:
         print(json.dumps(design_file.design_to_json(design), indent=1))
@@ -299,10 +373,15 @@ def _parser() -> argparse.ArgumentParser:
         """--debug and --quiet, before or after the command (``default`` SUPPRESS after it,
         so that the command's copy does not undo the one given before it)."""
         options = _OneLineParser(add_help=False)
-        options.add_argument("--debug", action="store_true", default=default,
-                             help="show the Python traceback of an error")
-        options.add_argument("--quiet", action="store_true", default=default,
-                             help="no progress bars, no log lines")
+        options.add_argument(
+            "--debug",
+            action="store_true",
+            default=default,
+            help="show the Python traceback of an error",
+        )
+        options.add_argument(
+            "--quiet", action="store_true", default=default, help="no progress bars, no log lines"
+        )
         return options
 
     parser = _OneLineParser(prog="qsimcells", description=__doc__, parents=[common(False)])
@@ -320,32 +399,57 @@ def _parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--n-cells", type=int, default=2000, help="cells per cell type")
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--sampler", default="auto")
-    p_demo.add_argument("--n-perms", type=int, default=1000,
-                        help="CellChat permutations for the p-values (at least 1)")
-    p_sim = sub.add_parser("simulate", help="simulate a design file or a preset to .h5ad or "
-                           ".zarr")
-    p_sim.add_argument("design", metavar="DESIGN",
-                       help="a design file (qsimcells design) or a preset: romero2025, "
-                       "romero2025:false, random_network:200:4, random_dag:50:2, ...")
-    p_sim.add_argument("--n-cells", type=int, required=True,
-                       help="cells (niches) per cell type, as qs.sim.simulate's n_cells")
+    p_demo.add_argument(
+        "--n-perms",
+        type=int,
+        default=1000,
+        help="CellChat permutations for the p-values (at least 1)",
+    )
+    p_sim = sub.add_parser("simulate", help="simulate a design file or a preset to .h5ad or .zarr")
+    p_sim.add_argument(
+        "design",
+        metavar="DESIGN",
+        help="a design file (qsimcells design) or a preset: romero2025, "
+        "romero2025:false, random_network:200:4, random_dag:50:2, ...",
+    )
+    p_sim.add_argument(
+        "--n-cells",
+        type=int,
+        required=True,
+        help="cells (niches) per cell type, as qs.sim.simulate's n_cells",
+    )
     p_sim.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
-    p_sim.add_argument("--sampler", default="auto", help="a circuit sampler (qsimcells "
-                       "plugins) or auto (default)")
+    p_sim.add_argument(
+        "--sampler", default="auto", help="a circuit sampler (qsimcells plugins) or auto (default)"
+    )
     p_sim.add_argument("--batches", type=int, default=None, help="technical batches")
-    p_sim.add_argument("--chunk-size", type=int, default=None,
-                       help="niches per chunk (default: qs.sim's)")
-    p_sim.add_argument("--out", type=Path, default=Path("simulated.h5ad"),
-                       help="FILE.h5ad or FILE.zarr (default simulated.h5ad)")
+    p_sim.add_argument(
+        "--chunk-size", type=int, default=None, help="niches per chunk (default: qs.sim's)"
+    )
+    p_sim.add_argument(
+        "--out",
+        type=Path,
+        default=Path("simulated.h5ad"),
+        help="FILE.h5ad or FILE.zarr (default simulated.h5ad)",
+    )
     p_sim.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p_design = sub.add_parser("design", help="write a preset as a design file, or check one")
-    p_design.add_argument("preset", metavar="PRESET", nargs="?",
-                          help="romero2025, random_network:200:4, ... (see qsimcells simulate)")
-    p_design.add_argument("--out", type=Path, default=None,
-                          help="design file to write (default: print it)")
+    p_design.add_argument(
+        "preset",
+        metavar="PRESET",
+        nargs="?",
+        help="romero2025, random_network:200:4, ... (see qsimcells simulate)",
+    )
+    p_design.add_argument(
+        "--out", type=Path, default=None, help="design file to write (default: print it)"
+    )
     p_design.add_argument("--overwrite", action="store_true")
-    p_design.add_argument("--check", metavar="FILE", default=None,
-                          help="validate FILE and report every problem with its field")
+    p_design.add_argument(
+        "--check",
+        metavar="FILE",
+        default=None,
+        help="validate FILE and report every problem with its field",
+    )
     sub.add_parser("plugins", help="list the registered samplers and generators")
     return parser
 
@@ -365,30 +469,46 @@ def main(argv: list[str] | None = None) -> int:
         from .plugins import PluginError
 
         expected = (ValueError, TypeError, KeyError, PluginError, OSError)
-        text = str(err) if isinstance(err, expected) else \
-            f"{type(err).__name__}: {err} (an internal error; --debug shows the traceback)"
-        print(f"qsimcells: error: {text.splitlines()[0] if text else type(err).__name__}",
-              file=sys.stderr)
+        text = (
+            str(err)
+            if isinstance(err, expected)
+            else f"{type(err).__name__}: {err} (an internal error; --debug shows the traceback)"
+        )
+        print(
+            f"qsimcells: error: {text.splitlines()[0] if text else type(err).__name__}",
+            file=sys.stderr,
+        )
         return 2 if isinstance(err, expected) else 1
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if args.command == "demo":
         _positive("--n-cells", args.n_cells)
         _check_seed(args.seed)
         if args.n_perms < 1:
-            raise UsageError(f"--n-perms: CellChat's p-values need permutations; give 1 or "
-                             f"more (default 1000), got {args.n_perms}")
+            raise UsageError(
+                f"--n-perms: CellChat's p-values need permutations; give 1 or "
+                f"more (default 1000), got {args.n_perms}"
+            )
         _check_sampler(args.sampler)
         try:
             check_out(args.out)
         except ValueError as err:
             raise UsageError(str(err)) from None
         summary = demo(args.out, args.n_cells, args.seed, args.sampler, args.n_perms)
-        print(json.dumps({case: {k: v for k, v in summary[case].items() if k != "networks"}
-                          for _, case in CASES}, indent=2))
+        print(
+            json.dumps(
+                {
+                    case: {k: v for k, v in summary[case].items() if k != "networks"}
+                    for _, case in CASES
+                },
+                indent=2,
+            )
+        )
         print(pd_table(summary["table3"]))
         print(f"results written to {args.out}/")
     elif args.command == "simulate":
@@ -398,9 +518,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "design":
         return design_command(args)
     else:
-        from .plugins import available
-
         import pandas as pd
+
+        from .plugins import available
 
         with pd.option_context("display.max_colwidth", 60, "display.width", 200):
             print(available().drop(columns=["capabilities"]).to_string(index=False))

@@ -17,12 +17,18 @@ from scipy import stats
 
 from ._utils import RngLike, as_generator
 
-__all__ = ["assert_distribution_matches", "assert_moments_match", "niche_bits", "random_ising",
-           "two_mode_ising"]
+__all__ = [
+    "assert_distribution_matches",
+    "assert_moments_match",
+    "niche_bits",
+    "random_ising",
+    "two_mode_ising",
+]
 
 
-def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6
-                                ) -> float:
+def assert_distribution_matches(
+    bits: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6
+) -> float:
     """Check sampled bit rows against exact probabilities (qubit ``i`` = bit ``i`` of the index).
 
     1. Every outcome's count passes an exact two-sided binomial tail test at level ``alpha / 2``,
@@ -42,22 +48,24 @@ def assert_distribution_matches(bits: np.ndarray, probs: np.ndarray, *, alpha: f
     index = bits.astype(np.int64) @ (1 << np.arange(n, dtype=np.int64))
     counts = np.bincount(index, minlength=probs.size)
     assert counts.size == probs.size, "samples outside the outcome space"
-    tail = np.minimum(stats.binom.cdf(counts, n_shots, probs),
-                      stats.binom.sf(counts - 1, n_shots, probs))
+    tail = np.minimum(
+        stats.binom.cdf(counts, n_shots, probs), stats.binom.sf(counts - 1, n_shots, probs)
+    )
     p_value = np.minimum(1.0, 2 * tail * probs.size)
     worst = int(np.argmin(p_value))
     assert p_value[worst] >= alpha / 2, (
         f"outcome {worst}: {counts[worst]} of {n_shots} samples, expected "
-        f"{probs[worst] * n_shots:.2f} (Bonferroni p = {p_value[worst]:.1e})")
+        f"{probs[worst] * n_shots:.2f} (Bonferroni p = {p_value[worst]:.1e})"
+    )
     tv = 0.5 * np.abs(counts / n_shots - probs).sum()
-    bound = (0.5 * np.sqrt(probs * (1 - probs) / n_shots).sum()
-             + np.sqrt(np.log(2 / alpha) / (2 * n_shots)))
+    bound = 0.5 * np.sqrt(probs * (1 - probs) / n_shots).sum() + np.sqrt(
+        np.log(2 / alpha) / (2 * n_shots)
+    )
     assert tv <= bound, f"total variation {tv:.4f} exceeds {bound:.4f}"
     return tv
 
 
-def assert_moments_match(states: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6
-                         ) -> float:
+def assert_moments_match(states: np.ndarray, probs: np.ndarray, *, alpha: float = 1e-6) -> float:
     """Check the means ``E[z_i]`` and pair moments ``E[z_i z_j]`` of sampled rows against
     exact probabilities (``z_i`` = bit ``i`` of the index).
 
@@ -78,22 +86,24 @@ def assert_moments_match(states: np.ndarray, probs: np.ndarray, *, alpha: float 
     z = states.astype(np.float64)
     counts = np.concatenate([z.sum(0), (z.T @ z)[upper]]).round().astype(np.int64)
     exact = np.clip(exact, 0.0, 1.0)
-    tail = np.minimum(stats.binom.cdf(counts, n_reads, exact),
-                      stats.binom.sf(counts - 1, n_reads, exact))
+    tail = np.minimum(
+        stats.binom.cdf(counts, n_reads, exact), stats.binom.sf(counts - 1, n_reads, exact)
+    )
     p_value = np.minimum(1.0, 2 * tail * exact.size)
     worst = int(np.argmin(p_value))
-    name = (f"E[z_{worst}]" if worst < n
-            else f"E[z_{upper[0][worst - n]} z_{upper[1][worst - n]}]")
+    name = f"E[z_{worst}]" if worst < n else f"E[z_{upper[0][worst - n]} z_{upper[1][worst - n]}]"
     se = np.sqrt(np.maximum(exact * (1 - exact), 1e-12) / n_reads)
     deviation = np.abs(counts / n_reads - exact) / se
     assert p_value[worst] >= alpha, (
         f"{name}: sampled {counts[worst] / n_reads:.4f}, exact {exact[worst]:.4f} "
-        f"({deviation[worst]:.1f} standard errors; Bonferroni p = {p_value[worst]:.1e})")
+        f"({deviation[worst]:.1f} standard errors; Bonferroni p = {p_value[worst]:.1e})"
+    )
     return float(deviation.max())
 
 
-def random_ising(n: int, rng: RngLike = None, coupling: float = 0.7
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def random_ising(
+    n: int, rng: RngLike = None, coupling: float = 0.7
+) -> tuple[np.ndarray, np.ndarray]:
     """A random Ising model: ``h ~ N(0, 1)``, ``W_lm ~ N(0, coupling^2)`` symmetric with a
     zero diagonal.
 
@@ -151,6 +161,7 @@ def niche_bits(adata: Any) -> np.ndarray:
         rows = np.flatnonzero(adata.obs["cell_type"] == cell_type)
         cols = [adata.var_names.get_loc(g) for g in genes]
         order = adata.obs["niche"].to_numpy()[rows]
-        bits[np.ix_(order, design.genes.loc[genes, "qubit"].to_numpy())] = \
-            binary[rows][:, cols].toarray()
+        bits[np.ix_(order, design.genes.loc[genes, "qubit"].to_numpy())] = binary[rows][
+            :, cols
+        ].toarray()
     return bits

@@ -21,8 +21,17 @@ import qsimcells as qs
 from qsimcells.testing import assert_distribution_matches, niche_bits
 
 SECRET = "secret-0123456789abcdef-token"
-ENV_VARS = ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_CHANNEL", "QISKIT_IBM_URL",
-            "IAM_URL", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+ENV_VARS = (
+    "QISKIT_IBM_TOKEN",
+    "QISKIT_IBM_INSTANCE",
+    "QISKIT_IBM_CHANNEL",
+    "QISKIT_IBM_URL",
+    "IAM_URL",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 
 def ideal_probs(circuit: QuantumCircuit) -> np.ndarray:
@@ -101,9 +110,11 @@ def test_registered_and_listing_imports_nothing_heavy() -> None:
     caps = table.loc["ibm", "capabilities"]
     assert caps["noisy"] and caps["needs_credentials"] and not caps["exact"]
     assert caps["max_qubits"] is None
-    code = ("import sys, qsimcells as qs\n"
-            "qs.plugins.available('circuit_sampler')\n"
-            "print(any(m in sys.modules for m in ('qiskit_ibm_runtime', 'qiskit_aer')))")
+    code = (
+        "import sys, qsimcells as qs\n"
+        "qs.plugins.available('circuit_sampler')\n"
+        "print(any(m in sys.modules for m in ('qiskit_ibm_runtime', 'qiskit_aer')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False"]
@@ -129,8 +140,9 @@ def test_ideal_local_mode_on_the_routed_isa_circuit_is_exact() -> None:
     """noise=False: the manila ISA circuit (layout, SWAPs, cx/rz/sx) on an ideal AerSimulator
     must give exactly the ideal distribution, so the strict test applies."""
     qc = star_circuit()
-    bits = qs.samplers.sample_bits(qc, 20_000, sampler="ibm", backend="fake_manila",
-                                   noise=False, rng=4)
+    bits = qs.samplers.sample_bits(
+        qc, 20_000, sampler="ibm", backend="fake_manila", noise=False, rng=4
+    )
     assert_distribution_matches(bits, ideal_probs(qc))
 
 
@@ -165,7 +177,7 @@ def test_shots_split_into_jobs_in_order() -> None:
     assert not np.array_equal(bits[:100], bits[100:200])
     # each chunk is the job with its own seed, concatenated in submission order
     parts = []
-    for seed, size in zip(ibm.last_seeds, (100, 100, 50)):
+    for seed, size in zip(ibm.last_seeds, (100, 100, 50), strict=True):
         with warnings.catch_warnings():  # SamplerV2 is deprecated since 0.50
             warnings.simplefilter("ignore", DeprecationWarning)
             rerun = SamplerV2(mode=AerSimulator())
@@ -187,8 +199,9 @@ def test_same_seed_same_bits(mode: str) -> None:
 def test_simulate_paper_preset_on_a_fake_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)  # present, but unused by a fake device
     design = qs.sim.presets.romero2025(True)
-    adata = qs.sim.simulate(design, 200, sampler="ibm",
-                            sampler_options={"backend": "fake_guadalupe"}, rng=0)
+    adata = qs.sim.simulate(
+        design, 200, sampler="ibm", sampler_options={"backend": "fake_guadalupe"}, rng=0
+    )
     info = adata.uns["qsimcells"]["sampler"]
     assert info["name"] == "ibm" and info["options"] == {"backend": "fake_guadalupe"}
     assert SECRET not in repr(adata.uns["qsimcells"])
@@ -208,8 +221,13 @@ def test_both_paper_presets_through_the_device_isa_match_exactly(interacting: bo
     """Transpiled to guadalupe's ISA (layout, routing, native gates) but simulated without
     noise, the niches of both presets follow the ideal distribution within sampling noise."""
     design = qs.sim.presets.romero2025(interacting)
-    adata = qs.sim.simulate(design, 4000, sampler="ibm", rng=1,
-                            sampler_options={"backend": "fake_guadalupe", "noise": False})
+    adata = qs.sim.simulate(
+        design,
+        4000,
+        sampler="ibm",
+        rng=1,
+        sampler_options={"backend": "fake_guadalupe", "noise": False},
+    )
     assert_distribution_matches(niche_bits(adata), ideal_probs(design.to_qiskit()))
 
 
@@ -221,8 +239,7 @@ def test_paper_presets_on_fake_manila_through_qubit_reuse(interacting: bool) -> 
     ON fractions stay within a few percent and no column is swapped."""
     design = qs.sim.presets.romero2025(interacting)
     probs = ideal_probs(design.to_qiskit())
-    ideal = qs.sim.simulate(design, 4000, sampler="ibm", backend="fake_manila", noise=False,
-                            rng=1)
+    ideal = qs.sim.simulate(design, 4000, sampler="ibm", backend="fake_manila", noise=False, rng=1)
     assert_distribution_matches(niche_bits(ideal), probs)
 
     adata = qs.sim.simulate(design, 2000, sampler="ibm", backend="fake_manila", rng=2)
@@ -248,21 +265,28 @@ def test_qubit_reuse_runs_on_two_physical_qubits_and_keeps_deterministic_bits() 
     assert len(set(ibm.last_layout)) == 2  # ten clbits read from two physical qubits
 
 
-@pytest.mark.parametrize(("options", "match"), [
-    ({"qubit_reuse": False}, r"10 qubits but fake_manila has 5 \(qubit_reuse=False\)"),
-    ({}, None),
-])
-def test_preset_too_large_for_the_device_is_a_clear_error(options: dict, match: str | None
-                                                          ) -> None:
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"qubit_reuse": False}, r"10 qubits but fake_manila has 5 \(qubit_reuse=False\)"),
+        ({}, None),
+    ],
+)
+def test_preset_too_large_for_the_device_is_a_clear_error(options: dict, match: str | None) -> None:
     if match is None:  # reuse cannot help when all qubits interact at once
-        with pytest.raises(ValueError, match="6 qubits but fake_manila has 5; even with qubit "
-                                             "reuse it needs 6"):
-            qs.samplers.sample_bits(all_pairs_circuit(6), 20, sampler="ibm",
-                                    backend="fake_manila")
+        with pytest.raises(
+            ValueError, match="6 qubits but fake_manila has 5; even with qubit reuse it needs 6"
+        ):
+            qs.samplers.sample_bits(all_pairs_circuit(6), 20, sampler="ibm", backend="fake_manila")
         return
     with pytest.raises(ValueError, match=match):
-        qs.sim.simulate(qs.sim.presets.romero2025(True), 20, sampler="ibm",
-                        sampler_options={"backend": "fake_manila", **options}, rng=0)
+        qs.sim.simulate(
+            qs.sim.presets.romero2025(True),
+            20,
+            sampler="ibm",
+            sampler_options={"backend": "fake_manila", **options},
+            rng=0,
+        )
 
 
 def test_every_final_clbit_must_be_measured_exactly_once() -> None:
@@ -294,8 +318,9 @@ def test_no_credentials_is_a_clear_error(offline: Path) -> None:
     assert time.perf_counter() - start < 10
 
 
-def assert_no_secret(err: BaseException, caplog: pytest.LogCaptureFixture,
-                     capsys: pytest.CaptureFixture) -> None:
+def assert_no_secret(
+    err: BaseException, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
     out = capsys.readouterr()
     for text in (str(err), repr(err), caplog.text, out.out, out.err):
         assert SECRET not in text
@@ -304,21 +329,21 @@ def assert_no_secret(err: BaseException, caplog: pytest.LogCaptureFixture,
     assert err.__cause__ is None and err.__context__ is None
 
 
-def test_env_token_offline_fails_fast_without_the_secret(offline: Path, monkeypatch,
-                                                          caplog, capsys) -> None:
+def test_env_token_offline_fails_fast_without_the_secret(
+    offline: Path, monkeypatch, caplog, capsys
+) -> None:
     from qsimcells_ibm.sampler import IBMConnectionError
 
     monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
     caplog.set_level(logging.DEBUG)
     start = time.perf_counter()
-    with pytest.raises(IBMConnectionError, match="cannot reach iam.cloud.ibm.com:443") as info:
+    with pytest.raises(IBMConnectionError, match=r"cannot reach iam\.cloud\.ibm\.com:443") as info:
         qs.samplers.sample_bits(QuantumCircuit(2), 10, sampler="ibm", backend="ibm_brisbane")
     assert time.perf_counter() - start < 10
     assert_no_secret(info.value, caplog, capsys)
 
 
-def test_runtime_connection_failure_is_scrubbed(offline: Path, monkeypatch, caplog,
-                                                capsys) -> None:
+def test_runtime_connection_failure_is_scrubbed(offline: Path, monkeypatch, caplog, capsys) -> None:
     """Without the reachability probe the runtime itself tries (and fails at once here: name
     resolution is disabled); its error and the real cause come back without the token."""
     from qsimcells_ibm.sampler import IBMConnectionError
@@ -334,8 +359,9 @@ def test_runtime_connection_failure_is_scrubbed(offline: Path, monkeypatch, capl
 
 
 @pytest.mark.parametrize("source", ["env", "saved"])
-def test_a_token_echoed_by_the_runtime_is_scrubbed(source: str, offline: Path, monkeypatch,
-                                                   caplog, capsys) -> None:
+def test_a_token_echoed_by_the_runtime_is_scrubbed(
+    source: str, offline: Path, monkeypatch, caplog, capsys
+) -> None:
     import qiskit_ibm_runtime
 
     from qsimcells_ibm.sampler import IBMConnectionError
@@ -344,8 +370,11 @@ def test_a_token_echoed_by_the_runtime_is_scrubbed(source: str, offline: Path, m
         monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
     else:
         qiskit_ibm_runtime.QiskitRuntimeService.save_account(
-            channel="ibm_quantum_platform", token=SECRET, set_as_default=True,
-            filename=str(offline / ".qiskit" / "qiskit-ibm.json"))
+            channel="ibm_quantum_platform",
+            token=SECRET,
+            set_as_default=True,
+            filename=str(offline / ".qiskit" / "qiskit-ibm.json"),
+        )
 
     class EchoingService:
         def __init__(self, **kwargs):
@@ -381,8 +410,10 @@ def test_unknown_real_backend_is_a_clear_error(offline: Path, monkeypatch) -> No
 
     monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
     monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Service)
-    with pytest.raises(UnknownBackendError,
-                       match=r"backend: 'ibm_nowhere' is not available.*'ibm_fez', 'ibm_torino'"):
+    with pytest.raises(
+        UnknownBackendError,
+        match=r"backend: 'ibm_nowhere' is not available.*'ibm_fez', 'ibm_torino'",
+    ):
         sampler(backend="ibm_nowhere", connect_timeout=None).supports(QuantumCircuit(2))
 
 
@@ -405,7 +436,8 @@ def test_real_device_path_with_a_stand_in_service(offline: Path, monkeypatch) ->
     qc, expected = deterministic_circuit()
     ibm = sampler(backend="ibm_manila", connect_timeout=None, max_shots_per_job=150)
     assert ibm.supports(all_pairs_circuit(6)) == (
-        "the circuit has 6 qubits but ibm_manila has 5; even with qubit reuse it needs 6")
+        "the circuit has 6 qubits but ibm_manila has 5; even with qubit reuse it needs 6"
+    )
     assert ibm.supports(qs.sim.presets.romero2025(True).to_qiskit()) is None  # 2 wires
     bits = ibm.sample(qc, 300, rng=np.random.default_rng(0))
     assert bits.shape == (300, 5) and len(ibm.last_job_ids) == 2 and ibm.last_seeds == []
@@ -431,9 +463,13 @@ def test_env_token_never_reaches_the_data(offline: Path, monkeypatch) -> None:
 
     monkeypatch.setenv("QISKIT_IBM_TOKEN", SECRET)
     monkeypatch.setattr(qiskit_ibm_runtime, "QiskitRuntimeService", Service)
-    adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 60, sampler="ibm",
-                            sampler_options={"backend": "ibm_manila", "connect_timeout": None},
-                            rng=0)
+    adata = qs.sim.simulate(
+        qs.sim.presets.romero2025(True),
+        60,
+        sampler="ibm",
+        sampler_options={"backend": "ibm_manila", "connect_timeout": None},
+        rng=0,
+    )
     info = adata.uns["qsimcells"]["sampler"]
     assert info["name"] == "ibm" and info["options"]["backend"] == "ibm_manila"
     assert SECRET not in repr(dict(adata.uns)) and SECRET not in repr(adata)
@@ -447,29 +483,57 @@ def test_env_token_never_reaches_the_data(offline: Path, monkeypatch) -> None:
 # --- options ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("options", "error", "match"), [
-    ({"backend": "fake_manila", "mode": "interactive"}, ValueError,
-     r"mode: 'interactive' is not allowed; choose one of \['batch', 'session', 'job'\]"),
-    ({"backend": "fake_manila", "optimization_level": 7}, ValueError, "optimization_level: 7"),
-    ({"backend": "fake_manila", "max_shots_per_job": 0}, ValueError, "max_shots_per_job: "),
-    ({"backend": "fake_manila", "max_shots_per_job": 10**9}, ValueError,
-     "max_shots_per_job: 1000000000 exceeds the maximum of 100000"),
-    ({"backend": "fake_manila", "noise": "yes"}, ValueError, "noise: expected True or False"),
-    ({"backend": "fake_manila", "qubit_reuse": None}, ValueError,
-     "qubit_reuse: None is not allowed"),
-    ({"backend": "ibm_brisbane", "noise": False}, ValueError,
-     "noise: False .* only for fake backends"),
-    ({"backend": "ibm_brisbane", "channel": "ibm_quantum"}, ValueError, "channel: 'ibm_quantum'"),
-    ({"backend": "ibm_brisbane", "connect_timeout": 0}, ValueError, "connect_timeout: "),
-    ({"backend": "fake_manila", "instance": "my-instance"}, ValueError,
-     "instance: only for real backends"),
-    ({"backend": "fake_nowhere"}, ValueError,
-     r"backend: 'fake_nowhere' is not a fake backend; available: \[.*'fake_manila'"),
-    ({}, ValueError, "backend: expected a device name"),
-    ({"backend": "ibm_brisbane", "token": SECRET}, ValueError,
-     "token: credentials are never sampler options"),
-    ({"backend": "ibm_brisbane", "seed": 5}, TypeError, r"unexpected option\(s\) \[.seed.\]"),
-])
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        (
+            {"backend": "fake_manila", "mode": "interactive"},
+            ValueError,
+            r"mode: 'interactive' is not allowed; choose one of \['batch', 'session', 'job'\]",
+        ),
+        ({"backend": "fake_manila", "optimization_level": 7}, ValueError, "optimization_level: 7"),
+        ({"backend": "fake_manila", "max_shots_per_job": 0}, ValueError, "max_shots_per_job: "),
+        (
+            {"backend": "fake_manila", "max_shots_per_job": 10**9},
+            ValueError,
+            "max_shots_per_job: 1000000000 exceeds the maximum of 100000",
+        ),
+        ({"backend": "fake_manila", "noise": "yes"}, ValueError, "noise: expected True or False"),
+        (
+            {"backend": "fake_manila", "qubit_reuse": None},
+            ValueError,
+            "qubit_reuse: None is not allowed",
+        ),
+        (
+            {"backend": "ibm_brisbane", "noise": False},
+            ValueError,
+            "noise: False .* only for fake backends",
+        ),
+        (
+            {"backend": "ibm_brisbane", "channel": "ibm_quantum"},
+            ValueError,
+            "channel: 'ibm_quantum'",
+        ),
+        ({"backend": "ibm_brisbane", "connect_timeout": 0}, ValueError, "connect_timeout: "),
+        (
+            {"backend": "fake_manila", "instance": "my-instance"},
+            ValueError,
+            "instance: only for real backends",
+        ),
+        (
+            {"backend": "fake_nowhere"},
+            ValueError,
+            r"backend: 'fake_nowhere' is not a fake backend; available: \[.*'fake_manila'",
+        ),
+        ({}, ValueError, "backend: expected a device name"),
+        (
+            {"backend": "ibm_brisbane", "token": SECRET},
+            ValueError,
+            "token: credentials are never sampler options",
+        ),
+        ({"backend": "ibm_brisbane", "seed": 5}, TypeError, r"unexpected option\(s\) \[.seed.\]"),
+    ],
+)
 def test_bad_options_name_the_field(options: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match) as info:
         qs.samplers.sample_bits(QuantumCircuit(2), 5, sampler="ibm", **options)

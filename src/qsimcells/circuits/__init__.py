@@ -8,9 +8,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
-__all__ = ["FINAL_REGISTER", "QUBIT_REUSE", "check_qubit_reuse", "exact_sampling_obstacle",
-           "final_measurement_map", "fit_to_device", "is_exactly_sampleable",
-           "measure_every_qubit", "reuse_qubits", "reused_width"]
+__all__ = [
+    "FINAL_REGISTER",
+    "QUBIT_REUSE",
+    "check_qubit_reuse",
+    "exact_sampling_obstacle",
+    "final_measurement_map",
+    "fit_to_device",
+    "is_exactly_sampleable",
+    "measure_every_qubit",
+    "reuse_qubits",
+    "reused_width",
+]
 
 #: Name of the classical register :func:`measure_every_qubit` adds.
 FINAL_REGISTER = "qsimcells_final"
@@ -87,8 +96,10 @@ def final_measurement_map(compiled: QuantumCircuit, n_qubits: int) -> list[int]:
         (the bits could not be mapped back to logical qubits).
     """
     if not any(c.name == FINAL_REGISTER and c.size == n_qubits for c in compiled.cregs):
-        raise RuntimeError(f"the transpiled circuit lost its register {FINAL_REGISTER!r} of "
-                           f"{n_qubits} clbits; cannot map bits back to qubits")
+        raise RuntimeError(
+            f"the transpiled circuit lost its register {FINAL_REGISTER!r} of "
+            f"{n_qubits} clbits; cannot map bits back to qubits"
+        )
     counts = [0] * n_qubits
     physical = [-1] * n_qubits
     for instruction in compiled.data:
@@ -100,7 +111,9 @@ def final_measurement_map(compiled: QuantumCircuit, n_qubits: int) -> list[int]:
                 physical[index] = compiled.find_bit(instruction.qubits[0]).index
     wrong = {i: c for i, c in enumerate(counts) if c != 1}
     if wrong:
-        raise RuntimeError(f"the transpiled circuit measures clbits of {FINAL_REGISTER!r} the "
-                           f"wrong number of times (clbit: count) {wrong}; each must be measured "
-                           "exactly once to map bits back to qubits")
+        raise RuntimeError(
+            f"the transpiled circuit measures clbits of {FINAL_REGISTER!r} the "
+            f"wrong number of times (clbit: count) {wrong}; each must be measured "
+            "exactly once to map bits back to qubits"
+        )
     return physical

@@ -34,8 +34,9 @@ def check_qubit_reuse(value: Any) -> bool | str:
     if isinstance(value, np.bool_):
         value = bool(value)
     if not isinstance(value, (bool, str)) or value not in QUBIT_REUSE:
-        raise ValueError(f"qubit_reuse: {value!r} is not allowed; choose one of "
-                         f"{list(QUBIT_REUSE)}")
+        raise ValueError(
+            f"qubit_reuse: {value!r} is not allowed; choose one of {list(QUBIT_REUSE)}"
+        )
     return value
 
 
@@ -46,8 +47,11 @@ def _unitary_body(circuit: QuantumCircuit) -> tuple[list[Any], list[list[int]]]:
 
     # the circuit's own gate order, which sets the live ranges (remove_final_measurements
     # would go through a DAG and may hand back a worse topological order)
-    operations = [(ins.operation, [circuit.find_bit(q).index for q in ins.qubits], ins.clbits)
-                  for ins in circuit.data if ins.operation.name != "barrier"]
+    operations = [
+        (ins.operation, [circuit.find_bit(q).index for q in ins.qubits], ins.clbits)
+        for ins in circuit.data
+        if ins.operation.name != "barrier"
+    ]
     last_gate = [-1] * circuit.num_qubits
     for k, (operation, wires, _) in enumerate(operations):
         if operation.name != "measure":
@@ -58,8 +62,10 @@ def _unitary_body(circuit: QuantumCircuit) -> tuple[list[Any], list[list[int]]]:
         if operation.name == "measure" and k > last_gate[wires[0]]:
             continue  # a final measurement: replaced by the reused circuit's own
         if not isinstance(operation, Gate) or clbits:
-            raise ValueError(f"circuit: qubit reuse needs a circuit of unitary gates before its "
-                             f"final measurements; found {operation.name!r}")
+            raise ValueError(
+                f"circuit: qubit reuse needs a circuit of unitary gates before its "
+                f"final measurements; found {operation.name!r}"
+            )
         gates.append(operation)
         qubits.append(wires)
     return gates, qubits
@@ -162,8 +168,12 @@ def reuse_qubits(circuit: QuantumCircuit) -> QuantumCircuit:
         raise ValueError(f"circuit: already has a classical register named {FINAL_REGISTER!r}")
     steps, width = _schedule(circuit)
     final = ClassicalRegister(circuit.num_qubits, FINAL_REGISTER)
-    reused = QuantumCircuit(QuantumRegister(width, "wire"), final,
-                            name=f"{circuit.name}_reused", global_phase=circuit.global_phase)
+    reused = QuantumCircuit(
+        QuantumRegister(width, "wire"),
+        final,
+        name=f"{circuit.name}_reused",
+        global_phase=circuit.global_phase,
+    )
     for kind, item, wires in steps:
         if kind == "gate":
             reused.append(item, [reused.qubits[w] for w in wires])
@@ -174,8 +184,13 @@ def reuse_qubits(circuit: QuantumCircuit) -> QuantumCircuit:
     return reused
 
 
-def fit_to_device(circuit: QuantumCircuit, device_qubits: int, device_name: str, *,
-                  qubit_reuse: bool | str = "auto") -> QuantumCircuit:
+def fit_to_device(
+    circuit: QuantumCircuit,
+    device_qubits: int,
+    device_name: str,
+    *,
+    qubit_reuse: bool | str = "auto",
+) -> QuantumCircuit:
     """The measured circuit a device sampler runs: every qubit measured into
     :data:`~qsimcells.circuits.FINAL_REGISTER`, with qubit reuse when asked or needed.
 
@@ -202,17 +217,23 @@ def fit_to_device(circuit: QuantumCircuit, device_qubits: int, device_name: str,
     n = circuit.num_qubits
     if qubit_reuse is False or (qubit_reuse == "auto" and n <= device_qubits):
         if n > device_qubits:
-            raise ValueError(f"the circuit has {n} qubits but {device_name} has {device_qubits} "
-                             "(qubit_reuse=False)")
+            raise ValueError(
+                f"the circuit has {n} qubits but {device_name} has {device_qubits} "
+                "(qubit_reuse=False)"
+            )
         return measure_every_qubit(circuit)
     try:
         reused = reuse_qubits(circuit)
     except ValueError as err:
         if n <= device_qubits:  # it fits; only the explicit request cannot be met
             raise ValueError(f"qubit_reuse=True: {err}") from None
-        raise ValueError(f"the circuit has {n} qubits but {device_name} has {device_qubits}, "
-                         f"and qubit reuse cannot help: {err}") from None
+        raise ValueError(
+            f"the circuit has {n} qubits but {device_name} has {device_qubits}, "
+            f"and qubit reuse cannot help: {err}"
+        ) from None
     if reused.num_qubits > device_qubits:
-        raise ValueError(f"the circuit has {n} qubits but {device_name} has {device_qubits}; "
-                         f"even with qubit reuse it needs {reused.num_qubits}")
+        raise ValueError(
+            f"the circuit has {n} qubits but {device_name} has {device_qubits}; "
+            f"even with qubit reuse it needs {reused.num_qubits}"
+        )
     return reused

@@ -19,8 +19,9 @@ import pandas as pd
 from .._utils import check_finite, check_positive_int, layer_matrix
 
 
-def binary_matrix(data: Any, *, layer: str | None = None, threshold: float | None = None,
-                  field: str = "data") -> np.ndarray:
+def binary_matrix(
+    data: Any, *, layer: str | None = None, threshold: float | None = None, field: str = "data"
+) -> np.ndarray:
     """Return ``data`` (an array or AnnData) as a 2-D ``uint8`` matrix in ``{0, 1}``.
 
     Parameters
@@ -52,11 +53,13 @@ def binary_matrix(data: Any, *, layer: str | None = None, threshold: float | Non
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{field}: expected a numeric array or an AnnData, got "
-                        f"{type(data).__name__}") from None
+        raise TypeError(
+            f"{field}: expected a numeric array or an AnnData, got {type(data).__name__}"
+        ) from None
     if arr.ndim != 2:
-        raise ValueError(f"{field}: expected a 2-D (samples, columns) matrix, got shape "
-                         f"{arr.shape}")
+        raise ValueError(
+            f"{field}: expected a 2-D (samples, columns) matrix, got shape {arr.shape}"
+        )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{field}: is empty (shape {arr.shape})")
     if not np.isfinite(arr).all():
@@ -67,8 +70,10 @@ def binary_matrix(data: Any, *, layer: str | None = None, threshold: float | Non
     bad = ~np.isin(arr, (0.0, 1.0))
     if bad.any():
         example = arr[bad][0]
-        raise ValueError(f"{field}: values must be 0 or 1 (found {example:g}); binarise counts "
-                         "with threshold=0 (a value > threshold is active)")
+        raise ValueError(
+            f"{field}: values must be 0 or 1 (found {example:g}); binarise counts "
+            "with threshold=0 (a value > threshold is active)"
+        )
     return arr.astype(np.uint8)
 
 
@@ -83,8 +88,14 @@ def recorded_layout(data: Any) -> tuple[int, int] | None:
     return int(record["n_units"]), int(record["n_timesteps"])
 
 
-def resolve_layout(width: int, n_units: int | None, n_timesteps: int | None, data: Any = None,
-                   *, field: str = "data") -> tuple[int, int]:
+def resolve_layout(
+    width: int,
+    n_units: int | None,
+    n_timesteps: int | None,
+    data: Any = None,
+    *,
+    field: str = "data",
+) -> tuple[int, int]:
     """Check (or infer) ``n_units`` and ``n_timesteps`` against a matrix of ``width`` columns.
 
     Either may be omitted when the other is given; both may be omitted for an AnnData that
@@ -93,8 +104,10 @@ def resolve_layout(width: int, n_units: int | None, n_timesteps: int | None, dat
     if n_units is None and n_timesteps is None:
         recorded = recorded_layout(data)
         if recorded is None:
-            raise ValueError(f"n_units: give n_units (and n_timesteps) for {field}; only "
-                             "activity AnnData from qs.datasets record them")
+            raise ValueError(
+                f"n_units: give n_units (and n_timesteps) for {field}; only "
+                "activity AnnData from qs.datasets record them"
+            )
         n_units, n_timesteps = recorded
     if n_units is not None:
         n_units = check_positive_int("n_units", n_units)
@@ -102,41 +115,57 @@ def resolve_layout(width: int, n_units: int | None, n_timesteps: int | None, dat
         n_timesteps = check_positive_int("n_timesteps", n_timesteps)
     if n_units is None:
         if width % n_timesteps:
-            raise ValueError(f"{field}: width {width} is not a multiple of n_timesteps="
-                             f"{n_timesteps}")
+            raise ValueError(
+                f"{field}: width {width} is not a multiple of n_timesteps={n_timesteps}"
+            )
         n_units = width // n_timesteps
     if n_timesteps is None:
         if width % n_units:
             raise ValueError(f"{field}: width {width} is not a multiple of n_units={n_units}")
         n_timesteps = width // n_units
     if n_units * n_timesteps != width:
-        raise ValueError(f"{field}: has {width} columns, but n_units * n_timesteps = "
-                         f"{n_units} * {n_timesteps} = {n_units * n_timesteps} (columns are "
-                         "timestep-major: column t * n_units + u is unit u at timestep t)")
+        raise ValueError(
+            f"{field}: has {width} columns, but n_units * n_timesteps = "
+            f"{n_units} * {n_timesteps} = {n_units * n_timesteps} (columns are "
+            "timestep-major: column t * n_units + u is unit u at timestep t)"
+        )
     return n_units, n_timesteps
 
 
-def activity_var(n_units: int, n_timesteps: int,
-                 unit_names: Sequence[Any] | None = None) -> pd.DataFrame:
+def activity_var(
+    n_units: int, n_timesteps: int, unit_names: Sequence[Any] | None = None
+) -> pd.DataFrame:
     """The ``var`` table of an activity AnnData: one row per (timestep, unit), timestep-major."""
-    names = ([f"u{u}" for u in range(n_units)] if unit_names is None
-             else [str(u) for u in unit_names])
+    names = (
+        [f"u{u}" for u in range(n_units)] if unit_names is None else [str(u) for u in unit_names]
+    )
     if len(names) != n_units:
         raise ValueError(f"unit_names: expected {n_units} names, got {len(names)}")
     if len(set(names)) != n_units:
         raise ValueError("unit_names: the unit names must be unique")
     unit = np.tile(np.asarray(names, dtype=object), n_timesteps)
     timestep = np.repeat(np.arange(n_timesteps), n_units)
-    index = (list(unit) if n_timesteps == 1
-             else [f"{u}@t{t}" for u, t in zip(unit, timestep)])
-    return pd.DataFrame({"unit": pd.Categorical(unit, categories=names), "timestep": timestep},
-                        index=pd.Index(index))
+    index = (
+        list(unit)
+        if n_timesteps == 1
+        else [f"{u}@t{t}" for u, t in zip(unit, timestep, strict=True)]
+    )
+    return pd.DataFrame(
+        {"unit": pd.Categorical(unit, categories=names), "timestep": timestep},
+        index=pd.Index(index),
+    )
 
 
-def activity_anndata(bits: np.ndarray, n_units: int, n_timesteps: int, *,
-                     unit_names: Sequence[Any] | None = None, obs: pd.DataFrame | None = None,
-                     bin_size: float | None = None, record: dict[str, Any] | None = None
-                     ) -> Any:
+def activity_anndata(
+    bits: np.ndarray,
+    n_units: int,
+    n_timesteps: int,
+    *,
+    unit_names: Sequence[Any] | None = None,
+    obs: pd.DataFrame | None = None,
+    bin_size: float | None = None,
+    record: dict[str, Any] | None = None,
+) -> Any:
     """Wrap a binary ``(samples, n_units * n_timesteps)`` matrix as an activity AnnData.
 
     ``X`` is CSR ``uint8``; ``uns["qsimcells"]`` holds ``record`` plus the ``activity`` layout.
@@ -149,12 +178,21 @@ def activity_anndata(bits: np.ndarray, n_units: int, n_timesteps: int, *,
     bits = np.asarray(bits, dtype=np.uint8)
     if obs is None:
         obs = pd.DataFrame(index=pd.Index([str(i) for i in range(bits.shape[0])]))
-    uns = {"version": __version__, **(record or {}),
-           "activity": {"n_units": int(n_units), "n_timesteps": int(n_timesteps),
-                        "bin_size": None if bin_size is None else float(bin_size)}}
-    return ad.AnnData(X=sparse.csr_matrix(bits), obs=obs,
-                      var=activity_var(n_units, n_timesteps, unit_names),
-                      uns={"qsimcells": uns})
+    uns = {
+        "version": __version__,
+        **(record or {}),
+        "activity": {
+            "n_units": int(n_units),
+            "n_timesteps": int(n_timesteps),
+            "bin_size": None if bin_size is None else float(bin_size),
+        },
+    }
+    return ad.AnnData(
+        X=sparse.csr_matrix(bits),
+        obs=obs,
+        var=activity_var(n_units, n_timesteps, unit_names),
+        uns={"qsimcells": uns},
+    )
 
 
 def seed_record(root: np.random.SeedSequence) -> int | str:

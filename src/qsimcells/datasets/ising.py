@@ -38,8 +38,9 @@ MAX_ENUMERATED_COLUMNS = 20
 MAX_CHAIN_UNITS = 12
 
 
-def _population_model(n_units: int, n_timesteps: int, rates: np.ndarray, J: np.ndarray,
-                      K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _population_model(
+    n_units: int, n_timesteps: int, rates: np.ndarray, J: np.ndarray, K: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """``(h, W)`` of the whole window in the energy convention of ``sample_ising``."""
     n = n_units * n_timesteps
     h = -np.tile(logit(rates), n_timesteps)
@@ -54,8 +55,14 @@ def _population_model(n_units: int, n_timesteps: int, rates: np.ndarray, J: np.n
     return h, W
 
 
-def _chain_sample(rates: np.ndarray, J: np.ndarray, K: np.ndarray, n_timesteps: int,
-                  n_samples: int, gen: np.random.Generator) -> np.ndarray:
+def _chain_sample(
+    rates: np.ndarray,
+    J: np.ndarray,
+    K: np.ndarray,
+    n_timesteps: int,
+    n_samples: int,
+    gen: np.random.Generator,
+) -> np.ndarray:
     """Exact draws of the window by forward messages and backward sampling over bins."""
     from ..samplers._bits import indices_to_bits
 
@@ -97,10 +104,19 @@ def _as_rates(rate: Any, n_units: int) -> np.ndarray:
     return rates
 
 
-def ising_population(n_units: int, n_samples: int, *, n_timesteps: int = 1,
-                     rate: float | Any = 0.1, coupling: float = 1.5, coupling_mean: float = 0.0,
-                     temporal_coupling: float = 1.0, sampler: str = "auto",
-                     rng: RngLike = None, **sampler_options: Any) -> AnnData:
+def ising_population(
+    n_units: int,
+    n_samples: int,
+    *,
+    n_timesteps: int = 1,
+    rate: float | Any = 0.1,
+    coupling: float = 1.5,
+    coupling_mean: float = 0.0,
+    temporal_coupling: float = 1.0,
+    sampler: str = "auto",
+    rng: RngLike = None,
+    **sampler_options: Any,
+) -> AnnData:
     """Binary activity of a correlated population from a pairwise maximum-entropy model.
 
     Parameters
@@ -151,38 +167,56 @@ def ising_population(n_units: int, n_samples: int, *, n_timesteps: int = 1,
     n_columns = n_units * n_timesteps
     if sampler == "auto":
         if sampler_options:
-            raise ValueError(f"sampler options {sorted(sampler_options)} need a named sampler, "
-                             "not 'auto'")
-        sampler = ("exact" if n_columns <= MAX_ENUMERATED_COLUMNS
-                   else "chain" if n_units <= MAX_CHAIN_UNITS else "gibbs")
+            raise ValueError(
+                f"sampler options {sorted(sampler_options)} need a named sampler, not 'auto'"
+            )
+        sampler = (
+            "exact"
+            if n_columns <= MAX_ENUMERATED_COLUMNS
+            else "chain"
+            if n_units <= MAX_CHAIN_UNITS
+            else "gibbs"
+        )
     if sampler == "chain" and n_units > MAX_CHAIN_UNITS:
-        raise ValueError(f"sampler: 'chain' enumerates the 2**n_units states of a bin, so it "
-                         f"takes at most {MAX_CHAIN_UNITS} units; got {n_units}")
+        raise ValueError(
+            f"sampler: 'chain' enumerates the 2**n_units states of a bin, so it "
+            f"takes at most {MAX_CHAIN_UNITS} units; got {n_units}"
+        )
 
     root = seed_sequence(rng)
-    coupling_seq, sample_seq = np.random.SeedSequence(root.entropy,
-                                                      spawn_key=root.spawn_key).spawn(2)
+    coupling_seq, sample_seq = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key).spawn(
+        2
+    )
     # scaled by 1 / sqrt(n_units - 1) (Sherrington-Kirkpatrick): the summed input a unit gets
     # has standard deviation `coupling` however many units there are
     scale = 1 / np.sqrt(max(n_units - 1, 1))
-    J = np.triu(as_generator(coupling_seq).normal(coupling_mean, coupling,
-                                                  (n_units, n_units)), 1) * scale
+    J = (
+        np.triu(as_generator(coupling_seq).normal(coupling_mean, coupling, (n_units, n_units)), 1)
+        * scale
+    )
     J = J + J.T
     K = np.full(n_units, temporal_coupling)
     h, W = _population_model(n_units, n_timesteps, rates, J, K)
     gen = as_generator(sample_seq)
     if sampler == "chain":
         if sampler_options:
-            raise ValueError(f"sampler options {sorted(sampler_options)}: the 'chain' sampler "
-                             "takes none")
+            raise ValueError(
+                f"sampler options {sorted(sampler_options)}: the 'chain' sampler takes none"
+            )
         bits = _chain_sample(rates, J, K, n_timesteps, n_samples, gen)
     else:
         bits = sample_ising(h, W, n_samples, sampler=sampler, rng=gen, **sampler_options)
     record = {
-        "generator": "ising_population", "seed": seed_record(root),
-        "sampler": sampler, "exact": sampler in ("exact", "chain"),
-        "params": {"rate": rates, "coupling": coupling, "coupling_mean": coupling_mean,
-                   "temporal_coupling": temporal_coupling},
+        "generator": "ising_population",
+        "seed": seed_record(root),
+        "sampler": sampler,
+        "exact": sampler in ("exact", "chain"),
+        "params": {
+            "rate": rates,
+            "coupling": coupling,
+            "coupling_mean": coupling_mean,
+            "temporal_coupling": temporal_coupling,
+        },
         "ising": {"h": h, "W": W, "J": J, "K": K, "rates": rates},
     }
     return activity_anndata(bits, n_units, n_timesteps, record=record)

@@ -41,8 +41,9 @@ _COLUMNS = ("unit", "time", "trial")
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (*_TEXT_SEPARATORS, ".npz"):
-        raise ValueError(f"path: unknown format {suffix!r}; use one of "
-                         f"{[*_TEXT_SEPARATORS, '.npz']}")
+        raise ValueError(
+            f"path: unknown format {suffix!r}; use one of {[*_TEXT_SEPARATORS, '.npz']}"
+        )
     return suffix
 
 
@@ -51,11 +52,14 @@ def _spike_table(times: Any, units: Any, trials: Any = None) -> pd.DataFrame:
     time = np.asarray(times)
     unit = np.asarray(units)
     if time.ndim != 1 or unit.ndim != 1:
-        raise ValueError(f"spike_times, unit_ids: expected 1-D arrays, got shapes {time.shape} "
-                         f"and {unit.shape}")
+        raise ValueError(
+            f"spike_times, unit_ids: expected 1-D arrays, got shapes {time.shape} and {unit.shape}"
+        )
     if time.size != unit.size:
-        raise ValueError(f"unit_ids: has {unit.size} entries for {time.size} spike times; "
-                         "give one unit per spike")
+        raise ValueError(
+            f"unit_ids: has {unit.size} entries for {time.size} spike times; "
+            "give one unit per spike"
+        )
     try:
         time = time.astype(np.float64)
     except (TypeError, ValueError):
@@ -66,8 +70,10 @@ def _spike_table(times: Any, units: Any, trials: Any = None) -> pd.DataFrame:
     if trials is not None:
         trial = np.asarray(trials)
         if trial.shape != time.shape:
-            raise ValueError(f"trials: has shape {trial.shape}, expected {time.shape} (one "
-                             "trial label per spike)")
+            raise ValueError(
+                f"trials: has shape {trial.shape}, expected {time.shape} (one "
+                "trial label per spike)"
+            )
         table["trial"] = trial
     return table
 
@@ -94,20 +100,28 @@ def read_spike_times(path: str | os.PathLike) -> pd.DataFrame:
             columns = {key: npz[key] for key in _COLUMNS if key in npz.files}
         found = sorted(columns)
     else:
-        frame = pd.read_csv(path, sep=_TEXT_SEPARATORS[suffix], comment="#",
-                            skipinitialspace=True, float_precision="round_trip")
+        frame = pd.read_csv(
+            path,
+            sep=_TEXT_SEPARATORS[suffix],
+            comment="#",
+            skipinitialspace=True,
+            float_precision="round_trip",
+        )
         frame.columns = [str(c).strip() for c in frame.columns]
         columns = {key: frame[key].to_numpy() for key in _COLUMNS if key in frame.columns}
         found = list(frame.columns)
     missing = [key for key in ("unit", "time") if key not in columns]
     if missing:
-        raise ValueError(f"{path.name}: missing column(s) {missing}; found {found} (a spike "
-                         "file needs 'unit' and 'time', and may have 'trial')")
+        raise ValueError(
+            f"{path.name}: missing column(s) {missing}; found {found} (a spike "
+            "file needs 'unit' and 'time', and may have 'trial')"
+        )
     return _spike_table(columns["time"], columns["unit"], columns.get("trial"))
 
 
-def write_spike_times(path: str | os.PathLike, spike_times: Any, unit_ids: Any, *,
-                      trials: Any = None) -> Path:
+def write_spike_times(
+    path: str | os.PathLike, spike_times: Any, unit_ids: Any, *, trials: Any = None
+) -> Path:
     """Write spikes in the format :func:`read_spike_times` reads (chosen by the suffix).
 
     Parameters
@@ -144,10 +158,18 @@ def write_spike_times(path: str | os.PathLike, spike_times: Any, unit_ids: Any, 
     return path
 
 
-def bin_spike_times(spike_times: Any, unit_ids: Any = None, *, bin_size: float,
-                    t_start: float = 0.0, t_stop: float | None = None, n_timesteps: int = 1,
-                    stride: int | None = None, trials: Any = None, units: Any = None
-                    ) -> AnnData:
+def bin_spike_times(
+    spike_times: Any,
+    unit_ids: Any = None,
+    *,
+    bin_size: float,
+    t_start: float = 0.0,
+    t_stop: float | None = None,
+    n_timesteps: int = 1,
+    stride: int | None = None,
+    trials: Any = None,
+    units: Any = None,
+) -> AnnData:
     """Bin spike times into a binary activity AnnData of windows of ``n_timesteps`` bins.
 
     Parameters
@@ -183,18 +205,24 @@ def bin_spike_times(spike_times: Any, unit_ids: Any = None, *, bin_size: float,
     """
     if isinstance(spike_times, pd.DataFrame):
         if unit_ids is not None or trials is not None:
-            raise ValueError("unit_ids, trials: taken from the DataFrame's columns; do not "
-                             "pass them as well")
+            raise ValueError(
+                "unit_ids, trials: taken from the DataFrame's columns; do not pass them as well"
+            )
         missing = [key for key in ("unit", "time") if key not in spike_times.columns]
         if missing:
             raise ValueError(f"spike_times: DataFrame lacks column(s) {missing}")
         frame = spike_times
-        table = _spike_table(frame["time"].to_numpy(), frame["unit"].to_numpy(),
-                             frame["trial"].to_numpy() if "trial" in frame.columns else None)
+        table = _spike_table(
+            frame["time"].to_numpy(),
+            frame["unit"].to_numpy(),
+            frame["trial"].to_numpy() if "trial" in frame.columns else None,
+        )
     else:
         if unit_ids is None:
-            raise ValueError("unit_ids: give the unit of each spike (or pass a DataFrame with "
-                             "'unit' and 'time' columns)")
+            raise ValueError(
+                "unit_ids: give the unit of each spike (or pass a DataFrame with "
+                "'unit' and 'time' columns)"
+            )
         table = _spike_table(spike_times, unit_ids, trials)
     bin_size = check_finite("bin_size", bin_size, low=0.0, low_open=True)
     t_start = check_finite("t_start", t_start)
@@ -202,8 +230,9 @@ def bin_spike_times(spike_times: Any, unit_ids: Any = None, *, bin_size: float,
     stride = n_timesteps if stride is None else check_positive_int("stride", stride)
 
     if units is None:
-        unit_names = np.array(sorted(pd.unique(table["unit"]), key=lambda u: (str(type(u)), u)),
-                              dtype=object)
+        unit_names = np.array(
+            sorted(pd.unique(table["unit"]), key=lambda u: (str(type(u)), u)), dtype=object
+        )
     else:
         unit_names = np.asarray(units, dtype=object).ravel()
         if len(set(unit_names.tolist())) != unit_names.size:
@@ -221,8 +250,10 @@ def bin_spike_times(spike_times: Any, unit_ids: Any = None, *, bin_size: float,
             raise ValueError(f"t_stop: must exceed t_start={t_start}, got {t_stop}")
         n_bins = int(np.floor(np.round((t_stop - t_start) / bin_size, 9)))
     if n_bins < n_timesteps:
-        raise ValueError(f"n_timesteps: {n_timesteps} bins per window, but the interval holds "
-                         f"only {n_bins} bins of {bin_size}")
+        raise ValueError(
+            f"n_timesteps: {n_timesteps} bins per window, but the interval holds "
+            f"only {n_bins} bins of {bin_size}"
+        )
 
     column = pd.Index(unit_names).get_indexer(table["unit"].to_numpy(dtype=object))
     # a small rounding guard so that a spike at exactly k * bin_size lands in bin k
@@ -230,8 +261,9 @@ def bin_spike_times(spike_times: Any, unit_ids: Any = None, *, bin_size: float,
     keep = (column >= 0) & (bin_index >= 0) & (bin_index < n_bins)
     dropped = int((~keep & (column >= 0)).sum())
     if units is not None and (column < 0).any():
-        logger.info("bin_spike_times: %d spikes of units not in `units` ignored",
-                    int((column < 0).sum()))
+        logger.info(
+            "bin_spike_times: %d spikes of units not in `units` ignored", int((column < 0).sum())
+        )
 
     if "trial" in table.columns:
         trial_names = pd.unique(table["trial"])
@@ -246,16 +278,26 @@ def bin_spike_times(spike_times: Any, unit_ids: Any = None, *, bin_size: float,
     starts = np.arange(0, n_bins - n_timesteps + 1, stride)
     windows = binary[:, starts[:, None] + np.arange(n_timesteps)]  # (trials, windows, T, units)
     bits = windows.reshape(trial_names.size * starts.size, n_timesteps * n_units)
-    obs = pd.DataFrame({
-        "trial": np.repeat(np.asarray(trial_names, dtype=object).astype(str), starts.size),
-        "t_start": np.tile(t_start + starts * bin_size, trial_names.size),
-    })
-    obs.index = pd.Index([f"{t}_{k}" for t, k in zip(obs["trial"], np.tile(starts,
-                                                                          trial_names.size))])
+    obs = pd.DataFrame(
+        {
+            "trial": np.repeat(np.asarray(trial_names, dtype=object).astype(str), starts.size),
+            "t_start": np.tile(t_start + starts * bin_size, trial_names.size),
+        }
+    )
+    obs.index = pd.Index(
+        [f"{t}_{k}" for t, k in zip(obs["trial"], np.tile(starts, trial_names.size), strict=True)]
+    )
     obs["trial"] = pd.Categorical(obs["trial"])
-    record = {"generator": "bin_spike_times", "n_spikes": int(keep.sum()),
-              "dropped_spikes": dropped, "multi_spike_bins": int((counts > 1).sum()),
-              "t_start": t_start, "n_bins": n_bins, "stride": stride,
-              "n_trials": int(trial_names.size)}
-    return activity_anndata(bits, n_units, n_timesteps, unit_names=unit_names, obs=obs,
-                            bin_size=bin_size, record=record)
+    record = {
+        "generator": "bin_spike_times",
+        "n_spikes": int(keep.sum()),
+        "dropped_spikes": dropped,
+        "multi_spike_bins": int((counts > 1).sum()),
+        "t_start": t_start,
+        "n_bins": n_bins,
+        "stride": stride,
+        "n_trials": int(trial_names.size),
+    }
+    return activity_anndata(
+        bits, n_units, n_timesteps, unit_names=unit_names, obs=obs, bin_size=bin_size, record=record
+    )

@@ -11,8 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 __all__: list[str] = ["QBMVAE", "QPerturb", "SpiQGAN", "UnsafeFileError"]
 
-_LAZY = {"QBMVAE": ".qbmvae", "QPerturb": ".qperturb", "SpiQGAN": ".spiqgan",
-         "UnsafeFileError": "._persist"}
+_LAZY = {
+    "QBMVAE": ".qbmvae",
+    "QPerturb": ".qperturb",
+    "SpiQGAN": ".spiqgan",
+    "UnsafeFileError": "._persist",
+}
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
     from ._persist import UnsafeFileError

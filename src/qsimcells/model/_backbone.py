@@ -72,8 +72,12 @@ class PCABackbone:
         return (X - self.mean_) @ self.components_.T
 
     def state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "n_latent": self.n_latent, "mean": self.mean_,
-                "components": self.components_}
+        return {
+            "kind": self.kind,
+            "n_latent": self.n_latent,
+            "mean": self.mean_,
+            "components": self.components_,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> PCABackbone:
@@ -96,32 +100,41 @@ class ScviBackbone:
 
     kind = "scvi"
 
-    def __init__(self, model: Any, batch_size: int = 1024, genes: list[str] | None = None
-                 ) -> None:
+    def __init__(self, model: Any, batch_size: int = 1024, genes: list[str] | None = None) -> None:
         if not hasattr(model, "get_latent_representation") or not hasattr(model, "adata"):
-            raise TypeError(f"backbone: expected 'pca' or a trained scvi-tools model, got "
-                            f"{type(model).__name__}")
+            raise TypeError(
+                f"backbone: expected 'pca' or a trained scvi-tools model, got "
+                f"{type(model).__name__}"
+            )
         model_genes = model.adata.var_names.astype(str).tolist()
         if genes is not None and model_genes != list(genes):
-            raise ValueError(f"backbone: the scvi-tools model's genes ({len(model_genes)}) are "
-                             f"not the screen's genes ({len(genes)}) in the same order")
+            raise ValueError(
+                f"backbone: the scvi-tools model's genes ({len(model_genes)}) are "
+                f"not the screen's genes ({len(genes)}) in the same order"
+            )
         if not getattr(model, "is_trained", True):
             raise ValueError("backbone: the scvi-tools model is not trained")
         self.model = model
         self.batch_size = int(batch_size)
         n_latent = getattr(getattr(model, "module", None), "n_latent", None)
-        self.n_latent = int(n_latent) if n_latent is not None else int(np.asarray(
-            model.get_latent_representation(model.adata[:16])).shape[1])
+        self.n_latent = (
+            int(n_latent)
+            if n_latent is not None
+            else int(np.asarray(model.get_latent_representation(model.adata[:16])).shape[1])
+        )
 
     def encode(self, counts: sparse.csr_matrix) -> np.ndarray:
         import anndata as ad
 
         reference = self.model.adata
         if counts.shape[1] != reference.n_vars:
-            raise ValueError(f"backbone: the scvi-tools model was trained on {reference.n_vars} "
-                             f"genes, the screen has {counts.shape[1]}")
-        cells = ad.AnnData(sparse.csr_matrix(counts, dtype=np.float32),
-                           var=reference.var[[]].copy())
+            raise ValueError(
+                f"backbone: the scvi-tools model was trained on {reference.n_vars} "
+                f"genes, the screen has {counts.shape[1]}"
+            )
+        cells = ad.AnnData(
+            sparse.csr_matrix(counts, dtype=np.float32), var=reference.var[[]].copy()
+        )
         # the model's own set-up: its layer, and every obs field it registered filled from
         # its training data (the first category, the median of a number), so the screen's
         # cells are encoded as cells of one batch / label of the model's data
@@ -132,14 +145,19 @@ class ScviBackbone:
         for key in _registered_obs_keys(registry):
             column = reference.obs[key]
             numeric = pd.api.types.is_numeric_dtype(column) and not isinstance(
-                column.dtype, pd.CategoricalDtype)
+                column.dtype, pd.CategoricalDtype
+            )
             cells.obs[key] = float(column.median()) if numeric else column.iloc[0]
-        return np.asarray(self.model.get_latent_representation(
-            cells, batch_size=self.batch_size), dtype=np.float64)
+        return np.asarray(
+            self.model.get_latent_representation(cells, batch_size=self.batch_size),
+            dtype=np.float64,
+        )
 
     def state(self) -> dict[str, Any]:
-        raise ValueError("backbone: a QPerturb on an scvi-tools backbone saves its own weights "
-                         "only; pass the backbone model again to QPerturb.load(..., backbone=)")
+        raise ValueError(
+            "backbone: a QPerturb on an scvi-tools backbone saves its own weights "
+            "only; pass the backbone model again to QPerturb.load(..., backbone=)"
+        )
 
 
 def _registered_obs_keys(registry: dict[str, Any]) -> list[str]:
@@ -150,25 +168,38 @@ def _registered_obs_keys(registry: dict[str, Any]) -> list[str]:
     return [k for k in keys if k is not None]
 
 
-def make_backbone(backbone: Any, n_components: int, control_counts: sparse.csr_matrix,
-                  genes: list[str] | None = None) -> PCABackbone | ScviBackbone | Backbone:
+def make_backbone(
+    backbone: Any,
+    n_components: int,
+    control_counts: sparse.csr_matrix,
+    genes: list[str] | None = None,
+) -> PCABackbone | ScviBackbone | Backbone:
     """The backbone for ``QPerturb(backbone=...)``: ``"pca"`` (fitted on the control cells), a
     trained scvi-tools model, or any object implementing :class:`Backbone`."""
     if isinstance(backbone, str):
         if backbone != "pca":
-            raise ValueError(f"backbone: {backbone!r} is not allowed; choose 'pca', a trained "
-                             "scvi-tools model or an object with n_latent and encode(counts)")
+            raise ValueError(
+                f"backbone: {backbone!r} is not allowed; choose 'pca', a trained "
+                "scvi-tools model or an object with n_latent and encode(counts)"
+            )
         return PCABackbone(n_components).fit(control_counts)
     if hasattr(backbone, "get_latent_representation"):
         return ScviBackbone(backbone, genes=genes)
     if isinstance(backbone, Backbone):
         return backbone
-    raise TypeError(f"backbone: expected 'pca', a trained scvi-tools model or an object with "
-                    f"n_latent and encode(counts), got {type(backbone).__name__}")
+    raise TypeError(
+        f"backbone: expected 'pca', a trained scvi-tools model or an object with "
+        f"n_latent and encode(counts), got {type(backbone).__name__}"
+    )
 
 
-def perturbation_features(backbone: Any, control_counts: sparse.csr_matrix,
-                          gene_index: int, kind: str, reference: np.ndarray) -> np.ndarray:
+def perturbation_features(
+    backbone: Any,
+    control_counts: sparse.csr_matrix,
+    gene_index: int,
+    kind: str,
+    reference: np.ndarray,
+) -> np.ndarray:
     """Mean latent shift of control cells under an in-silico knockout / overexpression of one
     gene (``reference`` is their unperturbed latent)."""
     X = sparse.csr_matrix(control_counts, dtype=np.float64, copy=True).tolil()

@@ -20,6 +20,7 @@ The negative samples ``z ~ p`` come from any registered Ising sampler
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -58,9 +59,16 @@ class BoltzmannPrior(torch.nn.Module):
         Seeds the initial parameters and the sampler's stream.
     """
 
-    def __init__(self, n_latent: int, *, sampler: str = "gibbs",
-                 sampler_kwargs: dict[str, Any] | None = None, num_reads: int = 256,
-                 init_scale: float = 0.01, seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_latent: int,
+        *,
+        sampler: str = "gibbs",
+        sampler_kwargs: dict[str, Any] | None = None,
+        num_reads: int = 256,
+        init_scale: float = 0.01,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         from ..plugins import get_ising_sampler
 
@@ -68,8 +76,10 @@ class BoltzmannPrior(torch.nn.Module):
         self.num_reads = check_positive_int("num_reads", num_reads)
         init_scale = check_finite("init_scale", init_scale, low=0.0)
         if not isinstance(sampler, str):
-            raise TypeError(f"prior_sampler: expected a registered Ising sampler name, got "
-                            f"{type(sampler).__name__}")
+            raise TypeError(
+                f"prior_sampler: expected a registered Ising sampler name, got "
+                f"{type(sampler).__name__}"
+            )
         get_ising_sampler(sampler)  # unknown names fail here, listing the registered ones
         if sampler_kwargs is not None and not isinstance(sampler_kwargs, dict):
             raise TypeError("prior_sampler_kwargs: expected a dict of sampler options or None")
@@ -77,12 +87,14 @@ class BoltzmannPrior(torch.nn.Module):
         self.sampler_kwargs = dict(sampler_kwargs or {})
         gen = torch.Generator().manual_seed(int(seed))
         self.h = torch.nn.Parameter(init_scale * torch.randn(self.n_latent, generator=gen))
-        self.w_raw = torch.nn.Parameter(init_scale * torch.randn(self.n_latent, self.n_latent,
-                                                                 generator=gen))
+        self.w_raw = torch.nn.Parameter(
+            init_scale * torch.randn(self.n_latent, self.n_latent, generator=gen)
+        )
         # persistent chains: the last negative samples, kept with the model (and its state_dict,
         # at a fixed shape so a saved model loads); `warm` says whether they were sampled yet
-        self.register_buffer("chains", torch.randint(0, 2, (self.num_reads, self.n_latent),
-                                                     generator=gen).float())
+        self.register_buffer(
+            "chains", torch.randint(0, 2, (self.num_reads, self.n_latent), generator=gen).float()
+        )
         self.register_buffer("warm", torch.zeros((), dtype=torch.bool))
         self._rng = np.random.default_rng(int(seed))
         self._sampler = None
@@ -115,14 +127,19 @@ class BoltzmannPrior(torch.nn.Module):
         W = self.W.detach().cpu().double().numpy()
         # the first call starts cold (the sampler's full schedule), later ones continue
         start = self.chains.cpu().numpy().astype(np.uint8) if bool(self.warm) else None
-        z = sample_ising(h, W, self.num_reads, sampler=self._sampler, rng=self._rng,
-                         initial_states=start)
+        z = sample_ising(
+            h, W, self.num_reads, sampler=self._sampler, rng=self._rng, initial_states=start
+        )
         self.chains.copy_(torch.as_tensor(z, dtype=self.chains.dtype))
         self.warm.fill_(True)
         return self.chains.to(self.h.dtype)
 
-    def kl_surrogate(self, q: torch.Tensor, negative: torch.Tensor | None = None,
-                     weights: torch.Tensor | None = None) -> torch.Tensor:
+    def kl_surrogate(
+        self,
+        q: torch.Tensor,
+        negative: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Per-cell surrogate of ``KL(q || p)`` whose gradient is the exact KL gradient.
 
         Parameters
@@ -144,12 +161,19 @@ class BoltzmannPrior(torch.nn.Module):
             negative = self.negative_samples()
         negative = negative.detach().to(self.h.dtype)
         neg_energy = self.energy(negative)
-        phase = (neg_energy.mean() if weights is None
-                 else (weights.to(self.h.dtype) * neg_energy).sum())
+        phase = (
+            neg_energy.mean() if weights is None else (weights.to(self.h.dtype) * neg_energy).sum()
+        )
         return -bernoulli_entropy(q) + self.energy(q) - phase
 
-    def log_partition(self, method: str = "exact", *, n_steps: int = 1000, num_reads: int = 256,
-                      rng: RngLike = None) -> float:
+    def log_partition(
+        self,
+        method: str = "exact",
+        *,
+        n_steps: int = 1000,
+        num_reads: int = 256,
+        rng: RngLike = None,
+    ) -> float:
         """``log Z``: by enumeration (``n_latent <= 20``) or annealed importance sampling.
 
         AIS anneals from the uniform distribution (``beta = 0``, ``log Z_0 = n log 2``) to the
@@ -173,8 +197,11 @@ class BoltzmannPrior(torch.nn.Module):
         float
             ``log Z``.
         """
-        from ..samplers import log_partition as exact_log_partition
-        from ..samplers import make_ising_sampler, sample_ising
+        from ..samplers import (
+            log_partition as exact_log_partition,
+            make_ising_sampler,
+            sample_ising,
+        )
 
         check_choice("method", method, ["exact", "ais"])
         h = self.h.detach().cpu().double().numpy()
@@ -188,11 +215,10 @@ class BoltzmannPrior(torch.nn.Module):
         z = gen.integers(0, 2, (num_reads, self.n_latent)).astype(np.uint8)
         betas = np.linspace(0.0, 1.0, n_steps + 1)
         log_w = np.zeros(num_reads)
-        for low, high in zip(betas[:-1], betas[1:]):
+        for low, high in itertools.pairwise(betas):
             zf = z.astype(np.float64)
             log_w -= (high - low) * (zf @ h + 0.5 * np.einsum("ki,ij,kj->k", zf, W, zf))
-            z = sample_ising(h, W, num_reads, sampler=gibbs, beta=high, rng=gen,
-                             initial_states=z)
+            z = sample_ising(h, W, num_reads, sampler=gibbs, beta=high, rng=gen, initial_states=z)
         top = log_w.max()
         return float(self.n_latent * math.log(2) + top + np.log(np.exp(log_w - top).mean()))
 

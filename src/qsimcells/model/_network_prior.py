@@ -7,14 +7,15 @@ From the control cells alone, for every edge ``s -> t`` of the graph::
 
 An intervention sets the ON probability of the perturbed gene ``g`` (0 for a knockout, 1 for an
 overexpression), a change ``d[g] = target - P(g ON)``, and the change travels along the edges for
-``n_hops`` steps (``d_{k+1} = d_k @ beta``, summed over k) with the intervened genes held fixed. The expected
-shift of gene ``j``'s log expression is then ``d[j]`` times its mean log expression when ON.
+``n_hops`` steps (``d_{k+1} = d_k @ beta``, summed over k) with the intervened genes held fixed. The
+expected shift of gene ``j``'s log expression is then ``d[j]`` times its mean log expression when
+ON.
 
 For the simulator's gates this is exact in expectation for one CX edge: a CX flips ``t`` when ``s``
-is ON, so ``P(t ON | s)`` is linear in ``s``'s bit with slope ``1 - 2 p_t`` (``p_t`` the
-basal ON probability of ``t``), which gives the exact knockout response ``p_s (2 p_t - 1)``. A correlation graph is undirected, so the change also
-travels against the arrows; the programmed graph (``network="truth"``) is directed and gives
-the upper bound.
+is ON, so ``P(t ON | s)`` is linear in ``s``'s bit with slope ``1 - 2 p_t`` (``p_t`` the basal ON
+probability of ``t``), which gives the exact knockout response ``p_s (2 p_t - 1)``. A correlation
+graph is undirected, so the change also travels against the arrows; the programmed graph
+(``network="truth"``) is directed and gives the upper bound.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ __all__ = ["NetworkPrior", "network_edges"]
 SOURCES = ("correlation", "truth")
 
 
-def network_edges(network: Any, adata: Any, control_rows: np.ndarray, genes: list[str],
-                  threshold: float) -> tuple[pd.DataFrame, bool, str]:
+def network_edges(
+    network: Any, adata: Any, control_rows: np.ndarray, genes: list[str], threshold: float
+) -> tuple[pd.DataFrame, bool, str]:
     """The graph as ``source, target`` rows of gene names, whether it is directed, and where it
     came from (``correlation``, ``truth`` or ``table``)."""
     if isinstance(network, str):
         if network not in SOURCES:
-            raise ValueError(f"network: {network!r} is not allowed; choose one of "
-                             f"{list(SOURCES)}, a DataFrame with columns source, target, or "
-                             "None")
+            raise ValueError(
+                f"network: {network!r} is not allowed; choose one of "
+                f"{list(SOURCES)}, a DataFrame with columns source, target, or "
+                "None"
+            )
         if network == "truth":
             from ..tl.grn import true_network
 
@@ -56,16 +60,20 @@ def network_edges(network: Any, adata: Any, control_rows: np.ndarray, genes: lis
     if isinstance(network, pd.DataFrame):
         missing = {"source", "target"} - set(network.columns)
         if missing:
-            raise ValueError(f"network: the table needs columns source and target (missing "
-                             f"{sorted(missing)}; has {list(network.columns)})")
+            raise ValueError(
+                f"network: the table needs columns source and target (missing "
+                f"{sorted(missing)}; has {list(network.columns)})"
+            )
         table = network[["source", "target"]].astype(str).reset_index(drop=True)
         unknown = sorted((set(table["source"]) | set(table["target"])) - set(genes))
         if unknown:
             raise ValueError(f"network: genes {unknown[:10]} are not in var_names")
         directed = bool(network.attrs.get("directed", True))
         return table, directed, "table"
-    raise TypeError(f"network: expected 'correlation', 'truth', a DataFrame with columns "
-                    f"source, target, or None, got {type(network).__name__}")
+    raise TypeError(
+        f"network: expected 'correlation', 'truth', a DataFrame with columns "
+        f"source, target, or None, got {type(network).__name__}"
+    )
 
 
 class NetworkPrior:
@@ -85,9 +93,15 @@ class NetworkPrior:
         How far the change travels (edges in a path).
     """
 
-    def __init__(self, control_counts: sparse.csr_matrix, control_expr: np.ndarray,
-                 edges: tuple[np.ndarray, np.ndarray], *, directed: bool, n_hops: int = 3
-                 ) -> None:
+    def __init__(
+        self,
+        control_counts: sparse.csr_matrix,
+        control_expr: np.ndarray,
+        edges: tuple[np.ndarray, np.ndarray],
+        *,
+        directed: bool,
+        n_hops: int = 3,
+    ) -> None:
         on = np.asarray((control_counts > 0).toarray(), dtype=np.float64)
         n_genes = on.shape[1]
         self.p_on = on.mean(axis=0)

@@ -24,15 +24,26 @@ from typing import Any, ClassVar
 
 from .._atomic import atomic_file, atomic_folder
 
-__all__ = ["UnsafeFileError", "atomic_file", "atomic_folder", "check_scvi_model_file",
-           "read_json", "read_npz", "read_torch", "read_torch_restricted", "scvi_save_globals",
-           "unreadable"]
+__all__ = [
+    "UnsafeFileError",
+    "atomic_file",
+    "atomic_folder",
+    "check_scvi_model_file",
+    "read_json",
+    "read_npz",
+    "read_torch",
+    "read_torch_restricted",
+    "scvi_save_globals",
+    "unreadable",
+]
 
 
 def unreadable(kind: str, path: Any, err: BaseException) -> ValueError:
     """The error for a save that cannot be read: truncated, damaged or of something else."""
-    return ValueError(f"path: {str(path)!r} is not a readable {kind} save (truncated, damaged "
-                      f"or written by something else: {type(err).__name__}: {err})")
+    return ValueError(
+        f"path: {str(path)!r} is not a readable {kind} save (truncated, damaged "
+        f"or written by something else: {type(err).__name__}: {err})"
+    )
 
 
 class UnsafeFileError(ValueError):
@@ -57,9 +68,11 @@ def read_npz(path: Path, kind: str) -> dict[str, Any]:
             return {name: archive[name] for name in archive.files}
     except ValueError as err:
         if "allow_pickle" in str(err):
-            raise UnsafeFileError(f"path: {str(path)!r} holds pickled objects, which loading "
-                                  "would run as code; refused (a qsimcells save holds numbers "
-                                  "only)") from None
+            raise UnsafeFileError(
+                f"path: {str(path)!r} holds pickled objects, which loading "
+                "would run as code; refused (a qsimcells save holds numbers "
+                "only)"
+            ) from None
         raise unreadable(kind, path, err) from None
     except Exception as err:
         raise unreadable(kind, path, err) from None
@@ -75,7 +88,8 @@ def _refusal(path: Path, kind: str, found: list[str], trust_hint: str) -> Unsafe
     return UnsafeFileError(
         f"path: {str(path)!r} is refused: loading it would call {', '.join(found)}, which a "
         f"{kind} save does not need and which could run code from the file. If you trust the "
-        f"file (you made it, or know who did): {trust_hint}")
+        f"file (you made it, or know who did): {trust_hint}"
+    )
 
 
 def read_torch(path: Path, kind: str, *, trust_hint: str) -> Any:
@@ -97,9 +111,10 @@ def read_torch(path: Path, kind: str, *, trust_hint: str) -> Any:
     except pickle.UnpicklingError as err:
         if "Weights only load failed" not in str(err):
             raise unreadable(kind, path, err) from None
-        found = (re.findall(r"GLOBAL ([\w.]+)", str(err))
-                 or re.findall(r"but got <class '([\w.]+)'>", str(err)))[:1] \
-            or ["an operation torch's safe unpickler refuses"]
+        found = (
+            re.findall(r"GLOBAL ([\w.]+)", str(err))
+            or re.findall(r"but got <class '([\w.]+)'>", str(err))
+        )[:1] or ["an operation torch's safe unpickler refuses"]
         raise _refusal(Path(path), kind, found, trust_hint) from None
     except Exception as err:  # truncated, damaged or another program's file
         raise unreadable(kind, path, err) from None
@@ -122,15 +137,15 @@ class _RestrictedUnpickler(pickle.Unpickler):
         # Python 2 names (protocol 2 pickles, as torch writes), mapped as pickle's own
         # find_class maps them; the result must still be allowed
         module, name = _compat_pickle.NAME_MAPPING.get(
-            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name))
+            (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module), name)
+        )
         try:
             return self.allowed[f"{module}.{name}"]
         except KeyError:
             raise _Refused(f"{module}.{name}") from None
 
 
-def read_torch_restricted(path: Path, kind: str, *, allowed: list[Any],
-                          trust_hint: str) -> Any:
+def read_torch_restricted(path: Path, kind: str, *, allowed: list[Any], trust_hint: str) -> Any:
     """Read a torch file whose pickle may call only torch's own safe globals (those
     ``weights_only=True`` allows) and ``allowed``.
 
@@ -148,8 +163,11 @@ def read_torch_restricted(path: Path, kind: str, *, allowed: list[Any],
     names = dict(_get_allowed_globals())
     names.update({_name(obj): obj[0] if isinstance(obj, tuple) else obj for obj in allowed})
     unpickler = type("Unpickler", (_RestrictedUnpickler,), {"allowed": names})
-    module = types.SimpleNamespace(__name__="qsimcells_restricted_pickle", Unpickler=unpickler,
-                                   load=lambda f, **kw: unpickler(f, **kw).load())
+    module = types.SimpleNamespace(
+        __name__="qsimcells_restricted_pickle",
+        Unpickler=unpickler,
+        load=lambda f, **kw: unpickler(f, **kw).load(),
+    )
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
     except _Refused as refused:
@@ -179,9 +197,22 @@ def scvi_save_globals() -> list[Any]:
     from pandas.core.internals.managers import BlockManager
 
     dtype_classes = [getattr(np.dtypes, name) for name in np.dtypes.__all__]  # a dtype's state
-    return [bytes, dict, slice, collections.defaultdict, np.ndarray, np.dtype, *dtype_classes,
-            _reconstruct, (_reconstruct, "numpy.core.multiarray._reconstruct"),  # numpy 1.x
-            pd.DataFrame, pd.Index, _new_Index, _unpickle_block, BlockManager]
+    return [
+        bytes,
+        dict,
+        slice,
+        collections.defaultdict,
+        np.ndarray,
+        np.dtype,
+        *dtype_classes,
+        _reconstruct,
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),  # numpy 1.x
+        pd.DataFrame,
+        pd.Index,
+        _new_Index,
+        _unpickle_block,
+        BlockManager,
+    ]
 
 
 def check_scvi_model_file(file: Path, kind: str, trust_hint: str) -> None:

@@ -62,11 +62,22 @@ class QBMVAEModule(BaseModuleClass):
         Dropout of the hidden layers.
     """
 
-    def __init__(self, n_input: int, *, n_batch: int = 0, n_latent: int = 64,
-                 n_hidden: int = 256, n_layers: int = 2, likelihood: str = "nb",
-                 prior_sampler: str = "gibbs", prior_sampler_kwargs: dict | None = None,
-                 beta: float = 0.5, num_reads: int = 256, dropout_rate: float = 0.1,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        n_input: int,
+        *,
+        n_batch: int = 0,
+        n_latent: int = 64,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        likelihood: str = "nb",
+        prior_sampler: str = "gibbs",
+        prior_sampler_kwargs: dict | None = None,
+        beta: float = 0.5,
+        num_reads: int = 256,
+        dropout_rate: float = 0.1,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         from ._boltzmann import BoltzmannPrior
 
@@ -78,18 +89,33 @@ class QBMVAEModule(BaseModuleClass):
         self.n_latent = n_latent
         self.likelihood = likelihood
         self.beta = float(beta)
-        self.encoder = FCLayers(n_in=n_input, n_out=n_hidden, n_layers=n_layers,
-                                n_hidden=n_hidden, dropout_rate=dropout_rate)
+        self.encoder = FCLayers(
+            n_in=n_input,
+            n_out=n_hidden,
+            n_layers=n_layers,
+            n_hidden=n_hidden,
+            dropout_rate=dropout_rate,
+        )
         self.encoder_logits = nn.Linear(n_hidden, n_latent)
-        self.decoder = FCLayers(n_in=n_latent, n_out=n_hidden, n_cat_list=[n_batch],
-                                n_layers=n_layers, n_hidden=n_hidden, dropout_rate=0.0,
-                                inject_covariates=False)
+        self.decoder = FCLayers(
+            n_in=n_latent,
+            n_out=n_hidden,
+            n_cat_list=[n_batch],
+            n_layers=n_layers,
+            n_hidden=n_hidden,
+            dropout_rate=0.0,
+            inject_covariates=False,
+        )
         self.decoder_out = nn.Linear(n_hidden, n_input)
         if likelihood == "nb":
             self.px_r = nn.Parameter(torch.randn(n_input))
-        self.prior = BoltzmannPrior(n_latent, sampler=prior_sampler,
-                                    sampler_kwargs=prior_sampler_kwargs, num_reads=num_reads,
-                                    seed=seed)
+        self.prior = BoltzmannPrior(
+            n_latent,
+            sampler=prior_sampler,
+            sampler_kwargs=prior_sampler_kwargs,
+            num_reads=num_reads,
+            seed=seed,
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,23 +129,36 @@ class QBMVAEModule(BaseModuleClass):
         return torch.log1p(x / library * 1e4)
 
     # -- scvi-tools protocol ---------------------------------------------------------------
-    def _get_inference_input(self, tensors: dict[str, torch.Tensor], **kwargs: Any
-                             ) -> dict[str, torch.Tensor]:
+    def _get_inference_input(
+        self, tensors: dict[str, torch.Tensor], **kwargs: Any
+    ) -> dict[str, torch.Tensor]:
         if self.minified_data_type is not None:
-            return {"qzm": tensors[REGISTRY_KEYS.LATENT_QZM_KEY],
-                    "observed_lib_size": tensors[REGISTRY_KEYS.OBSERVED_LIB_SIZE]}
+            return {
+                "qzm": tensors[REGISTRY_KEYS.LATENT_QZM_KEY],
+                "observed_lib_size": tensors[REGISTRY_KEYS.OBSERVED_LIB_SIZE],
+            }
         return {"x": tensors[REGISTRY_KEYS.X_KEY]}
 
-    def _get_generative_input(self, tensors: dict[str, torch.Tensor],
-                              inference_outputs: dict[str, torch.Tensor], **kwargs: Any
-                              ) -> dict[str, torch.Tensor]:
-        return {"zeta": inference_outputs["zeta"], "library": inference_outputs["library"],
-                "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY]}
+    def _get_generative_input(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        **kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        return {
+            "zeta": inference_outputs["zeta"],
+            "library": inference_outputs["library"],
+            "batch_index": tensors[REGISTRY_KEYS.BATCH_KEY],
+        }
 
     @auto_move_data
-    def inference(self, x: torch.Tensor | None = None, n_samples: int = 1,
-                  qzm: torch.Tensor | None = None,
-                  observed_lib_size: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def inference(
+        self,
+        x: torch.Tensor | None = None,
+        n_samples: int = 1,
+        qzm: torch.Tensor | None = None,
+        observed_lib_size: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Posterior means ``q`` (and their logits), a relaxed sample ``zeta`` and the library
         size: from the counts ``x`` through the encoder, or on minified data from the stored
         posterior means ``qzm`` and library ``observed_lib_size``."""
@@ -135,8 +174,13 @@ class QBMVAEModule(BaseModuleClass):
             library = x.sum(-1, keepdim=True)
         rho = torch.rand_like(q)
         zeta = spike_exponential(q, rho, self.beta)
-        return {"q": q, "logits": logits, "zeta": zeta, "z": (rho > 1 - q).to(q.dtype),
-                "library": library}
+        return {
+            "q": q,
+            "logits": logits,
+            "zeta": zeta,
+            "z": (rho > 1 - q).to(q.dtype),
+            "library": library,
+        }
 
     @property
     def gene_likelihood(self) -> str:
@@ -144,9 +188,13 @@ class QBMVAEModule(BaseModuleClass):
         return self.likelihood
 
     @auto_move_data
-    def generative(self, zeta: torch.Tensor, library: torch.Tensor,
-                   batch_index: torch.Tensor, transform_batch: int | None = None
-                   ) -> dict[str, Any]:
+    def generative(
+        self,
+        zeta: torch.Tensor,
+        library: torch.Tensor,
+        batch_index: torch.Tensor,
+        transform_batch: int | None = None,
+    ) -> dict[str, Any]:
         """Decoder output: the NB distribution (``"nb"``) or the reconstruction (``"mse"``).
         ``transform_batch``: decode every cell as if from that batch (scvi-tools' mixins pass
         it for batch-corrected expression)."""
@@ -160,16 +208,23 @@ class QBMVAEModule(BaseModuleClass):
             return {"px": px, "px_scale": scale}
         return {"px_mean": out}
 
-    def reconstruction_loss(self, x: torch.Tensor, generative_outputs: dict[str, Any]
-                            ) -> torch.Tensor:
+    def reconstruction_loss(
+        self, x: torch.Tensor, generative_outputs: dict[str, Any]
+    ) -> torch.Tensor:
         """Per-cell reconstruction loss, summed over genes."""
         if self.likelihood == "nb":
             return -generative_outputs["px"].log_prob(x).sum(-1)
         return ((generative_outputs["px_mean"] - self._lognorm(x)) ** 2).sum(-1)
 
-    def loss(self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor],
-             generative_outputs: dict[str, Any], kl_weight: float = 1.0,
-             log_z: float | None = None, **kwargs: Any) -> LossOutput:
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, Any],
+        kl_weight: float = 1.0,
+        log_z: float | None = None,
+        **kwargs: Any,
+    ) -> LossOutput:
         """Mean over cells of reconstruction + ``kl_weight`` x KL.
 
         ``kl_weight`` is scvi-tools' KL warm-up (the training plan ramps it with
@@ -187,8 +242,11 @@ class QBMVAEModule(BaseModuleClass):
         kl = self.prior.kl_surrogate(q, negative)
         objective = rec + kl
         if kl_weight != 1.0:  # the prior's own gradient stays that of the full KL
-            objective = rec + kl_weight * kl \
+            objective = (
+                rec
+                + kl_weight * kl
                 + (1.0 - kl_weight) * self.prior.kl_surrogate(q.detach(), negative)
+            )
         if log_z is not None:
             kl = kl + (self.prior.energy(negative).mean() + float(log_z)).detach()
         return LossOutput(loss=torch.mean(objective), reconstruction_loss=rec, kl_local=kl)

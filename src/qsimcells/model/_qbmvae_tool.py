@@ -30,13 +30,22 @@ def _seed(rng: RngLike) -> int:
     return int(as_generator(rng).integers(0, 2**31 - 1))
 
 
-def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
-           batch_key: str | None = None, layer: str | None = None,
-           max_epochs: int | None = None, prior_sampler: str = "gibbs",
-           model_kwargs: dict[str, Any] | None = None, key_added: str = "X_qbmvae",
-           representation: str = "probability", rng: RngLike = None, copy: bool = False,
-           **train_kwargs: Any
-           ) -> QBMVAE | tuple[QBMVAE, AnnData]:
+def qbmvae(
+    adata: AnnData,
+    *,
+    n_latent: int = 64,
+    likelihood: str = "nb",
+    batch_key: str | None = None,
+    layer: str | None = None,
+    max_epochs: int | None = None,
+    prior_sampler: str = "gibbs",
+    model_kwargs: dict[str, Any] | None = None,
+    key_added: str = "X_qbmvae",
+    representation: str = "probability",
+    rng: RngLike = None,
+    copy: bool = False,
+    **train_kwargs: Any,
+) -> QBMVAE | tuple[QBMVAE, AnnData]:
     """Train a QBM-VAE on raw counts and store its latent (posterior means ``q``).
 
     Runs :meth:`QBMVAE.setup_anndata <qsimcells.model.QBMVAE.setup_anndata>` (which, as in
@@ -99,8 +108,9 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
     model_kwargs = dict(model_kwargs or {})
     for key in ("n_latent", "likelihood", "prior_sampler", "seed"):
         if key in model_kwargs:
-            raise ValueError(f"model_kwargs: pass {key!r} as an argument of qs.tl.qbmvae "
-                             "(seed: rng)")
+            raise ValueError(
+                f"model_kwargs: pass {key!r} as an argument of qs.tl.qbmvae (seed: rng)"
+            )
     import scvi
 
     from .qbmvae import QBMVAE
@@ -109,18 +119,26 @@ def qbmvae(adata: AnnData, *, n_latent: int = 64, likelihood: str = "nb",
     target = adata.copy() if copy else adata
     scvi.settings.seed = seed
     QBMVAE.setup_anndata(target, layer=layer, batch_key=batch_key)
-    model = QBMVAE(target, n_latent=n_latent, likelihood=likelihood,
-                   prior_sampler=prior_sampler, seed=seed, **model_kwargs)
+    model = QBMVAE(
+        target,
+        n_latent=n_latent,
+        likelihood=likelihood,
+        prior_sampler=prior_sampler,
+        seed=seed,
+        **model_kwargs,
+    )
     model.train(max_epochs=max_epochs, **train_kwargs)
-    target.obsm[key_added] = model.get_latent_representation(target,
-                                                             representation=representation)
-    params: dict[str, Any] = {"n_latent": int(n_latent), "likelihood": likelihood,
-                              "prior_sampler": prior_sampler, "seed": seed,
-                              "representation": representation,
-                              "epochs": int(model.history["train_loss"].shape[0])}
+    target.obsm[key_added] = model.get_latent_representation(target, representation=representation)
+    params: dict[str, Any] = {
+        "n_latent": int(n_latent),
+        "likelihood": likelihood,
+        "prior_sampler": prior_sampler,
+        "seed": seed,
+        "representation": representation,
+        "epochs": int(model.history["train_loss"].shape[0]),
+    }
     optional = {"batch_key": batch_key, "layer": layer, "max_epochs": max_epochs}
     params.update({k: v for k, v in optional.items() if v is not None})  # h5ad stores no None
-    params.update({k: v for k, v in model_kwargs.items()
-                   if isinstance(v, (bool, int, float, str))})
+    params.update({k: v for k, v in model_kwargs.items() if isinstance(v, (bool, int, float, str))})
     target.uns[key_added] = {"params": params, "prior_sampler": model.module.prior.provenance()}
     return (model, target) if copy else model

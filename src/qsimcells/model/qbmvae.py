@@ -24,13 +24,18 @@ from scvi.data import AnnDataManager
 from scvi.data._utils import _get_adata_minify_type
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.distributions import NegativeBinomial
-from scvi.model.base import (ArchesMixin, BaseMinifiedModeModelClass, RNASeqMixin,
-                             UnsupervisedTrainingMixin, VAEMixin)
+from scvi.model.base import (
+    ArchesMixin,
+    BaseMinifiedModeModelClass,
+    RNASeqMixin,
+    UnsupervisedTrainingMixin,
+    VAEMixin,
+)
 from scvi.utils import setup_anndata_dsp
 
 from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int
-from ._qbmvae_module import QBMVAEModule, spike_exponential
 from ._persist import atomic_folder, check_scvi_model_file, unreadable
+from ._qbmvae_module import QBMVAEModule, spike_exponential
 from ._qbmvae_plan import QBMVAETrainingPlan
 
 __all__ = ["QBMVAE"]
@@ -58,29 +63,35 @@ def _stored_values(X: Any) -> Iterator[np.ndarray]:
         return
     data = X.group["data"]
     for start in range(0, int(data.shape[0]), _BLOCK_ENTRIES):
-        yield np.asarray(data[start:start + _BLOCK_ENTRIES])
+        yield np.asarray(data[start : start + _BLOCK_ENTRIES])
 
 
 def _check_counts(X: Any, likelihood: str) -> None:
     """NaN/inf, negative values and (for ``"nb"``) non-integers fail before training."""
     if isinstance(X, CSCDataset):
-        raise ValueError("adata.X (or the registered layer): an on-disk CSC matrix is read "
-                         "whole for every minibatch of cells; store it as CSR")
+        raise ValueError(
+            "adata.X (or the registered layer): an on-disk CSC matrix is read "
+            "whole for every minibatch of cells; store it as CSR"
+        )
     for values in _stored_values(X):
         if not np.isfinite(values).all():
-            raise ValueError("adata.X (or the registered layer): contains NaN or infinite "
-                             "values")
+            raise ValueError("adata.X (or the registered layer): contains NaN or infinite values")
         if (values < 0).any():
-            raise ValueError("adata.X (or the registered layer): contains negative values; "
-                             "QBM-VAE takes raw counts")
+            raise ValueError(
+                "adata.X (or the registered layer): contains negative values; "
+                "QBM-VAE takes raw counts"
+            )
         if likelihood == "nb" and not np.array_equal(values, np.round(values)):
-            raise ValueError("adata.X (or the registered layer): likelihood='nb' needs integer "
-                             "counts, got non-integer values (use raw counts, or "
-                             "likelihood='mse')")
+            raise ValueError(
+                "adata.X (or the registered layer): likelihood='nb' needs integer "
+                "counts, got non-integer values (use raw counts, or "
+                "likelihood='mse')"
+            )
 
 
-class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
-             BaseMinifiedModeModelClass):
+class QBMVAE(
+    RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin, BaseMinifiedModeModelClass
+):
     """Binary-latent VAE with a Boltzmann-machine prior sampled by a named Ising sampler.
 
     A scvi-tools model: scvi-tools' own :class:`~scvi.model.base.RNASeqMixin` gives it
@@ -136,13 +147,22 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
     _LATENT_QZV_KEY = "qbmvae_latent_qzv"
     _training_plan_cls = QBMVAETrainingPlan
 
-    def __init__(self, adata: AnnData, n_latent: int = 64, n_hidden: int = 256,
-                 n_layers: int = 2, likelihood: str = "nb", prior_sampler: str = "gibbs",
-                 prior_sampler_kwargs: dict[str, Any] | None = None, beta: float = 0.5,
-                 num_reads: int = 256, dropout_rate: float = 0.1, seed: int = 0) -> None:
+    def __init__(
+        self,
+        adata: AnnData,
+        n_latent: int = 64,
+        n_hidden: int = 256,
+        n_layers: int = 2,
+        likelihood: str = "nb",
+        prior_sampler: str = "gibbs",
+        prior_sampler_kwargs: dict[str, Any] | None = None,
+        beta: float = 0.5,
+        num_reads: int = 256,
+        dropout_rate: float = 0.1,
+        seed: int = 0,
+    ) -> None:
         if adata is None:
-            raise ValueError("adata: QBM-VAE needs an AnnData registered with "
-                             "QBMVAE.setup_anndata")
+            raise ValueError("adata: QBM-VAE needs an AnnData registered with QBMVAE.setup_anndata")
         check_choice("likelihood", likelihood, LIKELIHOODS)
         n_latent = check_positive_int("n_latent", n_latent)
         n_hidden = check_positive_int("n_hidden", n_hidden)
@@ -155,15 +175,25 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         _check_counts(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY), likelihood)
 
         self.module = self._module_cls(
-            self.summary_stats.n_vars, n_batch=self.summary_stats.n_batch, n_latent=n_latent,
-            n_hidden=n_hidden, n_layers=n_layers, likelihood=likelihood,
-            prior_sampler=prior_sampler, prior_sampler_kwargs=prior_sampler_kwargs, beta=beta,
-            num_reads=num_reads, dropout_rate=dropout_rate, seed=seed)
+            self.summary_stats.n_vars,
+            n_batch=self.summary_stats.n_batch,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            n_layers=n_layers,
+            likelihood=likelihood,
+            prior_sampler=prior_sampler,
+            prior_sampler_kwargs=prior_sampler_kwargs,
+            beta=beta,
+            num_reads=num_reads,
+            dropout_rate=dropout_rate,
+            seed=seed,
+        )
         self.module.minified_data_type = self.minified_data_type
         self._model_summary_string = (
             f"QBMVAE: n_latent={n_latent} binary units, n_hidden={n_hidden}, "
             f"n_layers={n_layers}, likelihood={likelihood!r}, prior_sampler={prior_sampler!r}, "
-            f"beta={beta}, num_reads={num_reads}")
+            f"beta={beta}, num_reads={num_reads}"
+        )
         self.init_params_ = self._get_init_params(locals())
 
     @staticmethod
@@ -172,8 +202,10 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         from ..plugins.registry import PluginError
 
         if not isinstance(name, str):
-            raise TypeError(f"prior_sampler: expected a registered Ising sampler name (so the "
-                            f"model saves), got {type(name).__name__}")
+            raise TypeError(
+                f"prior_sampler: expected a registered Ising sampler name (so the "
+                f"model saves), got {type(name).__name__}"
+            )
         if kwargs is not None and not isinstance(kwargs, dict):
             raise TypeError("prior_sampler_kwargs: expected a dict of sampler options or None")
         try:
@@ -181,14 +213,21 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         except PluginError as err:
             raise ValueError(f"prior_sampler: {err}") from None
         if spec.max_variables is not None and n_latent > spec.max_variables:
-            raise ValueError(f"prior_sampler: {name!r} takes at most {spec.max_variables} "
-                             f"variables, n_latent is {n_latent}")
+            raise ValueError(
+                f"prior_sampler: {name!r} takes at most {spec.max_variables} "
+                f"variables, n_latent is {n_latent}"
+            )
 
     @classmethod
     @setup_anndata_dsp.dedent
-    def setup_anndata(cls, adata: AnnData, layer: str | None = None,
-                      batch_key: str | None = None, labels_key: str | None = None,
-                      **kwargs: Any) -> None:
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        labels_key: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         """%(summary)s.
 
         Parameters
@@ -211,19 +250,33 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
-    def save(self, dir_path: str, prefix: str | None = None, overwrite: bool = False,
-             save_anndata: bool = False, **kwargs: Any) -> None:
+    def save(
+        self,
+        dir_path: str,
+        prefix: str | None = None,
+        overwrite: bool = False,
+        save_anndata: bool = False,
+        **kwargs: Any,
+    ) -> None:
         """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.save`, made atomic: the save is
         written to a temporary folder beside ``dir_path`` and renamed into place when it is
         complete, so a failed save leaves the previous one (or nothing); a non-empty
         ``dir_path`` is replaced only with ``overwrite=True``."""
         with atomic_folder(dir_path, overwrite) as tmp:
-            super().save(str(tmp), prefix=prefix, overwrite=True, save_anndata=save_anndata,
-                         **kwargs)
+            super().save(
+                str(tmp), prefix=prefix, overwrite=True, save_anndata=save_anndata, **kwargs
+            )
 
     @classmethod
-    def load(cls, dir_path: str, adata: AnnData | None = None, *, prefix: str | None = None,
-             trusted: bool = False, **kwargs: Any) -> QBMVAE:
+    def load(
+        cls,
+        dir_path: str,
+        adata: AnnData | None = None,
+        *,
+        prefix: str | None = None,
+        trusted: bool = False,
+        **kwargs: Any,
+    ) -> QBMVAE:
         """scvi-tools' :meth:`~scvi.model.base.BaseModelClass.load`, made safe for files from
         elsewhere: ``model.pt`` must be a complete torch archive (a truncated or foreign file
         gets a clear error instead of an unpickling traceback) holding nothing but tensors,
@@ -244,23 +297,22 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             return super().load(folder, adata=adata, prefix=prefix, **kwargs)
 
     @staticmethod
-    def load_registry(dir_path: str, prefix: str | None = None, *,
-                      trusted: bool = False) -> dict:
+    def load_registry(dir_path: str, prefix: str | None = None, *, trusted: bool = False) -> dict:
         """The registry of a saved model (scvi-tools'), after the check of :meth:`load`."""
         with _checked_save(dir_path, prefix, trusted) as folder:
             return BaseMinifiedModeModelClass.load_registry(folder, prefix=prefix)
 
     @staticmethod
-    def view_setup_args(dir_path: str, prefix: str | None = None, *,
-                        trusted: bool = False) -> None:
+    def view_setup_args(dir_path: str, prefix: str | None = None, *, trusted: bool = False) -> None:
         """Print the set-up arguments of a saved model (scvi-tools'), after the check of
         :meth:`load`."""
         with _checked_save(dir_path, prefix, trusted) as folder:
             BaseMinifiedModeModelClass.view_setup_args(folder, prefix=prefix)
 
     @classmethod
-    def prepare_query_anndata(cls, adata: AnnData, reference_model: Any, *,
-                              trusted: bool = False, **kwargs: Any) -> Any:
+    def prepare_query_anndata(
+        cls, adata: AnnData, reference_model: Any, *, trusted: bool = False, **kwargs: Any
+    ) -> Any:
         """scvi-tools' :meth:`~scvi.model.base.ArchesMixin.prepare_query_anndata` (pads and
         orders the query's genes as the reference's); a saved reference (a folder) is checked
         as :meth:`load` checks it."""
@@ -269,10 +321,18 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         with _checked_save(reference_model, None, trusted) as folder:
             return super().prepare_query_anndata(adata, folder, **kwargs)
 
-    def train(self, max_epochs: int | None = None, lr: float = 1e-2, lr_prior: float = 1e-3,
-              batch_size: int = 128, early_stopping: bool = False,
-              early_stopping_patience: int = 10, n_epochs_kl_warmup: int | None = None,
-              plan_kwargs: dict | None = None, **kwargs: Any) -> Any:
+    def train(
+        self,
+        max_epochs: int | None = None,
+        lr: float = 1e-2,
+        lr_prior: float = 1e-3,
+        batch_size: int = 128,
+        early_stopping: bool = False,
+        early_stopping_patience: int = 10,
+        n_epochs_kl_warmup: int | None = None,
+        plan_kwargs: dict | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Train with Adam (``lr`` for the VAE, ``lr_prior`` for the BM, ``eps=1e-8``).
 
         Parameters
@@ -303,14 +363,18 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             ``accelerator``, ``enable_progress_bar``, trainer options, ...).
         """
         if self.minified_data_type is not None:
-            raise ValueError("adata: this model's AnnData is minified (it holds posterior means, "
-                             "not the training data); train on the full AnnData")
+            raise ValueError(
+                "adata: this model's AnnData is minified (it holds posterior means, "
+                "not the training data); train on the full AnnData"
+            )
         plan_kwargs = dict(plan_kwargs or {})
         for key in ("lr", "lr_prior"):
             if key in plan_kwargs:
                 raise ValueError(f"plan_kwargs: pass {key!r} as an argument of train()")
-        plan_kwargs.update(lr=check_finite("lr", lr, low=0.0, low_open=True),
-                           lr_prior=check_finite("lr_prior", lr_prior, low=0.0))
+        plan_kwargs.update(
+            lr=check_finite("lr", lr, low=0.0, low_open=True),
+            lr_prior=check_finite("lr_prior", lr_prior, low=0.0),
+        )
         if "n_epochs_kl_warmup" in plan_kwargs:
             raise ValueError("plan_kwargs: pass 'n_epochs_kl_warmup' as an argument of train()")
         if n_epochs_kl_warmup is not None:
@@ -319,17 +383,25 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         kwargs.setdefault("early_stopping_monitor", "elbo_validation")
         # a sampler that fails or returns the wrong shape fails here, before Lightning starts
         self.module.prior.sample(2, rng=0)
-        return super().train(max_epochs=max_epochs, batch_size=batch_size,
-                             early_stopping=early_stopping,
-                             early_stopping_patience=early_stopping_patience,
-                             plan_kwargs=plan_kwargs, **kwargs)
+        return super().train(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            early_stopping_patience=early_stopping_patience,
+            plan_kwargs=plan_kwargs,
+            **kwargs,
+        )
 
-    def get_latent_representation(self, adata: AnnData | None = None,
-                                  indices: Sequence[int] | None = None, give_mean: bool = True,
-                                  batch_size: int | None = None, rng: RngLike = None,
-                                  representation: str = "probability",
-                                  return_dist: bool = False
-                                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+        rng: RngLike = None,
+        representation: str = "probability",
+        return_dist: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Posterior probabilities ``q`` (``give_mean``) or binary samples ``z ~ Bernoulli(q)``.
 
         Parameters
@@ -363,28 +435,39 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         """
         check_choice("representation", representation, ["probability", "logit"])
         if representation == "logit" and not give_mean:
-            raise ValueError("representation: 'logit' describes the posterior means; binary "
-                             "samples (give_mean=False) have no logits")
+            raise ValueError(
+                "representation: 'logit' describes the posterior means; binary "
+                "samples (give_mean=False) have no logits"
+            )
         self._check_if_trained(warn=True)
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         key = "logits" if representation == "logit" else "q"
         with self._eval_mode():
-            parts = [self.module.inference(**self.module._get_inference_input(tensors))[key].cpu()
-                     for tensors in loader]
+            parts = [
+                self.module.inference(**self.module._get_inference_input(tensors))[key].cpu()
+                for tensors in loader
+            ]
         q = torch.cat(parts).numpy().astype(np.float32)
         if return_dist:
             if representation == "logit":
-                raise ValueError("representation: return_dist gives the Bernoulli mean and "
-                                 "variance; use representation='probability'")
+                raise ValueError(
+                    "representation: return_dist gives the Bernoulli mean and "
+                    "variance; use representation='probability'"
+                )
             return q, q * (1 - q)
         if give_mean:
             return q
         return (as_generator(rng).random(q.shape) < q).astype(np.float32)
 
-    def get_elbo(self, adata: AnnData | None = None, indices: Sequence[int] | None = None,
-                 batch_size: int | None = None, log_z_method: str | None = None,
-                 **kwargs: Any) -> Any:
+    def get_elbo(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        log_z_method: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """ELBO (higher is better); honest with ``log_z_method`` (``"exact"`` or ``"ais"``).
 
         Without ``log_z_method`` the KL term is the training surrogate, whose value is the true
@@ -414,9 +497,14 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         finally:
             mod.train(was_training)
 
-    def _posterior_draws(self, adata: AnnData | None, indices: Sequence[int] | None,
-                         batch_size: int | None, n_samples: int,
-                         transform_batch: int | None = None) -> Iterator[tuple[dict, list]]:
+    def _posterior_draws(
+        self,
+        adata: AnnData | None,
+        indices: Sequence[int] | None,
+        batch_size: int | None,
+        n_samples: int,
+        transform_batch: int | None = None,
+    ) -> Iterator[tuple[dict, list]]:
         """Per minibatch: the encoder's output and ``n_samples`` decoder outputs, each from a
         fresh relaxation draw ``zeta(rho, q)`` of the cells' posterior ``q`` (the encoder runs
         once per minibatch); ``transform_batch`` decodes every cell as from that batch."""
@@ -426,23 +514,33 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             inference = mod.inference(**mod._get_inference_input(tensors))
             draws = []
             for _ in range(n_samples):
-                zeta = spike_exponential(inference["q"], torch.rand_like(inference["q"]),
-                                         mod.beta)
-                draws.append(mod.generative(zeta, inference["library"],
-                                            tensors[REGISTRY_KEYS.BATCH_KEY].to(mod.device),
-                                            transform_batch=transform_batch))
+                zeta = spike_exponential(inference["q"], torch.rand_like(inference["q"]), mod.beta)
+                draws.append(
+                    mod.generative(
+                        zeta,
+                        inference["library"],
+                        tensors[REGISTRY_KEYS.BATCH_KEY].to(mod.device),
+                        transform_batch=transform_batch,
+                    )
+                )
             yield inference, draws
 
-    def get_normalized_expression(self, adata: AnnData | None = None,
-                                  indices: Sequence[int] | None = None,
-                                  transform_batch: Any = None,
-                                  gene_list: Sequence[str] | None = None,
-                                  library_size: float | str = 1, n_samples: int = 1,
-                                  n_samples_overall: int | None = None,
-                                  weights: str | None = None, batch_size: int | None = None,
-                                  return_mean: bool = True, return_numpy: bool | None = None,
-                                  silent: bool = True, **kwargs: Any
-                                  ) -> pd.DataFrame | np.ndarray:
+    def get_normalized_expression(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        transform_batch: Any = None,
+        gene_list: Sequence[str] | None = None,
+        library_size: float | str = 1,
+        n_samples: int = 1,
+        n_samples_overall: int | None = None,
+        weights: str | None = None,
+        batch_size: int | None = None,
+        return_mean: bool = True,
+        return_numpy: bool | None = None,
+        silent: bool = True,
+        **kwargs: Any,
+    ) -> pd.DataFrame | np.ndarray:
         """Decoded expression of each cell on a common library size (scVI's ``rho * L``).
 
         scvi-tools' signature, so that its differential expression and feature correlations
@@ -502,9 +600,11 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         if unknown:
             raise TypeError(f"{unknown[0]}: not supported by QBMVAE.get_normalized_expression")
         if weights not in (None, "uniform"):
-            raise ValueError(f"weights: {weights!r} is not allowed; choose 'uniform' (importance "
-                             "weights need the density of a continuous latent; QBM-VAE's is "
-                             "binary)")
+            raise ValueError(
+                f"weights: {weights!r} is not allowed; choose 'uniform' (importance "
+                "weights need the density of a continuous latent; QBM-VAE's is "
+                "binary)"
+            )
         adata = self._validate_anndata(adata)
         n_samples = check_positive_int("n_samples", n_samples)
         latent_library = isinstance(library_size, str)
@@ -519,27 +619,34 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             n_samples_overall = check_positive_int("n_samples_overall", n_samples_overall)
             indices = np.random.choice(indices, n_samples_overall)  # scvi-tools' own draw
             n_samples, return_numpy = 1, True
-        genes = slice(None) if gene_list is None else \
-            adata.var_names.get_indexer([str(g) for g in gene_list])
+        genes = (
+            slice(None)
+            if gene_list is None
+            else adata.var_names.get_indexer([str(g) for g in gene_list])
+        )
         if gene_list is not None and (np.asarray(genes) < 0).any():
             missing = [g for g, i in zip(gene_list, genes, strict=True) if i < 0]
             raise ValueError(f"gene_list: {missing[:10]} not in the model's genes")
-        batches = transform_batch if isinstance(transform_batch, (list, tuple)) else \
-            [transform_batch]
+        batches = (
+            transform_batch if isinstance(transform_batch, (list, tuple)) else [transform_batch]
+        )
         codes = [None if b is None else self._batch_code(b)[0] for b in batches]
         mod = self.module
         per_batch = []
         with self._eval_mode():
             for code in codes:
                 parts = []
-                for inference, draws in self._posterior_draws(adata, indices, batch_size,
-                                                              n_samples, code):
+                for inference, draws in self._posterior_draws(
+                    adata, indices, batch_size, n_samples, code
+                ):
                     scale = inference["library"] if latent_library else library_size
                     if mod.likelihood == "nb":
                         values = [out["px_scale"] * scale for out in draws]
                     else:
-                        values = [torch.expm1(out["px_mean"].clamp(min=0.0)) * (scale / 1e4)
-                                  for out in draws]
+                        values = [
+                            torch.expm1(out["px_mean"].clamp(min=0.0)) * (scale / 1e4)
+                            for out in draws
+                        ]
                     parts.append(torch.stack(values).cpu())
                 per_batch.append(torch.cat(parts, dim=1).numpy())
         expr = np.mean(per_batch, axis=0).astype(np.float32)[..., genes]
@@ -551,16 +658,27 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         columns = adata.var_names if gene_list is None else adata.var_names[genes]
         return pd.DataFrame(expr, index=adata.obs_names[indices], columns=columns)
 
-    def differential_expression(self, adata: AnnData | None = None,
-                                groupby: str | None = None, group1: Any = None,
-                                group2: str | None = None, idx1: Any = None, idx2: Any = None,
-                                mode: str = "vanilla", delta: float = 0.25,
-                                batch_size: int | None = None, all_stats: bool = True,
-                                batch_correction: bool = False, batchid1: Any = None,
-                                batchid2: Any = None, fdr_target: float = 0.05,
-                                silent: bool = False, weights: str | None = "uniform",
-                                filter_outlier_cells: bool = False,
-                                **kwargs: Any) -> pd.DataFrame:
+    def differential_expression(
+        self,
+        adata: AnnData | None = None,
+        groupby: str | None = None,
+        group1: Any = None,
+        group2: str | None = None,
+        idx1: Any = None,
+        idx2: Any = None,
+        mode: str = "vanilla",
+        delta: float = 0.25,
+        batch_size: int | None = None,
+        all_stats: bool = True,
+        batch_correction: bool = False,
+        batchid1: Any = None,
+        batchid2: Any = None,
+        fdr_target: float = 0.05,
+        silent: bool = False,
+        weights: str | None = "uniform",
+        filter_outlier_cells: bool = False,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
         """Differential expression between two groups of cells: scvi-tools' own
         :meth:`scvi.model.base.RNASeqMixin.differential_expression` (``mode="vanilla"``,
         Lopez et al. 2018, or ``"change"``, Boyeau et al. 2019, with its Bayes factors, LFCs
@@ -579,19 +697,36 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         """
         check_choice("mode", mode, ["vanilla", "change"])
         if weights not in (None, "uniform"):
-            raise ValueError(f"weights: {weights!r} is not allowed; choose 'uniform' (importance "
-                             "weights need the density of a continuous latent; QBM-VAE's is "
-                             "binary)")
+            raise ValueError(
+                f"weights: {weights!r} is not allowed; choose 'uniform' (importance "
+                "weights need the density of a continuous latent; QBM-VAE's is "
+                "binary)"
+            )
         return super().differential_expression(
-            adata=adata, groupby=groupby, group1=group1, group2=group2, idx1=idx1, idx2=idx2,
-            mode=mode, delta=delta, batch_size=batch_size, all_stats=all_stats,
-            batch_correction=batch_correction, batchid1=batchid1, batchid2=batchid2,
-            fdr_target=fdr_target, silent=silent, weights="uniform",
-            filter_outlier_cells=filter_outlier_cells, **kwargs)
+            adata=adata,
+            groupby=groupby,
+            group1=group1,
+            group2=group2,
+            idx1=idx1,
+            idx2=idx2,
+            mode=mode,
+            delta=delta,
+            batch_size=batch_size,
+            all_stats=all_stats,
+            batch_correction=batch_correction,
+            batchid1=batchid1,
+            batchid2=batchid2,
+            fdr_target=fdr_target,
+            silent=silent,
+            weights="uniform",
+            filter_outlier_cells=filter_outlier_cells,
+            **kwargs,
+        )
 
     @classmethod
-    def load_query_data(cls, adata: AnnData, reference_model: Any, *, trusted: bool = False,
-                        **kwargs: Any) -> QBMVAE:
+    def load_query_data(
+        cls, adata: AnnData, reference_model: Any, *, trusted: bool = False, **kwargs: Any
+    ) -> QBMVAE:
         """Map new batches onto a trained reference (scArches): scvi-tools'
         :meth:`scvi.model.base.ArchesMixin.load_query_data`, unchanged.
 
@@ -612,15 +747,21 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         continuous latent (``p(z) p(x | z) / q(z | x)``), and QBM-VAE's latent is binary with
         a Boltzmann prior whose partition function is not tracked during training. Use
         ``weights="uniform"`` (the default everywhere)."""
-        raise NotImplementedError("get_importance_weights: not available for QBM-VAE's binary "
-                                  "latent; use weights='uniform'")
+        raise NotImplementedError(
+            "get_importance_weights: not available for QBM-VAE's binary "
+            "latent; use weights='uniform'"
+        )
 
-    def get_feature_correlation_matrix(self, adata: AnnData | None = None,
-                                       indices: Sequence[int] | None = None,
-                                       n_samples: int = 10, batch_size: int = 64,
-                                       rna_size_factor: int = 1000,
-                                       transform_batch: Any = None,
-                                       correlation_type: str = "spearman") -> pd.DataFrame:
+    def get_feature_correlation_matrix(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        n_samples: int = 10,
+        batch_size: int = 64,
+        rna_size_factor: int = 1000,
+        transform_batch: Any = None,
+        correlation_type: str = "spearman",
+    ) -> pd.DataFrame:
         """Gene-gene correlation of denoised counts, as scvi-tools' mixin computes it: per
         cell ``n_samples`` draws of ``NB(rna_size_factor * scale, theta)``, each from a fresh
         relaxed latent (the mixin's own sampler asks the encoder for a sample axis, which a
@@ -636,34 +777,38 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
 
         check_choice("correlation_type", correlation_type, ["spearman", "pearson"])
         if self.module.likelihood != "nb":
-            raise ValueError("likelihood: get_feature_correlation_matrix needs the NB count "
-                             "model (likelihood='nb')")
+            raise ValueError(
+                "likelihood: get_feature_correlation_matrix needs the NB count "
+                "model (likelihood='nb')"
+            )
         adata = self._validate_anndata(adata)
         n_samples = check_positive_int("n_samples", n_samples)
-        batches = transform_batch if isinstance(transform_batch, (list, tuple)) else \
-            [transform_batch]
+        batches = (
+            transform_batch if isinstance(transform_batch, (list, tuple)) else [transform_batch]
+        )
         rows = []
         with self._eval_mode():
             for b in batches:
                 code = None if b is None else self._batch_code(b)[0]
-                for _, draws in self._posterior_draws(adata, indices, batch_size, n_samples,
-                                                      code):
+                for _, draws in self._posterior_draws(adata, indices, batch_size, n_samples, code):
                     for out in draws:
                         px = out["px"]
-                        nb = NegativeBinomial(mu=rna_size_factor * out["px_scale"],
-                                              theta=px.theta)
+                        nb = NegativeBinomial(mu=rna_size_factor * out["px_scale"], theta=px.theta)
                         rows.append(nb.sample().cpu().numpy())
         data = np.concatenate(rows)
         if correlation_type == "pearson":
             corr = np.corrcoef(data, rowvar=False)
         else:
             corr, _ = spearmanr(data, axis=0)
-        return pd.DataFrame(np.atleast_2d(corr), index=adata.var_names,
-                            columns=adata.var_names)
+        return pd.DataFrame(np.atleast_2d(corr), index=adata.var_names, columns=adata.var_names)
 
-    def get_latent_library_size(self, adata: AnnData | None = None,
-                                indices: Sequence[int] | None = None, give_mean: bool = True,
-                                batch_size: int | None = None) -> np.ndarray:
+    def get_latent_library_size(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        give_mean: bool = True,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Each cell's library size, ``(n_cells, 1)``. QBM-VAE has no latent library (it
         conditions on the observed one, as the decoder's NB mean is ``library * scale``), so
         this is the observed total (on minified data, the stored one); scvi-tools' mixin would
@@ -671,17 +816,21 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         adata = self._validate_anndata(adata)
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
         if self.minified_data_type is not None:
-            out = [tensors[REGISTRY_KEYS.OBSERVED_LIB_SIZE].reshape(-1, 1).numpy()
-                   for tensors in loader]
+            out = [
+                tensors[REGISTRY_KEYS.OBSERVED_LIB_SIZE].reshape(-1, 1).numpy()
+                for tensors in loader
+            ]
         else:
-            out = [tensors[REGISTRY_KEYS.X_KEY].sum(-1, keepdim=True).numpy()
-                   for tensors in loader]
+            out = [tensors[REGISTRY_KEYS.X_KEY].sum(-1, keepdim=True).numpy() for tensors in loader]
         return np.concatenate(out).astype(np.float32)
 
-    def posterior_predictive_sample(self, adata: AnnData | None = None,
-                                    indices: Sequence[int] | None = None, n_samples: int = 1,
-                                    batch_size: int | None = None
-                                    ) -> sp.csr_matrix | np.ndarray:
+    def posterior_predictive_sample(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        n_samples: int = 1,
+        batch_size: int | None = None,
+    ) -> sp.csr_matrix | np.ndarray:
         """Counts from the posterior predictive ``x' ~ NB(L * scale(zeta)), zeta ~ q(.|x)``.
 
         ``L`` is the cell's observed library size; each sample takes a fresh relaxation draw
@@ -708,9 +857,11 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             array ``(n_cells, n_genes, n_samples)`` (scvi-tools' axis order).
         """
         if self.module.likelihood != "nb":
-            raise ValueError("posterior_predictive_sample: likelihood='mse' has no count "
-                             "model to sample from; use get_normalized_expression for the "
-                             "decoded values, or train with likelihood='nb'")
+            raise ValueError(
+                "posterior_predictive_sample: likelihood='mse' has no count "
+                "model to sample from; use get_normalized_expression for the "
+                "decoded values, or train with likelihood='nb'"
+            )
         self._check_if_trained(warn=True)
         adata = self._validate_anndata(adata)
         n_samples = check_positive_int("n_samples", n_samples)
@@ -723,9 +874,12 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             return sp.csr_matrix(counts[..., 0])
         return counts
 
-    def minify_adata(self, minified_data_type: str = "latent_posterior_parameters",
-                     use_latent_qzm_key: str = "X_latent_qzm",
-                     use_latent_qzv_key: str = "X_latent_qzv") -> None:
+    def minify_adata(
+        self,
+        minified_data_type: str = "latent_posterior_parameters",
+        use_latent_qzm_key: str = "X_latent_qzm",
+        use_latent_qzv_key: str = "X_latent_qzv",
+    ) -> None:
         """Minify the model's AnnData (scvi-tools'
         :meth:`~scvi.model.base.BaseMinifiedModeModelClass.minify_adata`): keep each cell's
         posterior means and library size and drop the counts, so a trained model can be shared
@@ -757,25 +911,36 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         if self.minified_data_type is not None:
             raise ValueError("adata: the model's AnnData is minified already")
         n_cells, n_latent = self.adata.n_obs, self.module.n_latent
-        for field, key in (("use_latent_qzm_key", use_latent_qzm_key),
-                           ("use_latent_qzv_key", use_latent_qzv_key)):
+        for field, key in (
+            ("use_latent_qzm_key", use_latent_qzm_key),
+            ("use_latent_qzv_key", use_latent_qzv_key),
+        ):
             if key not in self.adata.obsm:
-                raise KeyError(f"{field}: adata.obsm[{key!r}] is missing; store the posterior "
-                               f"first: adata.obsm[{use_latent_qzm_key!r}], "
-                               f"adata.obsm[{use_latent_qzv_key!r}] = "
-                               "model.get_latent_representation(return_dist=True)")
+                raise KeyError(
+                    f"{field}: adata.obsm[{key!r}] is missing; store the posterior "
+                    f"first: adata.obsm[{use_latent_qzm_key!r}], "
+                    f"adata.obsm[{use_latent_qzv_key!r}] = "
+                    "model.get_latent_representation(return_dist=True)"
+                )
             values = np.asarray(self.adata.obsm[key])
             if values.shape != (n_cells, n_latent):
-                raise ValueError(f"{field}: adata.obsm[{key!r}] has shape {values.shape}, the "
-                                 f"posterior of this model is ({n_cells}, {n_latent})")
+                raise ValueError(
+                    f"{field}: adata.obsm[{key!r}] has shape {values.shape}, the "
+                    f"posterior of this model is ({n_cells}, {n_latent})"
+                )
             if not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
-                raise ValueError(f"{field}: adata.obsm[{key!r}] must hold Bernoulli means and "
-                                 "variances in [0, 1] (QBM-VAE's latent is binary)")
+                raise ValueError(
+                    f"{field}: adata.obsm[{key!r}] must hold Bernoulli means and "
+                    "variances in [0, 1] (QBM-VAE's latent is binary)"
+                )
         super().minify_adata(minified_data_type, use_latent_qzm_key, use_latent_qzv_key)
 
-    def get_batch_representation(self, adata: AnnData | None = None,
-                                 indices: Sequence[int] | None = None,
-                                 batch_size: int | None = None) -> np.ndarray:
+    def get_batch_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
         """Each cell's learned batch representation, ``(n_cells, n_hidden)``.
 
         The decoder reads the batch as a one-hot beside the latent, so what it learned of a
@@ -794,41 +959,54 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
         adata = self._validate_anndata(adata)
         mod = self.module
         if mod.n_batch <= 1:
-            raise ValueError("batch_key: the model was set up with one batch (no batch_key), "
-                             "so it learned no batch representation")
+            raise ValueError(
+                "batch_key: the model was set up with one batch (no batch_key), "
+                "so it learned no batch representation"
+            )
         first = mod.decoder.fc_layers[0][0]  # Linear over concat(zeta, batch one-hot)
-        per_batch = first.weight[:, mod.n_latent:mod.n_latent + mod.n_batch].detach().T
+        per_batch = first.weight[:, mod.n_latent : mod.n_latent + mod.n_batch].detach().T
         loader = self._make_data_loader(adata=adata, indices=indices, batch_size=batch_size)
-        codes = torch.cat([tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long()
-                           for tensors in loader])
+        codes = torch.cat(
+            [tensors[REGISTRY_KEYS.BATCH_KEY].reshape(-1).long() for tensors in loader]
+        )
         return per_batch.cpu()[codes].numpy().astype(np.float32)
 
     def _batch_code(self, batch: int | str | None) -> tuple[int, str | None]:
         """The decoder's batch code and the batch label (``None`` without a batch key)."""
         batch_key = self.adata_manager.registry["setup_args"].get("batch_key")
-        mapping = list(self.adata_manager.get_state_registry(
-            REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        mapping = list(
+            self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+        )
         labels = [str(c) for c in mapping]
         if batch is None:
             code = 0
         elif isinstance(batch, str):
             if batch not in labels or batch_key is None:
-                raise ValueError(f"batch: unknown batch {batch!r}; the model's batches are "
-                                 f"{labels if batch_key else []}")
+                raise ValueError(
+                    f"batch: unknown batch {batch!r}; the model's batches are "
+                    f"{labels if batch_key else []}"
+                )
             code = labels.index(batch)
         elif isinstance(batch, (int, np.integer)) and not isinstance(batch, bool):
             code = int(batch)
             if not 0 <= code < len(mapping):
-                raise ValueError(f"batch: expected a code in [0, {len(mapping)}) or a batch "
-                                 f"label, got {batch}")
+                raise ValueError(
+                    f"batch: expected a code in [0, {len(mapping)}) or a batch label, got {batch}"
+                )
         else:
-            raise TypeError(f"batch: expected a batch code, a batch label or None, got "
-                            f"{type(batch).__name__}")
+            raise TypeError(
+                f"batch: expected a batch code, a batch label or None, got {type(batch).__name__}"
+            )
         return code, (labels[code] if batch_key is not None else None)
 
-    def sample_prior(self, n: int, *, batch: int | str | None = None,
-                     library_size: float | Sequence[float] | None = None,
-                     rng: RngLike = None) -> AnnData:
+    def sample_prior(
+        self,
+        n: int,
+        *,
+        batch: int | str | None = None,
+        library_size: float | Sequence[float] | None = None,
+        rng: RngLike = None,
+    ) -> AnnData:
         """New cells from the generative model: ``z ~ BM prior``, ``zeta | z``, ``x | zeta``.
 
         ``z`` are ``n`` binary states drawn by the prior's sampler
@@ -871,8 +1049,7 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             library_size = float(np.median(self._library_sizes()))
         library = np.asarray(library_size, dtype=np.float64).ravel()
         if library.size not in (1, n):
-            raise ValueError(f"library_size: expected a number or {n} numbers, got "
-                             f"{library.size}")
+            raise ValueError(f"library_size: expected a number or {n} numbers, got {library.size}")
         if not (np.isfinite(library).all() and (library > 0).all()):
             raise ValueError("library_size: expected positive finite values")
         library = np.broadcast_to(library, (n,)).copy()
@@ -883,38 +1060,54 @@ class QBMVAE(RNASeqMixin, ArchesMixin, VAEMixin, UnsupervisedTrainingMixin,
             out = mod.generative(
                 torch.as_tensor(zeta, dtype=torch.float32, device=mod.device),
                 torch.as_tensor(library[:, None], dtype=torch.float32, device=mod.device),
-                torch.full((n, 1), code, device=mod.device))
+                torch.full((n, 1), code, device=mod.device),
+            )
             if mod.likelihood == "nb":
-                mu = (out["px_scale"].double().cpu().numpy() * library[:, None])
+                mu = out["px_scale"].double().cpu().numpy() * library[:, None]
                 theta = torch.exp(mod.px_r).double().cpu().numpy()
                 X: Any = sp.csr_matrix(gen.poisson(gen.gamma(theta, mu / theta)).astype(np.int64))
             else:
                 X = out["px_mean"].cpu().numpy().astype(np.float32)
         obs = pd.DataFrame(index=pd.Index([f"prior-{i}" for i in range(n)]))
         if label is not None:
-            obs["batch"] = pd.Categorical([label] * n, categories=[
-                str(c) for c in self.adata_manager.get_state_registry(
-                    REGISTRY_KEYS.BATCH_KEY).categorical_mapping])
+            obs["batch"] = pd.Categorical(
+                [label] * n,
+                categories=[
+                    str(c)
+                    for c in self.adata_manager.get_state_registry(
+                        REGISTRY_KEYS.BATCH_KEY
+                    ).categorical_mapping
+                ],
+            )
         if mod.likelihood == "nb":
             obs["library_size"] = library
         var = pd.DataFrame(index=self.adata.var_names.copy())
-        record = {"generator": "qbmvae", "likelihood": mod.likelihood,
-                  "X": "counts" if mod.likelihood == "nb" else "log1p(1e4 * x / library)",
-                  "prior_sampler": mod.prior.provenance(), "n_latent": int(mod.n_latent),
-                  "batch_code": int(code)}
+        record = {
+            "generator": "qbmvae",
+            "likelihood": mod.likelihood,
+            "X": "counts" if mod.likelihood == "nb" else "log1p(1e4 * x / library)",
+            "prior_sampler": mod.prior.provenance(),
+            "n_latent": int(mod.n_latent),
+            "batch_code": int(code),
+        }
         if label is not None:
             record["batch"] = label
         return AnnData(X=X, obs=obs, var=var, obsm={"z": z}, uns={"qsimcells": record})
 
     def _library_sizes(self) -> np.ndarray:
         if self.minified_data_type is not None:
-            return np.asarray(self.adata_manager.get_from_registry(
-                REGISTRY_KEYS.OBSERVED_LIB_SIZE)).ravel()
+            return np.asarray(
+                self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_LIB_SIZE)
+            ).ravel()
         X = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
         if not _on_disk(X):
             return np.asarray(X.sum(axis=1)).ravel()
-        return np.concatenate([np.asarray(X[i:i + _BLOCK_ROWS].sum(axis=1)).ravel()
-                               for i in range(0, X.shape[0], _BLOCK_ROWS)])
+        return np.concatenate(
+            [
+                np.asarray(X[i : i + _BLOCK_ROWS].sum(axis=1)).ravel()
+                for i in range(0, X.shape[0], _BLOCK_ROWS)
+            ]
+        )
 
 
 @contextlib.contextmanager
@@ -937,9 +1130,12 @@ def _checked_save(dir_path: Any, prefix: str | None, trusted: bool) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="qsimcells-load-") as tmp:
         copy = Path(tmp) / Path(file).name
         shutil.copyfile(file, copy)
-        check_scvi_model_file(copy, "QBMVAE",
-                              "load it with trusted=True (QBMVAE.load(path, adata, "
-                              "trusted=True)), which unpickles it as scvi-tools does")
+        check_scvi_model_file(
+            copy,
+            "QBMVAE",
+            "load it with trusted=True (QBMVAE.load(path, adata, "
+            "trusted=True)), which unpickles it as scvi-tools does",
+        )
         for entry in Path(os.fspath(dir_path)).iterdir():
             if entry.name != copy.name:
                 (Path(tmp) / entry.name).symlink_to(entry.absolute())
@@ -954,8 +1150,9 @@ def _checked_archive(dir_path: Any, prefix: str | None, trusted: bool) -> str:
         raise TypeError(f"trusted: expected True or False, got {trusted!r}")
     file = os.path.join(os.fspath(dir_path), f"{prefix or ''}model.pt")
     if not os.path.isfile(file):
-        raise FileNotFoundError(f"dir_path: no saved model at {os.fspath(dir_path)!r} "
-                                f"({file} is missing)")
+        raise FileNotFoundError(
+            f"dir_path: no saved model at {os.fspath(dir_path)!r} ({file} is missing)"
+        )
     try:
         with zipfile.ZipFile(file) as archive:
             damaged = archive.testzip()
@@ -967,9 +1164,15 @@ def _checked_archive(dir_path: Any, prefix: str | None, trusted: bool) -> str:
 
 
 # the generator this model registers (by name, in qsimcells.plugins.builtins)
-def qbmvae_generator(model: Any = None, n_cells: int = 1000, *, adata: AnnData | None = None,
-                     batch: int | str | None = None, library_size: float | None = None,
-                     rng: Any = None) -> AnnData:
+def qbmvae_generator(
+    model: Any = None,
+    n_cells: int = 1000,
+    *,
+    adata: AnnData | None = None,
+    batch: int | str | None = None,
+    library_size: float | None = None,
+    rng: Any = None,
+) -> AnnData:
     """New cells from a trained QBM-VAE's Boltzmann prior (see
     :meth:`qsimcells.model.QBMVAE.sample_prior`).
 
@@ -978,13 +1181,17 @@ def qbmvae_generator(model: Any = None, n_cells: int = 1000, *, adata: AnnData |
     ``save_anndata=True``). torch and scvi-tools load only when this runs.
     """
     if model is None:
-        raise ValueError("model: the 'qbmvae' generator needs a trained QBMVAE or the path of "
-                         "a saved one (qs.sim.generate('qbmvae', model=..., n_cells=...))")
+        raise ValueError(
+            "model: the 'qbmvae' generator needs a trained QBMVAE or the path of "
+            "a saved one (qs.sim.generate('qbmvae', model=..., n_cells=...))"
+        )
     if isinstance(model, (str, os.PathLike)):
         model = QBMVAE.load(os.fspath(model), adata=adata)
     elif not isinstance(model, QBMVAE):
-        raise TypeError(f"model: expected a trained QBMVAE or the path of a saved one, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"model: expected a trained QBMVAE or the path of a saved one, got "
+            f"{type(model).__name__}"
+        )
     elif adata is not None:
         raise ValueError("adata: only used with model=<path of a saved model>")
     if not model.is_trained:

@@ -1,7 +1,7 @@
 """``QPerturb``: the hybrid PQC perturbation-response model of the VCC seed ("delta prediction").
 
-For a control cell ``c`` and a perturbation ``p`` the model predicts the cell's state under
-``p`` as ``x_c + delta(c, p)`` (the skip connection), in log-normalised expression: ``log1p`` of counts
+For a control cell ``c`` and a perturbation ``p`` the model predicts the cell's state under ``p`` as
+``x_c + delta(c, p)`` (the skip connection), in log-normalised expression: ``log1p`` of counts
 scaled to the training screen's median library size, the space the VCC metrics (cell-eval) score
 counts in; :meth:`QPerturb.normalize` puts any cells on that scale::
 
@@ -38,7 +38,14 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from .._utils import MissingKeyError, RngLike, as_generator, check_choice, check_finite, check_positive_int
+from .._utils import (
+    MissingKeyError,
+    RngLike,
+    as_generator,
+    check_choice,
+    check_finite,
+    check_positive_int,
+)
 from ..tl._preprocess import check_adata, counts, log_normalize
 from ._backbone import PCABackbone, make_backbone, perturbation_features
 from ._network_prior import NetworkPrior, network_edges
@@ -96,11 +103,24 @@ class QPerturb:
         Seeds the weights and the training minibatches.
     """
 
-    def __init__(self, adata: AnnData, *, backbone: Any = "pca", n_components: int = 32,
-                 n_qubits: int = 8, n_layers: int = 3, entanglement: str = "ring",
-                 core: str = "quantum", bypass: bool = False, bypass_hidden: int = 128,
-                 mlp_hidden: int = 24, network: Any = None, network_threshold: float = 0.2,
-                 n_hops: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        backbone: Any = "pca",
+        n_components: int = 32,
+        n_qubits: int = 8,
+        n_layers: int = 3,
+        entanglement: str = "ring",
+        core: str = "quantum",
+        bypass: bool = False,
+        bypass_hidden: int = 128,
+        mlp_hidden: int = 24,
+        network: Any = None,
+        network_threshold: float = 0.2,
+        n_hops: int = 3,
+        seed: int = 0,
+    ) -> None:
         setup = _setup_of(adata)
         check_choice("core", core, ["quantum", "mlp"])
         check_choice("entanglement", entanglement, ["ring", "linear", "none"])
@@ -114,15 +134,20 @@ class QPerturb:
             "n_components": check_positive_int("n_components", n_components),
             "n_qubits": check_positive_int("n_qubits", n_qubits),
             "n_layers": check_positive_int("n_layers", n_layers),
-            "entanglement": entanglement, "core": core, "bypass": bypass,
+            "entanglement": entanglement,
+            "core": core,
+            "bypass": bypass,
             "bypass_hidden": check_positive_int("bypass_hidden", bypass_hidden),
             "mlp_hidden": check_positive_int("mlp_hidden", mlp_hidden),
-            "network": None if network is None else (
-                network if isinstance(network, str) else "table"),
-            "network_threshold": check_finite("network_threshold", network_threshold,
-                                              low=0.0, high=1.0),
+            "network": None
+            if network is None
+            else (network if isinstance(network, str) else "table"),
+            "network_threshold": check_finite(
+                "network_threshold", network_threshold, low=0.0, high=1.0
+            ),
             "n_hops": check_positive_int("n_hops", n_hops),
-            "seed": int(seed)}
+            "seed": int(seed),
+        }
         X = counts(adata, setup["layer"])
         labels = adata.obs[setup["perturbation_key"]].astype(str).to_numpy()
         control_rows = np.flatnonzero(labels == setup["control"])
@@ -130,8 +155,7 @@ class QPerturb:
         self._control_counts = X[control_rows]
         # the VCC metrics' scale (cell-eval / scanpy normalize_total): the median library size
         self.target_sum = float(np.median(np.asarray(X.sum(axis=1)).ravel()))
-        self.backbone = make_backbone(backbone, n_components, self._control_counts,
-                                      self.genes)
+        self.backbone = make_backbone(backbone, n_components, self._control_counts, self.genes)
         control_expr = log_normalize(self._control_counts, self.target_sum)
         self._control_expr = control_expr.toarray().astype(np.float32)
         latent = np.asarray(self.backbone.encode(self._control_counts), dtype=np.float64)
@@ -141,15 +165,20 @@ class QPerturb:
         self._latent_mean = latent.mean(axis=0)
         self._latent_scale = np.where(spread > 1e-6 * max(spread.max(), 1e-12), spread, 1.0)
         self._control_latent = ((latent - self._latent_mean) / self._latent_scale).astype(
-            np.float32)
+            np.float32
+        )
         # the control cells that define perturbation features: a seeded random subset, so a
         # screen sorted by batch or cell line does not bias them
         n_feature = min(FEATURE_CELLS, len(control_rows))
-        pick = np.sort(np.random.default_rng(self.config["seed"]).choice(
-            len(control_rows), n_feature, replace=False))
+        pick = np.sort(
+            np.random.default_rng(self.config["seed"]).choice(
+                len(control_rows), n_feature, replace=False
+            )
+        )
         self._feature_counts = self._control_counts[pick]
-        self._feature_reference = np.asarray(self.backbone.encode(self._feature_counts),
-                                             dtype=np.float64)
+        self._feature_reference = np.asarray(
+            self.backbone.encode(self._feature_counts), dtype=np.float64
+        )
         self._feature_cache: dict[tuple[str, str], np.ndarray] = {}
         self.network_: dict[str, Any] | None = None
         self._prior: NetworkPrior | None = None
@@ -165,9 +194,13 @@ class QPerturb:
     # set-up
 
     @staticmethod
-    def setup_anndata(adata: AnnData, perturbation_key: str = "perturbation",
-                      control: str = "control", layer: str | None = None,
-                      kind_key: str | None = "perturbation_kind") -> None:
+    def setup_anndata(
+        adata: AnnData,
+        perturbation_key: str = "perturbation",
+        control: str = "control",
+        layer: str | None = None,
+        kind_key: str | None = "perturbation_kind",
+    ) -> None:
         """Register the screen's fields (stored in ``adata.uns["_qperturb"]``).
 
         Parameters
@@ -186,59 +219,88 @@ class QPerturb:
         """
         check_adata(adata)
         if perturbation_key not in adata.obs:
-            raise MissingKeyError(f"perturbation_key: {perturbation_key!r} is not an obs column; "
-                           f"available: {list(adata.obs.columns)}")
+            raise MissingKeyError(
+                f"perturbation_key: {perturbation_key!r} is not an obs column; "
+                f"available: {list(adata.obs.columns)}"
+            )
         counts(adata, layer)  # raw counts, finite and >= 0
         labels = adata.obs[perturbation_key].astype(str)
         if not (labels == control).any():
-            raise ValueError(f"control: no cell has {perturbation_key} == {control!r}; labels "
-                             f"present: {sorted(labels.unique())[:12]}")
+            raise ValueError(
+                f"control: no cell has {perturbation_key} == {control!r}; labels "
+                f"present: {sorted(labels.unique())[:12]}"
+            )
         if (labels == control).sum() < 2:
             raise ValueError("control: at least 2 control cells are needed")
         if labels.nunique() < 2:
             raise ValueError("adata: no perturbed cells (only the control label is present)")
         genes = set(adata.var_names.astype(str))
-        unknown = sorted({g for lab in labels.unique() if lab != control
-                          for g in lab.split("+") if g not in genes})
+        unknown = sorted(
+            {
+                g
+                for lab in labels.unique()
+                if lab != control
+                for g in lab.split("+")
+                if g not in genes
+            }
+        )
         if unknown:
-            raise ValueError(f"{perturbation_key}: perturbations must name genes of var_names "
-                             f"('G1' or 'G1+G5'); not genes: {unknown[:12]}")
+            raise ValueError(
+                f"{perturbation_key}: perturbations must name genes of var_names "
+                f"('G1' or 'G1+G5'); not genes: {unknown[:12]}"
+            )
         if kind_key is not None and kind_key not in adata.obs:
             if kind_key != "perturbation_kind":  # only the default name may be absent
-                raise MissingKeyError(f"kind_key: {kind_key!r} is not an obs column; available: "
-                               f"{list(adata.obs.columns)} (None: every perturbation is a "
-                               "knockout)")
+                raise MissingKeyError(
+                    f"kind_key: {kind_key!r} is not an obs column; available: "
+                    f"{list(adata.obs.columns)} (None: every perturbation is a "
+                    "knockout)"
+                )
             kind_key = None
         if kind_key is not None:
             kinds = set(adata.obs.loc[(labels != control).to_numpy(), kind_key].astype(str))
             if not kinds <= set(KINDS):
-                raise ValueError(f"kind_key: obs[{kind_key!r}] must be one of {list(KINDS)} for "
-                                 f"perturbed cells, got {sorted(kinds - set(KINDS))}")
-        setup = {"perturbation_key": perturbation_key, "control": str(control), "layer": layer,
-                 "kind_key": kind_key}
+                raise ValueError(
+                    f"kind_key: obs[{kind_key!r}] must be one of {list(KINDS)} for "
+                    f"perturbed cells, got {sorted(kinds - set(KINDS))}"
+                )
+        setup = {
+            "perturbation_key": perturbation_key,
+            "control": str(control),
+            "layer": layer,
+            "kind_key": kind_key,
+        }
         _training_perturbations(adata, setup)  # one kind per label
         adata.uns[SETUP_KEY] = setup
 
     def _build_prior(self, network: Any, adata: AnnData, control_rows: np.ndarray) -> None:
         """The network prior and the principal axes its shifts are projected on."""
         c = self.config
-        edges, directed, source = network_edges(network, adata, control_rows, self.genes,
-                                                c["network_threshold"])
+        edges, directed, source = network_edges(
+            network, adata, control_rows, self.genes, c["network_threshold"]
+        )
         index = pd.Index(self.genes)
         expr = self._control_expr.astype(np.float64)
-        self._prior = NetworkPrior(self._control_counts, expr,
-                                   (index.get_indexer(edges["source"]),
-                                    index.get_indexer(edges["target"])),
-                                   directed=directed, n_hops=c["n_hops"])
+        self._prior = NetworkPrior(
+            self._control_counts,
+            expr,
+            (index.get_indexer(edges["source"]), index.get_indexer(edges["target"])),
+            directed=directed,
+            n_hops=c["n_hops"],
+        )
         k = min(self._control_latent.shape[1], *expr.shape)
         centred = expr - expr.mean(axis=0)
         axes = np.linalg.svd(centred, full_matrices=False)[2][:k]
         spread = (centred @ axes.T).std(axis=0)
         self._prior_axes = axes / np.where(spread > 0, spread, 1.0)[:, None]
         self._prior_cache: dict[tuple[str, str], np.ndarray] = {}
-        self.network_ = {"source": source, "directed": directed,
-                         "n_edges": int(len(edges)), "edges": edges,
-                         "upper_bound": source == "truth"}
+        self.network_ = {
+            "source": source,
+            "directed": directed,
+            "n_edges": len(edges),
+            "edges": edges,
+            "upper_bound": source == "truth",
+        }
 
     def _prior_shift(self, label: str, kind: str) -> np.ndarray:
         """The network prior's expected shift of every gene (all genes of a combination
@@ -259,13 +321,18 @@ class QPerturb:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c["seed"])
             n_prior = 0 if self._prior is None else self._prior_axes.shape[0]
-            return QPerturbModule(n_inputs=2 * self._control_latent.shape[1] + n_prior,
-                                  n_genes=len(self.genes), n_qubits=c["n_qubits"],
-                                  n_layers=c["n_layers"], entanglement=c["entanglement"],
-                                  core=c["core"], bypass=c["bypass"],
-                                  bypass_hidden=c["bypass_hidden"],
-                                  mlp_hidden=c["mlp_hidden"],
-                                  network_prior=self._prior is not None)
+            return QPerturbModule(
+                n_inputs=2 * self._control_latent.shape[1] + n_prior,
+                n_genes=len(self.genes),
+                n_qubits=c["n_qubits"],
+                n_layers=c["n_layers"],
+                entanglement=c["entanglement"],
+                core=c["core"],
+                bypass=c["bypass"],
+                bypass_hidden=c["bypass_hidden"],
+                mlp_hidden=c["mlp_hidden"],
+                network_prior=self._prior is not None,
+            )
 
     @property
     def n_parameters(self) -> int:
@@ -274,11 +341,13 @@ class QPerturb:
 
     def __repr__(self) -> str:
         c = self.config
-        return (f"QPerturb(core={c['core']!r}, n_qubits={c['n_qubits']}, "
-                f"n_layers={c['n_layers']}, bypass={c['bypass']}, backbone="
-                f"{getattr(self.backbone, 'kind', type(self.backbone).__name__)}, "
-                f"{len(self.perturbations)} training perturbations, "
-                f"{self.n_parameters} parameters, trained={self.is_trained})")
+        return (
+            f"QPerturb(core={c['core']!r}, n_qubits={c['n_qubits']}, "
+            f"n_layers={c['n_layers']}, bypass={c['bypass']}, backbone="
+            f"{getattr(self.backbone, 'kind', type(self.backbone).__name__)}, "
+            f"{len(self.perturbations)} training perturbations, "
+            f"{self.n_parameters} parameters, trained={self.is_trained})"
+        )
 
     # ----------------------------------------------------------------------------------------
     # features
@@ -290,9 +359,13 @@ class QPerturb:
         for gene in label.split("+"):
             key = (gene, kind)
             if key not in self._feature_cache:
-                shift = perturbation_features(self.backbone, self._feature_counts,
-                                              self.genes.index(gene), kind,
-                                              self._feature_reference)
+                shift = perturbation_features(
+                    self.backbone,
+                    self._feature_counts,
+                    self.genes.index(gene),
+                    kind,
+                    self._feature_reference,
+                )
                 self._feature_cache[key] = (shift / self._latent_scale).astype(np.float32)
             total += self._feature_cache[key]
         if self._prior is not None:  # where the network carries the intervention
@@ -318,24 +391,36 @@ class QPerturb:
                 raise ValueError(f"perturbations: each label once, repeated: {repeated}")
             parsed = {lab: kind or self.perturbations.get(lab, "knockout") for lab in labels}
         else:
-            raise TypeError(f"perturbations: expected gene labels or a mapping label -> kind, "
-                            f"got {type(perturbations).__name__}")
+            raise TypeError(
+                f"perturbations: expected gene labels or a mapping label -> kind, "
+                f"got {type(perturbations).__name__}"
+            )
         if not parsed:
             raise ValueError("perturbations: is empty")
         for label, k in parsed.items():
             check_choice(f"perturbations[{label!r}]", k, list(KINDS))
             missing = [g for g in label.split("+") if g not in self.genes]
             if label == self.setup["control"] or missing:
-                raise ValueError(f"perturbations: {label!r} is not a gene of the screen (or a "
-                                 f"'G1+G5' combination); not genes: {missing or [label]}")
+                raise ValueError(
+                    f"perturbations: {label!r} is not a gene of the screen (or a "
+                    f"'G1+G5' combination); not genes: {missing or [label]}"
+                )
         return parsed
 
     # ----------------------------------------------------------------------------------------
     # training
 
-    def train(self, max_epochs: int = 30, batch_size: int = 128, lr: float = 1e-2,
-              weight_decay: float = 0.0, *, validation_fraction: float = 0.0,
-              early_stopping_patience: int = 5, progress: bool | None = None) -> QPerturb:
+    def train(
+        self,
+        max_epochs: int = 30,
+        batch_size: int = 128,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        *,
+        validation_fraction: float = 0.0,
+        early_stopping_patience: int = 5,
+        progress: bool | None = None,
+    ) -> QPerturb:
         """Fit the PQC, the projections and the decoder (the backbone stays frozen).
 
         Parameters
@@ -374,13 +459,13 @@ class QPerturb:
         batch_size = check_positive_int("batch_size", batch_size)
         lr = check_finite("lr", lr, low=0.0, low_open=True)
         weight_decay = check_finite("weight_decay", weight_decay, low=0.0)
-        validation_fraction = check_finite("validation_fraction", validation_fraction,
-                                           low=0.0, high=1.0, high_open=True)
+        validation_fraction = check_finite(
+            "validation_fraction", validation_fraction, low=0.0, high=1.0, high_open=True
+        )
         patience = check_positive_int("early_stopping_patience", early_stopping_patience)
         target, features, priors, labels = self._training_tensors()
         held = self._validation_split(validation_fraction)
-        validation = self._validation_set(held, target, features, priors, labels) if held \
-            else None
+        validation = self._validation_set(held, target, features, priors, labels) if held else None
         keep = torch.from_numpy(~np.isin(labels, held))
         target, features = target[keep], features[keep]
         priors = None if priors is None else priors[keep]
@@ -395,10 +480,11 @@ class QPerturb:
             order = torch.from_numpy(gen.permutation(n_cells))
             total = 0.0
             for start in range(0, n_cells, batch_size):
-                rows = order[start:start + batch_size]
+                rows = order[start : start + batch_size]
                 pick = torch.from_numpy(gen.integers(0, n_control, rows.numel()))
-                delta = self.module.delta(control_z[pick], features[rows],
-                                          None if priors is None else priors[rows])
+                delta = self.module.delta(
+                    control_z[pick], features[rows], None if priors is None else priors[rows]
+                )
                 loss = torch.mean((delta - target[rows]) ** 2)
                 optimizer.zero_grad()
                 loss.backward()
@@ -431,20 +517,28 @@ class QPerturb:
         names = sorted(self.perturbations)
         n = max(1, round(fraction * len(names)))
         if n >= len(names):
-            raise ValueError(f"validation_fraction: {fraction} holds out all {len(names)} "
-                             "training perturbations; leave at least one to train on")
+            raise ValueError(
+                f"validation_fraction: {fraction} holds out all {len(names)} "
+                "training perturbations; leave at least one to train on"
+            )
         rng = np.random.default_rng([self.config["seed"], 7])
         return sorted(rng.choice(names, n, replace=False).tolist())
 
-    def _validation_set(self, held: list[str], target: Any, features: Any, priors: Any,
-                        labels: np.ndarray) -> list[tuple[Any, Any, Any]]:
+    def _validation_set(
+        self, held: list[str], target: Any, features: Any, priors: Any, labels: np.ndarray
+    ) -> list[tuple[Any, Any, Any]]:
         """Per held-out perturbation: its real mean shift, feature and prior (one row each)."""
         out = []
         for label in held:
             rows = np.flatnonzero(labels == label)
             first = rows[:1]
-            out.append((target[rows].mean(dim=0), features[first],
-                        None if priors is None else priors[first]))
+            out.append(
+                (
+                    target[rows].mean(dim=0),
+                    features[first],
+                    None if priors is None else priors[first],
+                )
+            )
         return out
 
     def _validation_loss(self, validation: list[tuple[Any, Any, Any]]) -> float:
@@ -458,8 +552,9 @@ class QPerturb:
         errors = []
         with torch.no_grad():
             for real, feature, prior in validation:
-                delta = self.module.delta(control_z, feature.expand(n, -1),
-                                          None if prior is None else prior.expand(n, -1))
+                delta = self.module.delta(
+                    control_z, feature.expand(n, -1), None if prior is None else prior.expand(n, -1)
+                )
                 errors.append(float(torch.mean((delta.mean(dim=0) - real) ** 2)))
         return float(np.mean(errors))
 
@@ -478,15 +573,26 @@ class QPerturb:
         if self._prior is not None:
             prior_table = np.stack([self._prior_shift(n, self.perturbations[n]) for n in names])
             priors = torch.from_numpy(prior_table[index])
-        return (torch.from_numpy(shift.astype(np.float32)), torch.from_numpy(table[index]),
-                priors, labels[rows])
+        return (
+            torch.from_numpy(shift.astype(np.float32)),
+            torch.from_numpy(table[index]),
+            priors,
+            labels[rows],
+        )
 
     # ----------------------------------------------------------------------------------------
     # prediction
 
-    def predict(self, perturbations: Any = None, n_cells: int = 200, *, kind: str | None = None,
-                rng: RngLike = None, include_control: bool = True,
-                zero_knockouts: bool = True) -> AnnData:
+    def predict(
+        self,
+        perturbations: Any = None,
+        n_cells: int = 200,
+        *,
+        kind: str | None = None,
+        rng: RngLike = None,
+        include_control: bool = True,
+        zero_knockouts: bool = True,
+    ) -> AnnData:
         """Predicted cells: ``n_cells`` sampled control cells per perturbation plus the delta.
 
         Parameters
@@ -538,10 +644,17 @@ class QPerturb:
             for label, k in parsed.items():
                 pick = self._sample_controls(gen, n_cells)
                 feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
-                prior = (None if self._prior is None
-                         else torch.from_numpy(self._prior_shift(label, k)).expand(n_cells, -1))
-                pred = self.module(torch.from_numpy(self._control_expr[pick]),
-                                   torch.from_numpy(self._control_latent[pick]), feature, prior)
+                prior = (
+                    None
+                    if self._prior is None
+                    else torch.from_numpy(self._prior_shift(label, k)).expand(n_cells, -1)
+                )
+                pred = self.module(
+                    torch.from_numpy(self._control_expr[pick]),
+                    torch.from_numpy(self._control_latent[pick]),
+                    feature,
+                    prior,
+                )
                 pred = pred.clamp_min(0.0).numpy()
                 if zero_knockouts and k == "knockout":
                     pred[:, [self.genes.index(g) for g in label.split("+")]] = 0.0
@@ -549,16 +662,25 @@ class QPerturb:
                 labels += [label] * n_cells
                 kinds += [k] * n_cells
                 sources.append(pick)
-        obs = pd.DataFrame({self.setup["perturbation_key"]: pd.Categorical(
-            labels, categories=list(dict.fromkeys(labels))),
-            self.setup.get("kind_key") or "perturbation_kind": pd.Categorical(kinds),
-            "control_cell": np.concatenate(sources)})
+        obs = pd.DataFrame(
+            {
+                self.setup["perturbation_key"]: pd.Categorical(
+                    labels, categories=list(dict.fromkeys(labels))
+                ),
+                self.setup.get("kind_key") or "perturbation_kind": pd.Categorical(kinds),
+                "control_cell": np.concatenate(sources),
+            }
+        )
         obs.index = [f"pred_{i}" for i in range(len(obs))]
-        out = AnnData(np.vstack(blocks).astype(np.float32), obs=obs,
-                      var=pd.DataFrame(index=self.genes))
+        out = AnnData(
+            np.vstack(blocks).astype(np.float32), obs=obs, var=pd.DataFrame(index=self.genes)
+        )
         out.uns["log1p"] = {"base": None}
-        out.uns["qperturb"] = {"config": dict(self.config), "target_sum": self.target_sum,
-                               "perturbations": {k: v for k, v in parsed.items()}}
+        out.uns["qperturb"] = {
+            "config": dict(self.config),
+            "target_sum": self.target_sum,
+            "perturbations": {k: v for k, v in parsed.items()},
+        }
         return out
 
     def _sample_controls(self, gen: np.random.Generator, n_cells: int) -> np.ndarray:
@@ -571,15 +693,25 @@ class QPerturb:
         :attr:`target_sum`), e.g. the real held-out cells to score :meth:`predict` against."""
         check_adata(adata)
         if adata.var_names.astype(str).tolist() != self.genes:
-            raise ValueError("adata: its genes differ from the model's (same genes, same order "
-                             "needed)")
-        out = AnnData(log_normalize(counts(adata, layer), self.target_sum).astype(np.float32),
-                      obs=adata.obs.copy(), var=adata.var.copy())
+            raise ValueError(
+                "adata: its genes differ from the model's (same genes, same order needed)"
+            )
+        out = AnnData(
+            log_normalize(counts(adata, layer), self.target_sum).astype(np.float32),
+            obs=adata.obs.copy(),
+            var=adata.var.copy(),
+        )
         out.uns["log1p"] = {"base": None}
         return out
 
-    def quantum_outputs(self, perturbations: Any = None, n_cells: int = 200, *,
-                        kind: str | None = None, rng: RngLike = None) -> np.ndarray:
+    def quantum_outputs(
+        self,
+        perturbations: Any = None,
+        n_cells: int = 200,
+        *,
+        kind: str | None = None,
+        rng: RngLike = None,
+    ) -> np.ndarray:
         """The core's outputs (``<X>, <Y>, <Z>`` of the qubits for ``core="quantum"``) for
         ``n_cells`` control cells per perturbation, stacked: the input of the seed's
         participation-ratio diagnostic (:func:`qsimcells.tl.participation_ratio`)."""
@@ -595,8 +727,11 @@ class QPerturb:
             for label, k in parsed.items():
                 pick = self._sample_controls(gen, n_cells)
                 feature = torch.from_numpy(self._feature(label, k)).expand(n_cells, -1)
-                out.append(self.module.core_outputs(
-                    torch.from_numpy(self._control_latent[pick]), feature).numpy())
+                out.append(
+                    self.module.core_outputs(
+                        torch.from_numpy(self._control_latent[pick]), feature
+                    ).numpy()
+                )
         return np.vstack(out)
 
     # ----------------------------------------------------------------------------------------
@@ -613,14 +748,22 @@ class QPerturb:
         network = None
         if self.network_ is not None and self.network_["source"] == "table":
             edges = self.network_["edges"]
-            network = {"source": edges["source"].tolist(), "target": edges["target"].tolist(),
-                       "directed": self.network_["directed"]}
-        state = {"config": self.config, "setup": self.setup, "genes": self.genes,
-                 "network_table": network,
-                 "history": self.history_, "is_trained": self.is_trained,
-                 "backbone": getattr(self.backbone, "kind", "custom"),
-                 "n_latent": int(self._control_latent.shape[1]),
-                 "data": self._data_fingerprint()}
+            network = {
+                "source": edges["source"].tolist(),
+                "target": edges["target"].tolist(),
+                "directed": self.network_["directed"],
+            }
+        state = {
+            "config": self.config,
+            "setup": self.setup,
+            "genes": self.genes,
+            "network_table": network,
+            "history": self.history_,
+            "is_trained": self.is_trained,
+            "backbone": getattr(self.backbone, "kind", "custom"),
+            "n_latent": int(self._control_latent.shape[1]),
+            "data": self._data_fingerprint(),
+        }
         arrays: dict[str, np.ndarray] = {}
         if isinstance(self.backbone, PCABackbone):
             arrays = {"pca_mean": self.backbone.mean_, "pca_components": self.backbone.components_}
@@ -632,13 +775,15 @@ class QPerturb:
 
     def _data_fingerprint(self) -> dict[str, Any]:
         """What ties a saved model to its training screen (checked by :meth:`load`)."""
-        return {"target_sum": self.target_sum, "perturbations": self.perturbations,
-                "n_control": int(self._control_counts.shape[0]),
-                "control_total": float(self._control_counts.sum())}
+        return {
+            "target_sum": self.target_sum,
+            "perturbations": self.perturbations,
+            "n_control": int(self._control_counts.shape[0]),
+            "control_total": float(self._control_counts.sum()),
+        }
 
     @classmethod
-    def load(cls, dir_path: str | os.PathLike, adata: AnnData, *, backbone: Any = None
-             ) -> QPerturb:
+    def load(cls, dir_path: str | os.PathLike, adata: AnnData, *, backbone: Any = None) -> QPerturb:
         """Load a saved model; ``adata`` is the screen it was trained on (set up again if its
         set-up is missing), ``backbone`` the scvi-tools model for a non-PCA backbone.
         Nothing in the files runs: JSON, a numpy archive without pickles and tensors read with
@@ -649,49 +794,74 @@ class QPerturb:
             raise FileNotFoundError(f"dir_path: no saved QPerturb in {str(path)!r}")
         state = read_json(path / "qperturb.json", "QPerturb")
         try:
-            for key in ("config", "setup", "genes", "backbone", "n_latent", "data", "history",
-                        "is_trained"):
-                state[key]  # noqa: B018 - a save of something else lacks one
+            for key in (
+                "config",
+                "setup",
+                "genes",
+                "backbone",
+                "n_latent",
+                "data",
+                "history",
+                "is_trained",
+            ):
+                state[key]
         except (KeyError, TypeError) as err:
             raise unreadable("QPerturb", path / "qperturb.json", err) from None
         if SETUP_KEY not in adata.uns:
             cls.setup_anndata(adata, **state["setup"])
         elif dict(adata.uns[SETUP_KEY]) != state["setup"]:
-            raise ValueError(f"adata: set up as {dict(adata.uns[SETUP_KEY])}, the model was "
-                             f"trained with {state['setup']}")
+            raise ValueError(
+                f"adata: set up as {dict(adata.uns[SETUP_KEY])}, the model was "
+                f"trained with {state['setup']}"
+            )
         if adata.var_names.astype(str).tolist() != state["genes"]:
             raise ValueError("adata: its genes differ from the saved model's")
         if state["backbone"] == "pca":
             arrays = read_npz(path / "backbone.npz", "QPerturb")  # numbers only, no code
             try:
-                pca = PCABackbone.from_state({"n_latent": arrays["pca_components"].shape[0],
-                                              "mean": arrays["pca_mean"],
-                                              "components": arrays["pca_components"]})
+                pca = PCABackbone.from_state(
+                    {
+                        "n_latent": arrays["pca_components"].shape[0],
+                        "mean": arrays["pca_mean"],
+                        "components": arrays["pca_components"],
+                    }
+                )
             except Exception as err:
                 raise unreadable("QPerturb", path / "backbone.npz", err) from None
             backbone = pca
         elif backbone is None:
-            raise ValueError(f"backbone: the model was trained on a {state['backbone']!r} "
-                             "backbone; pass it again (QPerturb.load(path, adata, backbone=m))")
+            raise ValueError(
+                f"backbone: the model was trained on a {state['backbone']!r} "
+                "backbone; pass it again (QPerturb.load(path, adata, backbone=m))"
+            )
         config = dict(state["config"])
         if config.get("network") == "table":  # the user's graph, saved with the model
             table = state["network_table"]
-            config["network"] = pd.DataFrame({"source": table["source"],
-                                              "target": table["target"]})
+            config["network"] = pd.DataFrame({"source": table["source"], "target": table["target"]})
             config["network"].attrs["directed"] = bool(table["directed"])
         model = cls(adata, backbone=backbone, **config)
         found = model._data_fingerprint()
         for field, saved in state["data"].items():
-            same = (bool(np.isclose(found[field], saved, rtol=1e-9))
-                    if isinstance(saved, float) else found[field] == saved)
+            same = (
+                bool(np.isclose(found[field], saved, rtol=1e-9))
+                if isinstance(saved, float)
+                else found[field] == saved
+            )
             if not same:
-                raise ValueError(f"adata: is not the screen the model was trained on "
-                                 f"({field}: saved {saved!r}, found {found[field]!r})")
+                raise ValueError(
+                    f"adata: is not the screen the model was trained on "
+                    f"({field}: saved {saved!r}, found {found[field]!r})"
+                )
         if model._control_latent.shape[1] != state["n_latent"]:
-            raise ValueError(f"backbone: gives {model._control_latent.shape[1]} latent "
-                             f"dimensions, the saved model used {state['n_latent']}")
-        weights = read_torch(path / "module.pt", "QPerturb", trust_hint=(
-            "a QPerturb save holds tensors only; re-save the model with QPerturb.save"))
+            raise ValueError(
+                f"backbone: gives {model._control_latent.shape[1]} latent "
+                f"dimensions, the saved model used {state['n_latent']}"
+            )
+        weights = read_torch(
+            path / "module.pt",
+            "QPerturb",
+            trust_hint=("a QPerturb save holds tensors only; re-save the model with QPerturb.save"),
+        )
         try:
             model.module.load_state_dict(weights)
         except Exception as err:  # another model's weights
@@ -706,21 +876,28 @@ def _setup_of(adata: Any) -> dict[str, Any]:
     check_adata(adata)
     setup = adata.uns.get(SETUP_KEY)
     if not isinstance(setup, Mapping):
-        raise ValueError("adata: not set up; call QPerturb.setup_anndata(adata, "
-                         "perturbation_key=..., control=...) first")
+        raise ValueError(
+            "adata: not set up; call QPerturb.setup_anndata(adata, "
+            "perturbation_key=..., control=...) first"
+        )
     return dict(setup)
 
 
 def _training_perturbations(adata: AnnData, setup: Mapping[str, Any]) -> dict[str, str]:
     labels = adata.obs[setup["perturbation_key"]].astype(str)
     perturbed = labels != setup["control"]
-    kinds = (adata.obs.loc[perturbed.to_numpy(), setup["kind_key"]].astype(str)
-             if setup.get("kind_key") else pd.Series("knockout", index=labels.index[perturbed]))
+    kinds = (
+        adata.obs.loc[perturbed.to_numpy(), setup["kind_key"]].astype(str)
+        if setup.get("kind_key")
+        else pd.Series("knockout", index=labels.index[perturbed])
+    )
     out: dict[str, str] = {}
-    for label, kind in zip(labels[perturbed], kinds):
+    for label, kind in zip(labels[perturbed], kinds, strict=True):
         if out.setdefault(label, kind) != kind:
-            raise ValueError(f"{setup['kind_key']}: perturbation {label!r} is labelled both "
-                             f"{out[label]!r} and {kind!r}")
+            raise ValueError(
+                f"{setup['kind_key']}: perturbation {label!r} is labelled both "
+                f"{out[label]!r} and {kind!r}"
+            )
     return out
 
 

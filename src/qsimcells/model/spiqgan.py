@@ -81,10 +81,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._utils import RngLike, as_generator, check_choice, check_finite, check_positive_int, \
-    seed_sequence
-from ._persist import UnsafeFileError, atomic_folder, read_json, read_torch, unreadable
+from .._utils import (
+    RngLike,
+    as_generator,
+    check_choice,
+    check_finite,
+    check_positive_int,
+    seed_sequence,
+)
 from ..datasets._activity import activity_anndata, binary_matrix, recorded_layout, seed_record
+from ._persist import UnsafeFileError, atomic_folder, read_json, read_torch, unreadable
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -97,8 +103,12 @@ READOUTS = ("born", "marginal")
 #: The seed paper's exact configuration: ``SpiQGAN(data, n, t, **PAPER_SETTINGS)``. The defaults
 #: differ (trainable noise weights, other learning rates, parameter averaging);
 #: docs/benchmarks/spiqgan.md compares.
-PAPER_SETTINGS = {"noise_weights": False, "lr_generator": 0.05, "lr_critic": 0.002,
-                  "ema_decay": 0.0}
+PAPER_SETTINGS = {
+    "noise_weights": False,
+    "lr_generator": 0.05,
+    "lr_critic": 0.002,
+    "ema_decay": 0.0,
+}
 #: Largest sub-circuit (qubits): the statevector and the generator's gradient (every state of
 #: a timestep) handle ``2**n_units`` states per sample and timestep.
 MAX_UNITS = 12
@@ -139,8 +149,16 @@ class _Generator(torch.nn.Module):
     gate with ``qs.nn.rx``, ``ry``, ``rz`` and ``cnot`` (tested).
     """
 
-    def __init__(self, n_units: int, n_timesteps: int, n_layers: int, init: np.ndarray,
-                 dtype: torch.dtype, device: torch.device, noise_weights: bool) -> None:
+    def __init__(
+        self,
+        n_units: int,
+        n_timesteps: int,
+        n_layers: int,
+        init: np.ndarray,
+        dtype: torch.dtype,
+        device: torch.device,
+        noise_weights: bool,
+    ) -> None:
         super().__init__()
         from ..nn import permutation_of_cnots
 
@@ -185,11 +203,13 @@ class _Generator(torch.nn.Module):
         return probs.reshape(steps, batch, -1).transpose(0, 1)
 
 
-def _critic(width: int, hidden: int, dtype: torch.dtype, device: torch.device,
-            seed: int) -> torch.nn.Module:
+def _critic(
+    width: int, hidden: int, dtype: torch.dtype, device: torch.device, seed: int
+) -> torch.nn.Module:
     torch_gen = torch.Generator().manual_seed(seed)
-    critic = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.ReLU(),
-                                 torch.nn.Linear(hidden, 1))
+    critic = torch.nn.Sequential(
+        torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
+    )
     with torch.no_grad():  # torch's default (Kaiming-uniform) init, but from our seed
         for layer in (critic[0], critic[2]):
             bound = 1 / math.sqrt(layer.in_features)
@@ -214,7 +234,7 @@ def _poisson_binomial(p: torch.Tensor) -> torch.Tensor:
     ``p`` ``(rows, n)``."""
     dist = torch.ones((p.shape[0], 1), dtype=p.dtype, device=p.device)
     for j in range(p.shape[1]):
-        q = p[:, j:j + 1]
+        q = p[:, j : j + 1]
         pad = torch.zeros_like(q)
         dist = torch.cat((dist, pad), 1) * (1 - q) + torch.cat((pad, dist), 1) * q
     return dist
@@ -311,38 +331,63 @@ class SpiQGAN:
         ``js`` when ``train(js_every=...)``.
     """
 
-    def __init__(self, data: Any, n_units: int, n_timesteps: int = 1, n_layers: int = 5,
-                 k_weight: float = 1.0, rng: RngLike = None, *, layer: str | None = None,
-                 threshold: float | None = None, readout: str = "born",
-                 noise_scale: float = math.pi / 2, noise_weights: bool = True,
-                 lipschitz: str = "gp", gp_weight: float = 10.0, clip: float = 0.01,
-                 n_critic: int = 2, lr_generator: float = 0.02, lr_critic: float = 0.01,
-                 betas: tuple[float, float] = (0.5, 0.9), critic_hidden: int = 64,
-                 ema_decay: float = 0.99, dtype: str = "float32", device: Any = "cpu") -> None:
+    def __init__(
+        self,
+        data: Any,
+        n_units: int,
+        n_timesteps: int = 1,
+        n_layers: int = 5,
+        k_weight: float = 1.0,
+        rng: RngLike = None,
+        *,
+        layer: str | None = None,
+        threshold: float | None = None,
+        readout: str = "born",
+        noise_scale: float = math.pi / 2,
+        noise_weights: bool = True,
+        lipschitz: str = "gp",
+        gp_weight: float = 10.0,
+        clip: float = 0.01,
+        n_critic: int = 2,
+        lr_generator: float = 0.02,
+        lr_critic: float = 0.01,
+        betas: tuple[float, float] = (0.5, 0.9),
+        critic_hidden: int = 64,
+        ema_decay: float = 0.99,
+        dtype: str = "float32",
+        device: Any = "cpu",
+    ) -> None:
         from ..nn.statevector import resolve_device, resolve_dtype
 
         self.n_units = check_positive_int("n_units", n_units)
         self.n_timesteps = check_positive_int("n_timesteps", n_timesteps)
         if self.n_units > MAX_UNITS:
-            raise ValueError(f"n_units: at most {MAX_UNITS} qubits per sub-circuit (the "
-                             f"statevector holds 2**n_units amplitudes per sample and "
-                             f"timestep), got {n_units}")
+            raise ValueError(
+                f"n_units: at most {MAX_UNITS} qubits per sub-circuit (the "
+                f"statevector holds 2**n_units amplitudes per sample and "
+                f"timestep), got {n_units}"
+            )
         self.n_layers = check_positive_int("n_layers", n_layers)
         bits = binary_matrix(data, layer=layer, threshold=threshold)
         width = self.n_units * self.n_timesteps
         if bits.shape[1] != width:
-            raise ValueError(f"data: has {bits.shape[1]} columns, but n_units * n_timesteps = "
-                             f"{self.n_units} * {self.n_timesteps} = {width} (columns are "
-                             "timestep-major: column t * n_units + u is unit u at timestep t)")
+            raise ValueError(
+                f"data: has {bits.shape[1]} columns, but n_units * n_timesteps = "
+                f"{self.n_units} * {self.n_timesteps} = {width} (columns are "
+                "timestep-major: column t * n_units + u is unit u at timestep t)"
+            )
         recorded = recorded_layout(data)
         if recorded is not None and recorded != (self.n_units, self.n_timesteps):
-            raise ValueError(f"n_units, n_timesteps: the AnnData records (n_units, n_timesteps) "
-                             f"= {recorded}, got ({self.n_units}, {self.n_timesteps})")
+            raise ValueError(
+                f"n_units, n_timesteps: the AnnData records (n_units, n_timesteps) "
+                f"= {recorded}, got ({self.n_units}, {self.n_timesteps})"
+            )
         self.k_weight = check_finite("k_weight", k_weight, low=0.0)
         check_choice("readout", readout, READOUTS)
         self.readout = readout
-        self.noise_scale = check_finite("noise_scale", noise_scale, low=0.0, high=2 * math.pi,
-                                        low_open=True)
+        self.noise_scale = check_finite(
+            "noise_scale", noise_scale, low=0.0, high=2 * math.pi, low_open=True
+        )
         check_choice("lipschitz", lipschitz, LIPSCHITZ)
         self.lipschitz = lipschitz
         self.gp_weight = check_finite("gp_weight", gp_weight, low=0.0)
@@ -367,22 +412,39 @@ class SpiQGAN:
         self.unit_names = _unit_names(data, self.n_units, self.n_timesteps)
         self._root = seed_sequence(rng)
         init_seq, critic_seq, noise_seq, batch_seq, sample_seq = np.random.SeedSequence(
-            self._root.entropy, spawn_key=self._root.spawn_key).spawn(5)
+            self._root.entropy, spawn_key=self._root.spawn_key
+        ).spawn(5)
         init = as_generator(init_seq).uniform(
-            0.0, 2 * math.pi, (self.n_timesteps, self.n_layers, self.n_units, 2))
+            0.0, 2 * math.pi, (self.n_timesteps, self.n_layers, self.n_units, 2)
+        )
         self.noise_weights = bool(noise_weights)
-        self.generator = _Generator(self.n_units, self.n_timesteps, self.n_layers, init,
-                                    self._real, self._device, self.noise_weights)
-        self.critic = _critic(width, self.critic_hidden, self._real, self._device,
-                              int(critic_seq.generate_state(1)[0]))
+        self.generator = _Generator(
+            self.n_units,
+            self.n_timesteps,
+            self.n_layers,
+            init,
+            self._real,
+            self._device,
+            self.noise_weights,
+        )
+        self.critic = _critic(
+            width,
+            self.critic_hidden,
+            self._real,
+            self._device,
+            int(critic_seq.generate_state(1)[0]),
+        )
         self._torch_gen = torch.Generator(device=self._device).manual_seed(
-            int(noise_seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+            int(noise_seq.generate_state(1, np.uint64)[0] >> np.uint64(1))
+        )
         self._batch_gen = as_generator(batch_seq)
         self._sample_gen = as_generator(sample_seq)
-        self._opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr_generator,
-                                       betas=self.betas)
-        self._opt_c = torch.optim.Adam(self.critic.parameters(), lr=self.lr_critic,
-                                       betas=self.betas)
+        self._opt_g = torch.optim.Adam(
+            self.generator.parameters(), lr=self.lr_generator, betas=self.betas
+        )
+        self._opt_c = torch.optim.Adam(
+            self.critic.parameters(), lr=self.lr_critic, betas=self.betas
+        )
         self._history: list[dict[str, float]] = []
         # Polyak average of the generator's parameters: sums and the number of updates
         self._average: list[torch.Tensor] | None = None
@@ -396,8 +458,10 @@ class SpiQGAN:
         ).to(self._real)
         # the data's distribution of k per timestep (T, n + 1)
         counts = bits.reshape(-1, self.n_timesteps, self.n_units).sum(2)
-        k_data = [np.bincount(counts[:, t], minlength=self.n_units + 1) / counts.shape[0]
-                  for t in range(self.n_timesteps)]
+        k_data = [
+            np.bincount(counts[:, t], minlength=self.n_units + 1) / counts.shape[0]
+            for t in range(self.n_timesteps)
+        ]
         self._k_data = torch.as_tensor(np.stack(k_data), dtype=self._real, device=self._device)
 
     # ------------------------------------------------------------------ description
@@ -422,20 +486,33 @@ class SpiQGAN:
         return bool(self._history)
 
     def __repr__(self) -> str:
-        return (f"SpiQGAN(n_units={self.n_units}, n_timesteps={self.n_timesteps}, "
-                f"n_layers={self.n_layers}, k_weight={self.k_weight}, readout="
-                f"{self.readout!r}, n_parameters={self.n_parameters}, "
-                f"trained_steps={len(self._history)})")
+        return (
+            f"SpiQGAN(n_units={self.n_units}, n_timesteps={self.n_timesteps}, "
+            f"n_layers={self.n_layers}, k_weight={self.k_weight}, readout="
+            f"{self.readout!r}, n_parameters={self.n_parameters}, "
+            f"trained_steps={len(self._history)})"
+        )
 
     def _config(self) -> dict[str, Any]:
-        return {"n_units": self.n_units, "n_timesteps": self.n_timesteps,
-                "n_layers": self.n_layers, "k_weight": self.k_weight, "readout": self.readout,
-                "noise_scale": self.noise_scale, "noise_weights": self.noise_weights,
-                "lipschitz": self.lipschitz,
-                "gp_weight": self.gp_weight, "clip": self.clip, "n_critic": self.n_critic,
-                "lr_generator": self.lr_generator, "lr_critic": self.lr_critic,
-                "betas": self.betas, "critic_hidden": self.critic_hidden,
-                "ema_decay": self.ema_decay, "dtype": self.dtype}
+        return {
+            "n_units": self.n_units,
+            "n_timesteps": self.n_timesteps,
+            "n_layers": self.n_layers,
+            "k_weight": self.k_weight,
+            "readout": self.readout,
+            "noise_scale": self.noise_scale,
+            "noise_weights": self.noise_weights,
+            "lipschitz": self.lipschitz,
+            "gp_weight": self.gp_weight,
+            "clip": self.clip,
+            "n_critic": self.n_critic,
+            "lr_generator": self.lr_generator,
+            "lr_critic": self.lr_critic,
+            "betas": self.betas,
+            "critic_hidden": self.critic_hidden,
+            "ema_decay": self.ema_decay,
+            "dtype": self.dtype,
+        }
 
     # ------------------------------------------------------------------ generation
     def _update_average(self) -> None:
@@ -446,7 +523,7 @@ class SpiQGAN:
             params = [p.detach() for p in self.generator.parameters()]
             if self._average is None:
                 self._average = [torch.zeros_like(p) for p in params]
-            for acc, p in zip(self._average, params):
+            for acc, p in zip(self._average, params, strict=True):
                 acc.mul_(self.ema_decay).add_(p, alpha=1 - self.ema_decay)
         self._average_steps += 1
         self._averaged = None  # rebuilt on the next use
@@ -461,9 +538,9 @@ class SpiQGAN:
             import copy
 
             averaged = copy.deepcopy(self.generator)
-            debias = 1 - self.ema_decay ** self._average_steps
+            debias = 1 - self.ema_decay**self._average_steps
             with torch.no_grad():
-                for p, acc in zip(averaged.parameters(), self._average):
+                for p, acc in zip(averaged.parameters(), self._average, strict=True):
                     p.copy_(acc / debias)
             self._averaged = averaged.requires_grad_(False)
         return self._averaged
@@ -475,8 +552,9 @@ class SpiQGAN:
 
     def _noise(self, n: int, torch_gen: torch.Generator) -> torch.Tensor:
         shape = (n, self.n_layers, self.n_units)
-        return self.noise_scale * torch.rand(shape, generator=torch_gen, dtype=self._real,
-                                             device=self._device)
+        return self.noise_scale * torch.rand(
+            shape, generator=torch_gen, dtype=self._real, device=self._device
+        )
 
     def _marginals(self, probs: torch.Tensor) -> torch.Tensor:
         """``(B, T, S)`` Born probabilities -> ``(B, T * n)`` P(unit reads 1)."""
@@ -493,12 +571,20 @@ class SpiQGAN:
         return self._states[index].reshape(probs.shape[0], -1)
 
     def _uniform_shape(self, n: int) -> tuple[int, ...]:
-        return (n, self.n_timesteps) if self.readout == "born" else \
-            (n, self.n_timesteps * self.n_units)
+        return (
+            (n, self.n_timesteps)
+            if self.readout == "born"
+            else (n, self.n_timesteps * self.n_units)
+        )
 
     def _torch_rng(self, rng: RngLike) -> torch.Generator:
-        return self._torch_gen if rng is None else torch.Generator(
-            device=self._device).manual_seed(int(as_generator(rng).integers(2**62)))
+        return (
+            self._torch_gen
+            if rng is None
+            else torch.Generator(device=self._device).manual_seed(
+                int(as_generator(rng).integers(2**62))
+            )
+        )
 
     def state_probabilities(self, n: int, rng: RngLike = None) -> np.ndarray:
         """Born probabilities of each sub-circuit for ``n`` noise draws.
@@ -519,8 +605,10 @@ class SpiQGAN:
         torch_gen = self._torch_rng(rng)
         with torch.no_grad():
             chunk = self._chunk
-            out = [self.sampling_generator(self._noise(min(chunk, n - start), torch_gen))
-                   for start in range(0, n, chunk)]
+            out = [
+                self.sampling_generator(self._noise(min(chunk, n - start), torch_gen))
+                for start in range(0, n, chunk)
+            ]
         return torch.cat(out).double().cpu().numpy()
 
     def firing_probabilities(self, n: int, rng: RngLike = None) -> np.ndarray:
@@ -542,8 +630,9 @@ class SpiQGAN:
         states = self._states.double().cpu().numpy()
         return np.clip((probs @ states).reshape(probs.shape[0], -1), 0.0, 1.0)
 
-    def sample(self, n: int, rng: RngLike = None, *, as_anndata: bool = False
-               ) -> np.ndarray | AnnData:
+    def sample(
+        self, n: int, rng: RngLike = None, *, as_anndata: bool = False
+    ) -> np.ndarray | AnnData:
         """Binary samples: one noise draw per sample, then the readout (one Born measurement
         per sub-circuit, or a Bernoulli draw per unit).
 
@@ -567,8 +656,9 @@ class SpiQGAN:
             noise_gen, draw_gen, seed = self._torch_gen, self._sample_gen, None
         else:
             root = seed_sequence(rng)
-            noise_seq, draw_seq = np.random.SeedSequence(root.entropy,
-                                                         spawn_key=root.spawn_key).spawn(2)
+            noise_seq, draw_seq = np.random.SeedSequence(
+                root.entropy, spawn_key=root.spawn_key
+            ).spawn(2)
             noise_gen, draw_gen = self._torch_rng(noise_seq), as_generator(draw_seq)
             seed = seed_record(root)
         chunks = []
@@ -576,18 +666,28 @@ class SpiQGAN:
             for start in range(0, n, self._chunk):
                 size = min(self._chunk, n - start)
                 probs = self.sampling_generator(self._noise(size, noise_gen))
-                uniform = torch.as_tensor(draw_gen.random(self._uniform_shape(size)),
-                                          dtype=probs.dtype, device=self._device)
+                uniform = torch.as_tensor(
+                    draw_gen.random(self._uniform_shape(size)),
+                    dtype=probs.dtype,
+                    device=self._device,
+                )
                 chunks.append(self._draw(probs, uniform).cpu().numpy())
         bits = np.concatenate(chunks).astype(np.uint8)
         if not as_anndata:
             return bits
-        record = {"generator": "spiqgan", "seed": seed,
-                  "model": {**self._config(), "betas": list(self.betas),
-                            "n_parameters": self.n_parameters,
-                            "trained_steps": len(self._history)}}
-        return activity_anndata(bits, self.n_units, self.n_timesteps,
-                                unit_names=self.unit_names, record=record)
+        record = {
+            "generator": "spiqgan",
+            "seed": seed,
+            "model": {
+                **self._config(),
+                "betas": list(self.betas),
+                "n_parameters": self.n_parameters,
+                "trained_steps": len(self._history),
+            },
+        }
+        return activity_anndata(
+            bits, self.n_units, self.n_timesteps, unit_names=self.unit_names, record=record
+        )
 
     # ------------------------------------------------------------------ training
     def _real_batch(self, batch_size: int) -> torch.Tensor:
@@ -598,15 +698,20 @@ class SpiQGAN:
         """Born probabilities ``(B, T, S)`` (with gradient) and a binary sample drawn from
         them."""
         probs = self.generator(self._noise(batch_size, self._torch_gen))
-        uniform = torch.rand(self._uniform_shape(batch_size), generator=self._torch_gen,
-                             dtype=self._real, device=self._device)
+        uniform = torch.rand(
+            self._uniform_shape(batch_size),
+            generator=self._torch_gen,
+            dtype=self._real,
+            device=self._device,
+        )
         with torch.no_grad():
             bits = self._draw(probs, uniform)
         return probs, bits
 
     def _gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        eps = torch.rand((real.shape[0], 1), generator=self._torch_gen, dtype=self._real,
-                         device=self._device)
+        eps = torch.rand(
+            (real.shape[0], 1), generator=self._torch_gen, dtype=self._real, device=self._device
+        )
         mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.critic(mixed).sum(), mixed, create_graph=True)
         return ((grad.norm(dim=1) - 1) ** 2).mean()
@@ -617,8 +722,11 @@ class SpiQGAN:
             _, fake = self._fake_batch(batch_size)
         c_real, c_fake = self.critic(real).mean(), self.critic(fake).mean()
         loss = 0.5 * (c_fake - c_real)
-        penalty = (self._gradient_penalty(real, fake) if self.lipschitz == "gp"
-                   else torch.zeros((), dtype=self._real, device=self._device))
+        penalty = (
+            self._gradient_penalty(real, fake)
+            if self.lipschitz == "gp"
+            else torch.zeros((), dtype=self._real, device=self._device)
+        )
         self._opt_c.zero_grad(set_to_none=True)
         (loss + self.gp_weight * penalty).backward()
         self._opt_c.step()
@@ -626,8 +734,11 @@ class SpiQGAN:
             with torch.no_grad():
                 for p in self.critic.parameters():
                     p.clamp_(-self.clip, self.clip)
-        return {"critic_loss": loss.item(), "gradient_penalty": penalty.item(),
-                "wasserstein": (c_real - c_fake).item()}
+        return {
+            "critic_loss": loss.item(),
+            "gradient_penalty": penalty.item(),
+            "wasserstein": (c_real - c_fake).item(),
+        }
 
     def _local_critic(self, bits: torch.Tensor) -> torch.Tensor:
         """Critic values with one part of each sample replaced by each of its alternatives:
@@ -642,8 +753,8 @@ class SpiQGAN:
             return (torch.relu(on) - torch.relu(off)) @ last.weight[0]
         out = []
         for t in range(self.n_timesteps):
-            w_t = w[:, t * n:(t + 1) * n]  # (H, n)
-            own = bits[:, t * n:(t + 1) * n] @ w_t.T  # (B, H)
+            w_t = w[:, t * n : (t + 1) * n]  # (H, n)
+            own = bits[:, t * n : (t + 1) * n] @ w_t.T  # (B, H)
             swapped = (base - own)[:, None, :] + (self._states @ w_t.T)[None]  # (B, S, H)
             out.append(torch.relu(swapped) @ last.weight[0] + last.bias[0])
         return torch.stack(out, 1)
@@ -656,8 +767,9 @@ class SpiQGAN:
             k_gen = (probs @ self._popcount).mean(0)  # (T, n + 1)
         else:
             marginals = self._marginals(probs).reshape(-1, self.n_units)
-            k_gen = _poisson_binomial(marginals).reshape(
-                probs.shape[0], self.n_timesteps, -1).mean(0)
+            k_gen = (
+                _poisson_binomial(marginals).reshape(probs.shape[0], self.n_timesteps, -1).mean(0)
+            )
         return _count_distance(k_gen, self._k_data) / math.sqrt(self.n_timesteps)
 
     def _generator_step(self, batch_size: int) -> dict[str, float]:
@@ -676,11 +788,20 @@ class SpiQGAN:
         loss.backward()
         self._opt_g.step()
         self._update_average()
-        return {"generator_loss": -value.item() + self.k_weight * k_loss.item(),
-                "k_loss": k_loss.item()}
+        return {
+            "generator_loss": -value.item() + self.k_weight * k_loss.item(),
+            "k_loss": k_loss.item(),
+        }
 
-    def train(self, n_steps: int = 1000, batch_size: int = 64, *, progress: bool = True,
-              js_every: int | None = None, js_samples: int = 2000) -> pd.DataFrame:
+    def train(
+        self,
+        n_steps: int = 1000,
+        batch_size: int = 64,
+        *,
+        progress: bool = True,
+        js_every: int | None = None,
+        js_samples: int = 2000,
+    ) -> pd.DataFrame:
         """Adversarial training: ``n_critic`` critic updates, then one generator update, per
         step.
 
@@ -728,8 +849,9 @@ class SpiQGAN:
         from ..tl.spikes import spike_statistics
 
         fake = self.sample(n, np.random.default_rng([step, 1]))  # leaves the model's streams
-        return spike_statistics(self.data, fake, n_units=self.n_units,
-                                n_timesteps=self.n_timesteps)["js"]
+        return spike_statistics(
+            self.data, fake, n_units=self.n_units, n_timesteps=self.n_timesteps
+        )["js"]
 
     # ------------------------------------------------------------------ export
     def to_qiskit(self, noise: Any = None, *, measure: bool = False) -> list[QuantumCircuit]:
@@ -758,11 +880,14 @@ class SpiQGAN:
             vector = ParameterVector("z", L * n)
             angles = [[vector[layer * n + q] for q in range(n)] for layer in range(L)]
         else:
-            arr = np.asarray(noise.detach().cpu().numpy() if hasattr(noise, "detach") else noise,
-                             dtype=np.float64)
+            arr = np.asarray(
+                noise.detach().cpu().numpy() if hasattr(noise, "detach") else noise,
+                dtype=np.float64,
+            )
             if arr.shape != (L, n):
-                raise ValueError(f"noise: expected shape (n_layers, n_units) = {(L, n)}, got "
-                                 f"{arr.shape}")
+                raise ValueError(
+                    f"noise: expected shape (n_layers, n_units) = {(L, n)}, got {arr.shape}"
+                )
             if not np.isfinite(arr).all():
                 raise ValueError("noise: angles must be finite")
             angles = arr.tolist()
@@ -812,21 +937,36 @@ class SpiQGAN:
     def _write(self, folder: Path) -> None:
         config = self._config()
         config["betas"] = list(config["betas"])
-        (folder / _META).write_text(json.dumps({
-            "format": "qsimcells.SpiQGAN", "version": _FORMAT, "config": config,
-            "device": str(self._device), "n_samples": int(self.data.shape[0]),
-            "unit_names": [str(u) for u in self.unit_names], "seed": seed_record(self._root),
-            "history": [{k: _plain(v) for k, v in row.items()} for row in self._history],
-            "average_steps": int(self._average_steps)}, indent=1))
-        torch.save({
-            "data": torch.from_numpy(np.packbits(self.data, axis=1)),
-            "generator": self.generator.state_dict(), "critic": self.critic.state_dict(),
-            "opt_generator": self._opt_g.state_dict(), "opt_critic": self._opt_c.state_dict(),
-            "average": self._average}, folder / _TENSORS)
+        (folder / _META).write_text(
+            json.dumps(
+                {
+                    "format": "qsimcells.SpiQGAN",
+                    "version": _FORMAT,
+                    "config": config,
+                    "device": str(self._device),
+                    "n_samples": int(self.data.shape[0]),
+                    "unit_names": [str(u) for u in self.unit_names],
+                    "seed": seed_record(self._root),
+                    "history": [{k: _plain(v) for k, v in row.items()} for row in self._history],
+                    "average_steps": int(self._average_steps),
+                },
+                indent=1,
+            )
+        )
+        torch.save(
+            {
+                "data": torch.from_numpy(np.packbits(self.data, axis=1)),
+                "generator": self.generator.state_dict(),
+                "critic": self.critic.state_dict(),
+                "opt_generator": self._opt_g.state_dict(),
+                "opt_critic": self._opt_c.state_dict(),
+                "average": self._average,
+            },
+            folder / _TENSORS,
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, device: Any = None,
-             trusted: bool = False) -> SpiQGAN:
+    def load(cls, path: str | os.PathLike, *, device: Any = None, trusted: bool = False) -> SpiQGAN:
         """Load a model written by :meth:`save`; nothing in the files runs.
 
         Parameters
@@ -866,17 +1006,22 @@ class SpiQGAN:
                     f"path: {str(folder / _TENSORS)!r} is a SpiQGAN save of the old format (one "
                     "pickle, which loading would have to unpickle, and unpickling can run code "
                     "from the file); refused. If you trust the file, convert it once: "
-                    "qs.model.SpiQGAN.load(path, trusted=True).save(new_path)")
+                    "qs.model.SpiQGAN.load(path, trusted=True).save(new_path)"
+                )
             return cls._from_saved(_legacy_save(folder / _TENSORS), device, folder)
         meta = read_json(folder / _META, "SpiQGAN")
         if not isinstance(meta, dict) or meta.get("format") != "qsimcells.SpiQGAN":
-            raise unreadable("SpiQGAN", folder / _META,
-                             ValueError("not a SpiQGAN description"))
+            raise unreadable("SpiQGAN", folder / _META, ValueError("not a SpiQGAN description"))
         if meta.get("version") != _FORMAT:
-            raise ValueError(f"path: {str(folder)!r} is a SpiQGAN save of format version "
-                             f"{meta.get('version')!r}; this qsimcells reads version {_FORMAT}")
-        tensors = read_torch(folder / _TENSORS, "SpiQGAN", trust_hint=(
-            "a SpiQGAN save holds tensors only; re-save the model with SpiQGAN.save"))
+            raise ValueError(
+                f"path: {str(folder)!r} is a SpiQGAN save of format version "
+                f"{meta.get('version')!r}; this qsimcells reads version {_FORMAT}"
+            )
+        tensors = read_torch(
+            folder / _TENSORS,
+            "SpiQGAN",
+            trust_hint=("a SpiQGAN save holds tensors only; re-save the model with SpiQGAN.save"),
+        )
         try:
             saved = {**meta, **tensors, "data": tensors["data"].numpy()}
         except (KeyError, AttributeError, TypeError) as err:
@@ -888,12 +1033,19 @@ class SpiQGAN:
         try:
             config = dict(saved["config"])
             width = config["n_units"] * config["n_timesteps"]
-            data = np.unpackbits(np.asarray(saved["data"]), axis=1,
-                                 count=width)[: saved["n_samples"]]
+            data = np.unpackbits(np.asarray(saved["data"]), axis=1, count=width)[
+                : saved["n_samples"]
+            ]
             seed = saved["seed"]
-            model = cls(data, rng=int(seed) if isinstance(seed, (int, np.integer)) or
-                        str(seed).isdigit() else None, betas=tuple(config.pop("betas")),
-                        device=device or saved["device"], **config)
+            model = cls(
+                data,
+                rng=int(seed)
+                if isinstance(seed, (int, np.integer)) or str(seed).isdigit()
+                else None,
+                betas=tuple(config.pop("betas")),
+                device=device or saved["device"],
+                **config,
+            )
             model.unit_names = list(saved["unit_names"])
             model.generator.load_state_dict(saved["generator"])
             model.critic.load_state_dict(saved["critic"])
@@ -932,13 +1084,17 @@ def spiqgan_generator(model: Any = None, n_cells: int = 1000, *, rng: Any = None
     AnnData. torch loads only when this runs.
     """
     if model is None:
-        raise ValueError("model: the 'spiqgan' generator needs a trained SpiQGAN or the path of "
-                         "a saved one (qs.sim.generate('spiqgan', model=..., n_cells=...))")
+        raise ValueError(
+            "model: the 'spiqgan' generator needs a trained SpiQGAN or the path of "
+            "a saved one (qs.sim.generate('spiqgan', model=..., n_cells=...))"
+        )
     if isinstance(model, (str, os.PathLike)):
         model = SpiQGAN.load(os.fspath(model))
     elif not isinstance(model, SpiQGAN):
-        raise TypeError(f"model: expected a trained SpiQGAN or the path of a saved one, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"model: expected a trained SpiQGAN or the path of a saved one, got "
+            f"{type(model).__name__}"
+        )
     if not model.is_trained:
         raise ValueError("model: the SpiQGAN is not trained (call model.train() first)")
     return model.sample(n_cells, rng, as_anndata=True)

@@ -15,9 +15,25 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_ENGINE = ("zero_state", "rx", "ry", "rz", "cnot", "cz", "apply_matrix", "apply_product",
-           "apply_permutation", "permutation_of_cnots", "expectation", "expectations_xyz",
-           "marginal_ones", "probabilities", "to_amplitudes", "n_qubits_of", "z_signs")
+_ENGINE = (
+    "zero_state",
+    "rx",
+    "ry",
+    "rz",
+    "cnot",
+    "cz",
+    "apply_matrix",
+    "apply_product",
+    "apply_permutation",
+    "permutation_of_cnots",
+    "expectation",
+    "expectations_xyz",
+    "marginal_ones",
+    "probabilities",
+    "to_amplitudes",
+    "n_qubits_of",
+    "z_signs",
+)
 _LAYER = ("QuantumLayer", "expectations_from_sampler", "entangling_pairs")
 
 __all__: list[str] = [*_ENGINE, *_LAYER]
@@ -25,25 +41,30 @@ __all__: list[str] = [*_ENGINE, *_LAYER]
 _LAZY = {**dict.fromkeys(_ENGINE, ".statevector"), **dict.fromkeys(_LAYER, ".layer")}
 
 if TYPE_CHECKING:  # pragma: no cover - for static type checkers and IDEs only
-    from .layer import QuantumLayer, entangling_pairs, expectations_from_sampler
+    # "x as x": re-exported names (the lazy __getattr__ below provides them at run time)
+    from .layer import (
+        QuantumLayer as QuantumLayer,
+        entangling_pairs as entangling_pairs,
+        expectations_from_sampler as expectations_from_sampler,
+    )
     from .statevector import (
-        apply_matrix,
-        apply_permutation,
-        apply_product,
-        cnot,
-        cz,
-        expectation,
-        expectations_xyz,
-        marginal_ones,
-        n_qubits_of,
-        permutation_of_cnots,
-        probabilities,
-        rx,
-        ry,
-        rz,
-        to_amplitudes,
-        z_signs,
-        zero_state,
+        apply_matrix as apply_matrix,
+        apply_permutation as apply_permutation,
+        apply_product as apply_product,
+        cnot as cnot,
+        cz as cz,
+        expectation as expectation,
+        expectations_xyz as expectations_xyz,
+        marginal_ones as marginal_ones,
+        n_qubits_of as n_qubits_of,
+        permutation_of_cnots as permutation_of_cnots,
+        probabilities as probabilities,
+        rx as rx,
+        ry as ry,
+        rz as rz,
+        to_amplitudes as to_amplitudes,
+        z_signs as z_signs,
+        zero_state as zero_state,
     )
 
 

@@ -33,9 +33,9 @@ import torch
 
 from .._utils import RngLike, as_generator, check_choice, check_positive_int, seed_sequence
 from .statevector import (
+    _COMPLEX,
     MAX_QUBITS,
     _apply_blocks,
-    _COMPLEX,
     _blocks,
     expectation,
     expectations_xyz,
@@ -75,7 +75,7 @@ def entangling_pairs(n_qubits: int, entanglement: str) -> list[tuple[int, int]]:
     if entanglement == "none" or n_qubits == 1:
         return []
     pairs = [(q, q + 1) for q in range(n_qubits - 1)]
-    return pairs + [(n_qubits - 1, 0)] if entanglement == "ring" else pairs
+    return [*pairs, (n_qubits - 1, 0)] if entanglement == "ring" else pairs
 
 
 def _rotation_matrices(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -93,8 +93,9 @@ def _rotation_matrices(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
     m11 = torch.complex(cb * ca, -sb * sa)
     phase = torch.polar(torch.ones_like(c), -c / 2)  # exp(-i c / 2), broadcast over the batch
     top, bottom = phase, phase.conj()
-    return torch.stack((torch.stack((top * m00, top * m01)),
-                        torch.stack((bottom * m10, bottom * m11))))
+    return torch.stack(
+        (torch.stack((top * m00, top * m01)), torch.stack((bottom * m10, bottom * m11)))
+    )
 
 
 def _hadamard(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -140,9 +141,18 @@ class QuantumLayer(torch.nn.Module):
         The ``(control, target)`` CNOTs of one layer.
     """
 
-    def __init__(self, n_qubits: int = 8, n_layers: int = 3, readout: str = "xyz",
-                 entanglement: str = "ring", reupload: bool = True, *, dtype: Any = "float32",
-                 device: Any = None, rng: RngLike = None) -> None:
+    def __init__(
+        self,
+        n_qubits: int = 8,
+        n_layers: int = 3,
+        readout: str = "xyz",
+        entanglement: str = "ring",
+        reupload: bool = True,
+        *,
+        dtype: Any = "float32",
+        device: Any = None,
+        rng: RngLike = None,
+    ) -> None:
         super().__init__()
         self.n_qubits = check_positive_int("n_qubits", n_qubits)
         if self.n_qubits > MAX_QUBITS:
@@ -175,9 +185,11 @@ class QuantumLayer(torch.nn.Module):
         return self.n_qubits * (3 if self.readout == "xyz" else 1)
 
     def extra_repr(self) -> str:
-        return (f"n_qubits={self.n_qubits}, n_layers={self.n_layers}, readout={self.readout!r}, "
-                f"entanglement={self.entanglement!r}, reupload={self.reupload}, "
-                f"dtype={self.weights.dtype}, device={self.weights.device}")
+        return (
+            f"n_qubits={self.n_qubits}, n_layers={self.n_layers}, readout={self.readout!r}, "
+            f"entanglement={self.entanglement!r}, reupload={self.reupload}, "
+            f"dtype={self.weights.dtype}, device={self.weights.device}"
+        )
 
     def _check_input(self, x: Any) -> torch.Tensor:
         w = self.weights
@@ -186,11 +198,15 @@ class QuantumLayer(torch.nn.Module):
         if x.is_complex() or x.dtype == torch.bool:
             raise TypeError(f"x: expected real input angles, got dtype {x.dtype}")
         if x.dim() != 2 or x.shape[1] != self.n_qubits:
-            raise ValueError(f"x: expected shape (batch, {self.n_qubits}) (one angle per qubit), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"x: expected shape (batch, {self.n_qubits}) (one angle per qubit), "
+                f"got {tuple(x.shape)}"
+            )
         if x.device != w.device:
-            raise ValueError(f"x: is on {x.device} but the layer is on {w.device}; move one "
-                             "(x.to(layer.weights.device) or layer.to(x.device))")
+            raise ValueError(
+                f"x: is on {x.device} but the layer is on {w.device}; move one "
+                "(x.to(layer.weights.device) or layer.to(x.device))"
+            )
         if not bool(torch.isfinite(x).all()):
             raise ValueError("x: input angles must be finite (found NaN or inf)")
         return x.to(w.dtype)
@@ -287,8 +303,10 @@ class QuantumLayer(torch.nn.Module):
         n, n_layers = self.n_qubits, self.n_layers
         x = ParameterVector("x", n)
         w = ParameterVector("w", n_layers * n * 3)
-        nested = [[[w[(layer * n + q) * 3 + k] for k in range(3)] for q in range(n)]
-                  for layer in range(n_layers)]
+        nested = [
+            [[w[(layer * n + q) * 3 + k] for k in range(3)] for q in range(n)]
+            for layer in range(n_layers)
+        ]
         return self._circuit(x, nested), x, w
 
     def to_qiskit(self, x_row: Any, *, measure_basis: str | None = None) -> QuantumCircuit:
@@ -315,8 +333,9 @@ class QuantumLayer(torch.nn.Module):
         if row.shape == (1, self.n_qubits):
             row = row[0]
         if row.shape != (self.n_qubits,):
-            raise ValueError(f"x_row: expected shape ({self.n_qubits},) (one input row), got "
-                             f"{row.shape}")
+            raise ValueError(
+                f"x_row: expected shape ({self.n_qubits},) (one input row), got {row.shape}"
+            )
         if not np.isfinite(row).all():
             raise ValueError("x_row: input angles must be finite (found NaN or inf)")
         bases = None
@@ -336,18 +355,29 @@ class QuantumLayer(torch.nn.Module):
 
 
 def _check_basis(measure_basis: Any, n_qubits: int) -> str:
-    if not isinstance(measure_basis, str) or not measure_basis \
-            or set(measure_basis) - {"X", "Y", "Z"} \
-            or len(measure_basis) not in (1, n_qubits):
-        raise ValueError(f"measure_basis: {measure_basis!r} is not allowed; choose None, 'X', "
-                         f"'Y', 'Z' or a string of {n_qubits} of these letters (one per qubit)")
+    if (
+        not isinstance(measure_basis, str)
+        or not measure_basis
+        or set(measure_basis) - {"X", "Y", "Z"}
+        or len(measure_basis) not in (1, n_qubits)
+    ):
+        raise ValueError(
+            f"measure_basis: {measure_basis!r} is not allowed; choose None, 'X', "
+            f"'Y', 'Z' or a string of {n_qubits} of these letters (one per qubit)"
+        )
     return measure_basis * n_qubits if len(measure_basis) == 1 else measure_basis
 
 
-def expectations_from_sampler(layer: QuantumLayer, x_row: Any, *, shots: int = 4096,
-                              sampler: str = "statevector", rng: RngLike = None,
-                              return_stderr: bool = False, **options: Any
-                              ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def expectations_from_sampler(
+    layer: QuantumLayer,
+    x_row: Any,
+    *,
+    shots: int = 4096,
+    sampler: str = "statevector",
+    rng: RngLike = None,
+    return_stderr: bool = False,
+    **options: Any,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Estimate ``layer(x_row)`` from shots of :meth:`QuantumLayer.to_qiskit` on a registered
     circuit sampler (what running the layer on Aer or IBM hardware means).
 
@@ -387,8 +417,9 @@ def expectations_from_sampler(layer: QuantumLayer, x_row: Any, *, shots: int = 4
     values = []
     for basis, stream in zip(bases, streams, strict=True):
         circuit = layer.to_qiskit(x_row, measure_basis=basis)
-        bits = sample_bits(circuit, shots, sampler=sampler, rng=np.random.default_rng(stream),
-                           **options)
+        bits = sample_bits(
+            circuit, shots, sampler=sampler, rng=np.random.default_rng(stream), **options
+        )
         values.append(1.0 - 2.0 * bits.mean(axis=0))
     estimate = np.concatenate(values)
     if return_stderr:

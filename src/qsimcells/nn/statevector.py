@@ -27,10 +27,27 @@ import torch
 
 from .._utils import check_choice, check_positive_int
 
-__all__ = ["apply_matrix", "apply_permutation", "apply_product", "cnot", "cz", "expectation",
-           "expectations_xyz", "marginal_ones", "n_qubits_of", "permutation_of_cnots",
-           "probabilities", "resolve_device", "resolve_dtype", "rx", "ry", "rz", "to_amplitudes",
-           "z_signs", "zero_state"]
+__all__ = [
+    "apply_matrix",
+    "apply_permutation",
+    "apply_product",
+    "cnot",
+    "cz",
+    "expectation",
+    "expectations_xyz",
+    "marginal_ones",
+    "n_qubits_of",
+    "permutation_of_cnots",
+    "probabilities",
+    "resolve_device",
+    "resolve_dtype",
+    "rx",
+    "ry",
+    "rz",
+    "to_amplitudes",
+    "z_signs",
+    "zero_state",
+]
 
 _REAL = {"float32": torch.float32, "float64": torch.float64}
 _COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -81,19 +98,23 @@ def resolve_device(device: Any) -> torch.device:
         raise ValueError(f"device: {device!r} is not a torch device ({err})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device: {device!r} requested but CUDA is not available in this "
-                             f"torch build ({torch.__version__}); use device='cpu'")
+            raise ValueError(
+                f"device: {device!r} requested but CUDA is not available in this "
+                f"torch build ({torch.__version__}); use device='cpu'"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device: {device!r} requested but only "
-                             f"{torch.cuda.device_count()} CUDA device(s) exist")
+            raise ValueError(
+                f"device: {device!r} requested but only "
+                f"{torch.cuda.device_count()} CUDA device(s) exist"
+            )
     elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device: {device!r} requested but MPS is not available; use "
-                         "device='cpu'")
+        raise ValueError(f"device: {device!r} requested but MPS is not available; use device='cpu'")
     return dev
 
 
-def zero_state(batch_size: int, n_qubits: int, *, dtype: Any = "float32", device: Any = "cpu"
-               ) -> torch.Tensor:
+def zero_state(
+    batch_size: int, n_qubits: int, *, dtype: Any = "float32", device: Any = "cpu"
+) -> torch.Tensor:
     """``|0...0>`` for every sample of a batch.
 
     Parameters
@@ -115,11 +136,14 @@ def zero_state(batch_size: int, n_qubits: int, *, dtype: Any = "float32", device
     batch_size = check_positive_int("batch_size", batch_size)
     n_qubits = check_positive_int("n_qubits", n_qubits)
     if n_qubits > MAX_QUBITS:
-        raise ValueError(f"n_qubits: {n_qubits} exceeds the engine's limit of {MAX_QUBITS} "
-                         f"(the state holds 2**n_qubits amplitudes per sample)")
+        raise ValueError(
+            f"n_qubits: {n_qubits} exceeds the engine's limit of {MAX_QUBITS} "
+            f"(the state holds 2**n_qubits amplitudes per sample)"
+        )
     real = resolve_dtype(dtype)
-    state = torch.zeros((batch_size, 2**n_qubits), dtype=_COMPLEX[real],
-                        device=resolve_device(device))
+    state = torch.zeros(
+        (batch_size, 2**n_qubits), dtype=_COMPLEX[real], device=resolve_device(device)
+    )
     state[:, 0] = 1.0
     return state.reshape((batch_size,) + (2,) * n_qubits)
 
@@ -138,8 +162,9 @@ def n_qubits_of(state: torch.Tensor) -> int:
         ``n``.
     """
     if not isinstance(state, torch.Tensor):
-        raise TypeError(f"state: expected a torch.Tensor from qs.nn.zero_state, got "
-                        f"{type(state).__name__}")
+        raise TypeError(
+            f"state: expected a torch.Tensor from qs.nn.zero_state, got {type(state).__name__}"
+        )
     if state.dtype not in _REAL_OF:
         raise TypeError(f"state: expected a complex64/complex128 tensor, got {state.dtype}")
     if state.dim() < 2 or any(d != 2 for d in state.shape[1:]):
@@ -151,8 +176,9 @@ def _check_qubit(field: str, qubit: Any, n: int) -> int:
     if isinstance(qubit, bool) or not isinstance(qubit, (int, np.integer)):
         raise TypeError(f"{field}: expected an integer qubit index, got {qubit!r}")
     if not 0 <= qubit < n:
-        raise ValueError(f"{field}: qubit {qubit} is out of range for {n} qubits "
-                         f"(allowed 0..{n - 1})")
+        raise ValueError(
+            f"{field}: qubit {qubit} is out of range for {n} qubits (allowed 0..{n - 1})"
+        )
     return int(qubit)
 
 
@@ -181,12 +207,15 @@ def _angle(state: torch.Tensor, angle: Any) -> torch.Tensor:
         return theta
     if theta.dim() == 1 and theta.shape[0] == state.shape[0]:
         return theta.reshape(-1, 1, 1)
-    raise ValueError(f"angle: expected a float, a 0-d tensor or a ({state.shape[0]},) tensor of "
-                     f"per-sample angles, got shape {tuple(theta.shape)}")
+    raise ValueError(
+        f"angle: expected a float, a 0-d tensor or a ({state.shape[0]},) tensor of "
+        f"per-sample angles, got shape {tuple(theta.shape)}"
+    )
 
 
-def _combine(state: torch.Tensor, qubit: int, m00: Any, m01: Any, m10: Any, m11: Any
-             ) -> torch.Tensor:
+def _combine(
+    state: torch.Tensor, qubit: int, m00: Any, m01: Any, m10: Any, m11: Any
+) -> torch.Tensor:
     """Apply ``[[m00, m01], [m10, m11]]`` to ``qubit``; entries are scalars or ``(B, 1, 1)``."""
     view, _ = _split(state, qubit)
     a, b = view[:, :, 0], view[:, :, 1]
@@ -262,8 +291,9 @@ def rz(state: torch.Tensor, qubit: int, angle: Any) -> torch.Tensor:
     theta = _angle(state, angle)
     phase = torch.polar(torch.ones_like(theta), theta / 2)  # exp(i angle / 2)
     view, _ = _split(state, q)
-    return torch.stack((view[:, :, 0] * phase.conj(), view[:, :, 1] * phase), dim=2
-                       ).reshape(state.shape)
+    return torch.stack((view[:, :, 0] * phase.conj(), view[:, :, 1] * phase), dim=2).reshape(
+        state.shape
+    )
 
 
 def apply_matrix(state: torch.Tensor, qubit: int, matrix: torch.Tensor) -> torch.Tensor:
@@ -290,10 +320,13 @@ def apply_matrix(state: torch.Tensor, qubit: int, matrix: torch.Tensor) -> torch
     if matrix.shape == (2, 2):
         m = matrix
     elif matrix.shape == (state.shape[0], 2, 2):
-        m = matrix.permute(1, 2, 0).reshape(2, 2, state.shape[0], 1, 1)  # entries of shape (B, 1, 1)
+        m = matrix.permute(1, 2, 0).reshape(
+            2, 2, state.shape[0], 1, 1
+        )  # entries of shape (B, 1, 1)
     else:
-        raise ValueError(f"matrix: expected shape (2, 2) or ({state.shape[0]}, 2, 2), got "
-                         f"{tuple(matrix.shape)}")
+        raise ValueError(
+            f"matrix: expected shape (2, 2) or ({state.shape[0]}, 2, 2), got {tuple(matrix.shape)}"
+        )
     return _combine(state, q, m[0, 0], m[0, 1], m[1, 0], m[1, 1])
 
 
@@ -389,8 +422,10 @@ def apply_product(state: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
         matrices = torch.as_tensor(np.asarray(matrices))
     matrices = matrices.to(device=state.device, dtype=state.dtype)
     if matrices.shape not in ((n, 2, 2), (n, batch, 2, 2)):
-        raise ValueError(f"matrices: expected shape ({n}, 2, 2) or ({n}, {batch}, 2, 2), got "
-                         f"{tuple(matrices.shape)}")
+        raise ValueError(
+            f"matrices: expected shape ({n}, 2, 2) or ({n}, {batch}, 2, 2), got "
+            f"{tuple(matrices.shape)}"
+        )
     return _apply_blocks(state.reshape(batch, 2**n), _blocks(matrices)).reshape(state.shape)
 
 
@@ -554,7 +589,9 @@ def marginal_ones(state: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def _readout_tables(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _readout_tables(
+    n: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Index tables for the per-qubit readout: for each qubit ``q`` the ``2**(n-1)`` indices with
     bit ``q`` = 0 and their partners with bit ``q`` = 1 (flattened, ``(n * 2**(n-1),)``), and the
     ``(2**n, n)`` table of ``Z`` eigenvalues ``1 - 2 bit_q(i)``."""
@@ -562,9 +599,11 @@ def _readout_tables(n: int, device: torch.device) -> tuple[torch.Tensor, torch.T
     zeros = np.stack([index[((index >> q) & 1) == 0] for q in range(n)])
     ones = zeros + (1 << np.arange(n, dtype=np.int64))[:, None]
     signs = 1.0 - 2.0 * ((index[:, None] >> np.arange(n)) & 1)
-    return (torch.as_tensor(zeros.ravel(), device=device),
-            torch.as_tensor(ones.ravel(), device=device),
-            torch.as_tensor(signs, dtype=torch.float64, device=device))
+    return (
+        torch.as_tensor(zeros.ravel(), device=device),
+        torch.as_tensor(ones.ravel(), device=device),
+        torch.as_tensor(signs, dtype=torch.float64, device=device),
+    )
 
 
 def _coherences(state: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,14 @@ from .reference import compare_to_reference
 from .spatial import spatial
 from .spikes import raster, spike_statistics
 
-__all__ = ["bit_histogram", "circuit", "communication", "compare_to_reference", "network",
-           "raster", "spatial",
-           "spike_statistics", "umap"]
+__all__ = [
+    "bit_histogram",
+    "circuit",
+    "communication",
+    "compare_to_reference",
+    "network",
+    "raster",
+    "spatial",
+    "spike_statistics",
+    "umap",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,9 +21,15 @@ if TYPE_CHECKING:  # pragma: no cover
 _MAX_EXPECTED_QUBITS = 20
 
 
-def circuit(design: CellCircuit | QuantumCircuit, *, ax: Axes | None = None,
-            save: str | Path | None = None, show: bool | None = None, fold: int = -1,
-            measure: bool = True) -> Figure:
+def circuit(
+    design: CellCircuit | QuantumCircuit,
+    *,
+    ax: Axes | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+    fold: int = -1,
+    measure: bool = True,
+) -> Figure:
     """Draw a design's circuit with Qiskit's matplotlib drawer.
 
     Parameters
@@ -54,8 +60,9 @@ def circuit(design: CellCircuit | QuantumCircuit, *, ax: Axes | None = None,
     elif isinstance(design, QuantumCircuit):
         qc = design
     else:
-        raise TypeError(f"design: expected a CellCircuit or a QuantumCircuit, got "
-                        f"{type(design).__name__}")
+        raise TypeError(
+            f"design: expected a CellCircuit or a QuantumCircuit, got {type(design).__name__}"
+        )
     fig = qc.draw(output="mpl", ax=ax, fold=fold)
     if ax is not None:
         fig = ax.figure
@@ -83,18 +90,23 @@ def _expected(adata: AnnData, cell_type: str, genes: list[str]) -> np.ndarray | 
     design = CellCircuit.from_dict(record["design"])
     if design.n_qubits > _MAX_EXPECTED_QUBITS:
         return None
-    probs = StatevectorSampler(_MAX_EXPECTED_QUBITS).probabilities(
-        design.to_qiskit(measure=False))
+    probs = StatevectorSampler(_MAX_EXPECTED_QUBITS).probabilities(design.to_qiskit(measure=False))
     qubits = [int(design.genes.at[g, "qubit"]) for g in genes]
     full = np.arange(probs.size)
     local = sum(((full >> q) & 1) << i for i, q in enumerate(qubits))
     return np.bincount(local, weights=probs, minlength=2 ** len(genes))
 
 
-def bit_histogram(adata: AnnData, *, cell_types: Sequence[str] | None = None,
-                  expected: bool = True, top: int | None = None,
-                  ax: Axes | Sequence[Axes] | None = None, save: str | Path | None = None,
-                  show: bool | None = None) -> list[Axes]:
+def bit_histogram(
+    adata: AnnData,
+    *,
+    cell_types: Sequence[str] | None = None,
+    expected: bool = True,
+    top: int | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+) -> list[Axes]:
     """Measurement histogram of each cell type's register (the paper's Fig. 2).
 
     Bit strings are written in gene order (first gene of the type on the left).
@@ -121,14 +133,17 @@ def bit_histogram(adata: AnnData, *, cell_types: Sequence[str] | None = None,
     """
     if "binary" not in adata.layers:
         raise ValueError("adata: no layers['binary']; bit_histogram needs qs.sim.simulate output")
-    known = list(adata.obs["cell_type"].cat.categories) if hasattr(
-        adata.obs["cell_type"], "cat") else sorted(set(adata.obs["cell_type"]))
+    known = (
+        list(adata.obs["cell_type"].cat.categories)
+        if hasattr(adata.obs["cell_type"], "cat")
+        else sorted(set(adata.obs["cell_type"]))
+    )
     cell_types = known if cell_types is None else list(cell_types)
     for t in cell_types:
         if t not in known:
             raise ValueError(f"cell_types: unknown cell type {t!r}; allowed: {known}")
     fig, axes = panel_axes(ax, len(cell_types), what="cell type", size=(5, 3.5))
-    for a, t in zip(axes, cell_types):
+    for a, t in zip(axes, cell_types, strict=True):
         genes, bits = _register_bits(adata, t)
         n = len(genes)
         k = top if top is not None else (2**n if n <= 6 else 32)
@@ -148,8 +163,7 @@ def bit_histogram(adata: AnnData, *, cell_types: Sequence[str] | None = None,
         a.bar(x, heights, color="tab:blue", label=f"sampled ({len(bits)} cells)")
         exact = _expected(adata, t, genes) if expected and states is not None else None
         if exact is not None:
-            a.plot(x, exact[states], "_", color="tab:red", markersize=10, mew=2,
-                   label="exact")
+            a.plot(x, exact[states], "_", color="tab:red", markersize=10, mew=2, label="exact")
         a.set_xticks(x, labels, rotation=90, fontsize=7, family="monospace")
         a.set_title(f"{t}: {' '.join(genes)}")
         a.set_ylabel("fraction of cells")

@@ -18,10 +18,15 @@ if TYPE_CHECKING:  # pragma: no cover
 _KINDS = ("bar", "dot")
 
 
-def communication(shift: pd.DataFrame, *, kind: str = "bar",
-                  labels: tuple[str, str] = ("reference", "alternative"),
-                  ax: Axes | None = None, save: str | Path | None = None,
-                  show: bool | None = None) -> Figure:
+def communication(
+    shift: pd.DataFrame,
+    *,
+    kind: str = "bar",
+    labels: tuple[str, str] = ("reference", "alternative"),
+    ax: Axes | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+) -> Figure:
     """Plot the output of :func:`qsimcells.tl.communication_shift`.
 
     Parameters
@@ -54,12 +59,14 @@ def communication(shift: pd.DataFrame, *, kind: str = "bar",
     needed = ["source", "target", "ligand", "receptor", "prob_ref", "prob_alt", "fold_change"]
     missing = [c for c in needed if c not in getattr(shift, "columns", [])]
     if missing:
-        raise ValueError(f"shift: missing column(s) {missing}; pass the table of "
-                         "qs.tl.communication_shift")
+        raise ValueError(
+            f"shift: missing column(s) {missing}; pass the table of qs.tl.communication_shift"
+        )
     if len(shift) == 0:
         raise ValueError("shift: has no rows to plot")
-    names = [f"{r.ligand}\u2192{r.receptor}\n{r.source}\u2192{r.target}"
-             for r in shift.itertuples()]
+    names = [
+        f"{r.ligand}\u2192{r.receptor}\n{r.source}\u2192{r.target}" for r in shift.itertuples()
+    ]
     x = np.arange(len(shift))
     if ax is None:
         fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(shift) + 1.5), 3.8))
@@ -72,20 +79,38 @@ def communication(shift: pd.DataFrame, *, kind: str = "bar",
         ax.bar(x - width / 2, ref, width, label=labels[0], color="#9ecae1")
         ax.bar(x + width / 2, alt, width, label=labels[1], color="#3182bd")
         for i, value in enumerate(fold):
-            text = ("n/a" if not np.isfinite(value)
-                    else f"{value:.2f}x" if value < 10 else f"{value:.0f}x")
-            ax.annotate(text, (x[i], np.nanmax([ref[i], alt[i], 0.0])), ha="center",
-                        va="bottom", xytext=(0, 3), textcoords="offset points", fontsize=9)
+            text = (
+                "n/a"
+                if not np.isfinite(value)
+                else f"{value:.2f}x"
+                if value < 10
+                else f"{value:.0f}x"
+            )
+            ax.annotate(
+                text,
+                (x[i], np.nanmax([ref[i], alt[i], 0.0])),
+                ha="center",
+                va="bottom",
+                xytext=(0, 3),
+                textcoords="offset points",
+                fontsize=9,
+            )
         ax.set_ylim(0, 1.15 * max(np.nanmax(np.r_[ref, alt, 0.0]), 1e-12))  # room for labels
         ax.set_ylabel("communication probability")
         ax.legend(frameon=False, fontsize=9)
     else:
         log_fold = np.log2(np.where(np.isfinite(fold) & (fold > 0), fold, np.nan))
         size = 2000 * np.concatenate([ref, alt]) / max(np.nanmax([ref.max(), alt.max()]), 1e-12)
-        points = ax.scatter(np.concatenate([x, x]), np.repeat([0, 1], len(x)),
-                            s=np.nan_to_num(size) + 5, c=np.concatenate([log_fold, log_fold]),
-                            cmap="RdBu_r", vmin=-np.nanmax(np.abs(log_fold), initial=1),
-                            vmax=np.nanmax(np.abs(log_fold), initial=1), edgecolors="black")
+        points = ax.scatter(
+            np.concatenate([x, x]),
+            np.repeat([0, 1], len(x)),
+            s=np.nan_to_num(size) + 5,
+            c=np.concatenate([log_fold, log_fold]),
+            cmap="RdBu_r",
+            vmin=-np.nanmax(np.abs(log_fold), initial=1),
+            vmax=np.nanmax(np.abs(log_fold), initial=1),
+            edgecolors="black",
+        )
         fig.colorbar(points, ax=ax, label="log2 fold change")
         ax.set_yticks([0, 1], labels)
         ax.set_ylim(-0.6, 1.6)

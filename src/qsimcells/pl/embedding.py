@@ -14,10 +14,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 
-
-def umap(adata: AnnData, *, color: str = "cell_type", rng: RngLike = 0, n_pcs: int = 20,
-         ax: Axes | None = None, save: str | Path | None = None, show: bool | None = None,
-         title: str | None = None) -> Figure:
+def umap(
+    adata: AnnData,
+    *,
+    color: str = "cell_type",
+    rng: RngLike = 0,
+    n_pcs: int = 20,
+    ax: Axes | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+    title: str | None = None,
+) -> Figure:
     """UMAP of ``adata`` coloured by an ``obs`` column, computed by scanpy when needed.
 
     When ``adata.obsm`` has no ``"X_umap"``, a copy of the counts goes through the paper's
@@ -60,11 +67,15 @@ def umap(adata: AnnData, *, color: str = "cell_type", rng: RngLike = 0, n_pcs: i
     from .._utils import as_generator, check_positive_int
 
     if color not in adata.obs:
-        raise MissingKeyError(f"color: {color!r} is not a column of adata.obs; available: "
-                       f"{list(adata.obs.columns)}")
+        raise MissingKeyError(
+            f"color: {color!r} is not a column of adata.obs; available: {list(adata.obs.columns)}"
+        )
     n_pcs = check_positive_int("n_pcs", n_pcs)
-    seed = int(rng) if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) \
+    seed = (
+        int(rng)
+        if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool)
         else int(as_generator(rng).integers(2**31))
+    )
     if "X_umap" in adata.obsm:
         view = adata
     else:

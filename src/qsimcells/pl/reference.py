@@ -1,4 +1,5 @@
-"""A simulation against its real reference: the panel of :func:`qsimcells.tl.compare_to_reference`."""
+"""A simulation against its real reference: the panel of
+:func:`qsimcells.tl.compare_to_reference`."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ if TYPE_CHECKING:  # pragma: no cover
 PANELS = ("mean", "zero_fraction", "library_size", "correlation")
 
 
-def compare_to_reference(comparison: Any, *, panels: Sequence[str] = PANELS,
-                         ax: Axes | Sequence[Axes] | None = None,
-                         save: str | Path | None = None, show: bool | None = None
-                         ) -> list[Axes]:
+def compare_to_reference(
+    comparison: Any,
+    *,
+    panels: Sequence[str] = PANELS,
+    ax: Axes | Sequence[Axes] | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+) -> list[Axes]:
     """Simulated against real statistics: per-gene mean and zero fraction (one dot per gene),
     library sizes (histograms) and gene-gene correlations (one dot per gene pair).
 
@@ -45,12 +50,17 @@ def compare_to_reference(comparison: Any, *, panels: Sequence[str] = PANELS,
 
     if isinstance(comparison, ReferenceComparison):
         labelled = {"simulated": comparison}
-    elif isinstance(comparison, Mapping) and comparison and all(
-            isinstance(v, ReferenceComparison) for v in comparison.values()):
+    elif (
+        isinstance(comparison, Mapping)
+        and comparison
+        and all(isinstance(v, ReferenceComparison) for v in comparison.values())
+    ):
         labelled = {str(k): v for k, v in comparison.items()}
     else:
-        raise TypeError("comparison: expected the result of qs.tl.compare_to_reference, or a "
-                        "mapping of labels to such results")
+        raise TypeError(
+            "comparison: expected the result of qs.tl.compare_to_reference, or a "
+            "mapping of labels to such results"
+        )
     panels = list(panels)
     unknown = [p for p in panels if p not in PANELS]
     if unknown or not panels:
@@ -60,12 +70,22 @@ def compare_to_reference(comparison: Any, *, panels: Sequence[str] = PANELS,
     for a, panel in zip(axes, panels, strict=True):
         if panel == "library_size":
             real = np.log10(first.library["reference"] + 1)
-            bins = np.histogram_bin_edges(np.concatenate(
-                [real] + [np.log10(c.library["simulated"] + 1) for c in labelled.values()]), 30)
+            bins = np.histogram_bin_edges(
+                np.concatenate(
+                    [real] + [np.log10(c.library["simulated"] + 1) for c in labelled.values()]
+                ),
+                30,
+            )
             a.hist(real, bins=bins, color="0.6", alpha=0.6, density=True, label="reference")
             for label, c in labelled.items():
-                a.hist(np.log10(c.library["simulated"] + 1), bins=bins, histtype="step",
-                       density=True, lw=1.5, label=label)
+                a.hist(
+                    np.log10(c.library["simulated"] + 1),
+                    bins=bins,
+                    histtype="step",
+                    density=True,
+                    lw=1.5,
+                    label=label,
+                )
             a.set(xlabel="log10(total counts + 1)", ylabel="density", title="library size")
             a.legend(fontsize=7, frameon=False)
             continue
@@ -85,9 +105,15 @@ def compare_to_reference(comparison: Any, *, panels: Sequence[str] = PANELS,
         both = both[both > 0] if panel == "mean" else both
         lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
         a.plot([lo, hi], [lo, hi], color="0.5", lw=1, zorder=0)
-        a.set(xlabel="reference", ylabel="simulated",
-              title={"mean": "mean per gene", "zero_fraction": "zero fraction per gene",
-                     "correlation": "gene-gene correlation"}[panel])
+        a.set(
+            xlabel="reference",
+            ylabel="simulated",
+            title={
+                "mean": "mean per gene",
+                "zero_fraction": "zero fraction per gene",
+                "correlation": "gene-gene correlation",
+            }[panel],
+        )
         if len(labelled) > 1:
             a.legend(fontsize=7, frameon=False, markerscale=2)
     fig.tight_layout()

@@ -13,10 +13,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 
-def spatial(adata: AnnData, *, color: str = "cell_type", edges: str | None = "lr_coupling",
-            min_coupling: float = 0.5, size: float = 12.0, ax: Axes | None = None,
-            save: str | Path | None = None, show: bool | None = None,
-            title: str | None = None) -> Figure:
+def spatial(
+    adata: AnnData,
+    *,
+    color: str = "cell_type",
+    edges: str | None = "lr_coupling",
+    min_coupling: float = 0.5,
+    size: float = 12.0,
+    ax: Axes | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+    title: str | None = None,
+) -> Figure:
     """Cells at ``obsm["spatial"]`` coloured by ``obs[color]``, with the true sender-receiver
     pairs of ``obsp[edges]`` drawn as lines.
 
@@ -57,14 +65,18 @@ def spatial(adata: AnnData, *, color: str = "cell_type", edges: str | None = "lr
     from .._utils import check_finite
 
     if "spatial" not in adata.obsm:
-        raise ValueError("adata: no obsm['spatial']; simulate with tissue=qs.sim.Tissue(...) "
-                         "or add cell coordinates")
+        raise ValueError(
+            "adata: no obsm['spatial']; simulate with tissue=qs.sim.Tissue(...) "
+            "or add cell coordinates"
+        )
     xy = np.asarray(adata.obsm["spatial"], dtype=float)
     if xy.ndim != 2 or xy.shape[1] < 2:
         raise ValueError(f"adata: obsm['spatial'] must have shape (n_obs, 2), got {xy.shape}")
     if color not in adata.obs:
-        raise ValueError(f"color: {color!r} is not a column of adata.obs; choose one of "
-                         f"{list(adata.obs.columns)}")
+        raise ValueError(
+            f"color: {color!r} is not a column of adata.obs; choose one of "
+            f"{list(adata.obs.columns)}"
+        )
     min_coupling = check_finite("min_coupling", min_coupling, low=0.0, high=1.0)
 
     if ax is None:
@@ -76,16 +88,28 @@ def spatial(adata: AnnData, *, color: str = "cell_type", edges: str | None = "lr
         keep = coupling.data >= min_coupling
         rows, cols, strength = coupling.row[keep], coupling.col[keep], coupling.data[keep]
         segments = np.stack([xy[rows, :2], xy[cols, :2]], axis=1)
-        ax.add_collection(LineCollection(segments, colors=[(0.1, 0.1, 0.1, 0.3 + 0.7 * s)
-                                                           for s in strength],
-                                         linewidths=1.2, zorder=3,
-                                         label=f"{edges} >= {min_coupling:g}"))
+        ax.add_collection(
+            LineCollection(
+                segments,
+                colors=[(0.1, 0.1, 0.1, 0.3 + 0.7 * s) for s in strength],
+                linewidths=1.2,
+                zorder=3,
+                label=f"{edges} >= {min_coupling:g}",
+            )
+        )
     groups = pd.Categorical(adata.obs[color])
     palette = plt.get_cmap("tab20" if len(groups.categories) > 10 else "tab10")
     for k, name in enumerate(groups.categories):
         where = groups.codes == k
-        ax.scatter(xy[where, 0], xy[where, 1], s=size, color=palette(k % palette.N),
-                   label=str(name), zorder=2, linewidths=0)
+        ax.scatter(
+            xy[where, 0],
+            xy[where, 1],
+            s=size,
+            color=palette(k % palette.N),
+            label=str(name),
+            zorder=2,
+            linewidths=0,
+        )
     ax.set_aspect("equal")
     ax.autoscale_view()
     ax.set_xlabel("x (um)")

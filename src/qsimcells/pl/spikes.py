@@ -15,19 +15,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
 PANELS = ("covariance", "k_probability", "firing_rate", "autocorrelogram", "states")
-_TITLES = {"covariance": "pairwise covariance", "k_probability": "k-probability",
-           "firing_rate": "firing rate", "autocorrelogram": "autocorrelogram",
-           "states": "state distribution"}
+_TITLES = {
+    "covariance": "pairwise covariance",
+    "k_probability": "k-probability",
+    "firing_rate": "firing rate",
+    "autocorrelogram": "autocorrelogram",
+    "states": "state distribution",
+}
 
 
 def _labelled(stats: Any) -> dict[str, dict[str, Any]]:
     if isinstance(stats, Mapping) and "summary" in stats and "firing_rate" in stats:
         return {"generated": dict(stats)}
-    if isinstance(stats, Mapping) and stats and all(
-            isinstance(v, Mapping) and "firing_rate" in v for v in stats.values()):
+    if (
+        isinstance(stats, Mapping)
+        and stats
+        and all(isinstance(v, Mapping) and "firing_rate" in v for v in stats.values())
+    ):
         return {str(k): dict(v) for k, v in stats.items()}
-    raise TypeError("stats: expected the dict of qs.tl.spike_statistics, or a mapping of labels "
-                    "to such dicts")
+    raise TypeError(
+        "stats: expected the dict of qs.tl.spike_statistics, or a mapping of labels to such dicts"
+    )
 
 
 def _same_real(labelled: dict[str, dict[str, Any]]) -> bool:
@@ -51,9 +59,14 @@ def _identity(a: Axes, values: list[np.ndarray]) -> None:
     a.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.6", lw=1, zorder=0)
 
 
-def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
-                     ax: Axes | Sequence[Axes] | None = None, save: str | Path | None = None,
-                     show: bool | None = None) -> list[Axes]:
+def spike_statistics(
+    stats: Any,
+    *,
+    panels: Sequence[str] = PANELS[:4],
+    ax: Axes | Sequence[Axes] | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+) -> list[Axes]:
     """The panels of SpiQGAN's Fig. 3 (and Fig. 2): generated against real statistics.
 
     Parameters
@@ -94,22 +107,33 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
     # dashed curve per label in its colour
     multi = not _same_real(labelled)
     drawn_real: set[str] = set()
-    for a, panel in zip(axes, panels):
+    for a, panel in zip(axes, panels, strict=True):
         for i, (label, s) in enumerate(labelled.items()):
             color = colors[i % len(colors)]
             if panel in ("covariance", "firing_rate"):
-                a.scatter(s[panel]["real"], s[panel]["generated"], s=14, color=color,
-                          label=label, alpha=0.8)
+                a.scatter(
+                    s[panel]["real"],
+                    s[panel]["generated"],
+                    s=14,
+                    color=color,
+                    label=label,
+                    alpha=0.8,
+                )
                 a.set_xlabel("real")
                 a.set_ylabel("generated")
             elif panel == "k_probability":
                 k = s[panel]["k"]
                 # zeros have no place on a log axis: leave gaps
-                a.plot(k, _positive(s[panel]["generated"]), "o-", color=color, ms=3,
-                       label=label)
+                a.plot(k, _positive(s[panel]["generated"]), "o-", color=color, ms=3, label=label)
                 if multi or panel not in drawn_real:
-                    a.plot(k, _positive(s[panel]["real"]), "--", color=color if multi else "k",
-                           lw=1, label=None if multi else "real")
+                    a.plot(
+                        k,
+                        _positive(s[panel]["real"]),
+                        "--",
+                        color=color if multi else "k",
+                        lw=1,
+                        label=None if multi else "real",
+                    )
                     drawn_real.add(panel)
                 a.set_yscale("log")
                 a.set_xlabel("k (active units per bin)")
@@ -118,8 +142,14 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
                 lag = s[panel]["lag"]
                 a.plot(lag, s[panel]["generated"], "o-", color=color, ms=3, label=label)
                 if multi or panel not in drawn_real:
-                    a.plot(lag, s[panel]["real"], "--", color=color if multi else "k", lw=1,
-                           label=None if multi else "real")
+                    a.plot(
+                        lag,
+                        s[panel]["real"],
+                        "--",
+                        color=color if multi else "k",
+                        lw=1,
+                        label=None if multi else "real",
+                    )
                     drawn_real.add(panel)
                 a.set_xlabel("lag (bins)")
                 a.set_ylabel("P(spike at t and t + lag)")
@@ -129,13 +159,16 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
                 a.bar(x, gen, color=color, alpha=0.7, label=label)
                 a.step(x, real, where="mid", color="k", lw=1, label="real")
                 a.set_yscale("log")
-                a.set_xlabel(f"state ({'sample' if s['js_scope'] == 'sample' else 'one bin'}; "
-                             "column c = bit c)")
+                a.set_xlabel(
+                    f"state ({'sample' if s['js_scope'] == 'sample' else 'one bin'}; "
+                    "column c = bit c)"
+                )
                 a.set_ylabel("probability")
                 a.set_title(f"states, JS = {s['js']:.3g} bits", fontsize=9)
         if panel in ("covariance", "firing_rate"):
-            _identity(a, [s[panel][key] for s in labelled.values()
-                          for key in ("real", "generated")])
+            _identity(
+                a, [s[panel][key] for s in labelled.values() for key in ("real", "generated")]
+            )
         if panel != "states":
             a.set_title(_TITLES[panel], fontsize=9)
         a.legend(fontsize=7)
@@ -144,10 +177,19 @@ def spike_statistics(stats: Any, *, panels: Sequence[str] = PANELS[:4],
     return axes
 
 
-def raster(data: Any, *, n_units: int | None = None, n_timesteps: int | None = None,
-           samples: int | Sequence[int] = 10, layer: str | None = None, color: str = "k",
-           title: str | None = None, ax: Axes | None = None, save: str | Path | None = None,
-           show: bool | None = None) -> Axes:
+def raster(
+    data: Any,
+    *,
+    n_units: int | None = None,
+    n_timesteps: int | None = None,
+    samples: int | Sequence[int] = 10,
+    layer: str | None = None,
+    color: str = "k",
+    title: str | None = None,
+    ax: Axes | None = None,
+    save: str | Path | None = None,
+    show: bool | None = None,
+) -> Axes:
     """Spike trains as a raster (SpiQGAN's Fig. 3I-P): units on the y axis, bins on the x axis,
     consecutive samples side by side (dotted lines between samples).
 
@@ -190,8 +232,9 @@ def raster(data: Any, *, n_units: int | None = None, n_timesteps: int | None = N
     else:
         rows = np.asarray(samples, dtype=np.int64).ravel()
         if rows.size == 0 or rows.min() < -bits.shape[0] or rows.max() >= bits.shape[0]:
-            raise ValueError(f"samples: row indices must lie in [0, {bits.shape[0]}), got "
-                             f"{rows.tolist()[:10]}")
+            raise ValueError(
+                f"samples: row indices must lie in [0, {bits.shape[0]}), got {rows.tolist()[:10]}"
+            )
     trains = bits[rows].reshape(rows.size * n_timesteps, n_units)  # (bins, units)
     if ax is None:
         width = min(12.0, 3.0 + 0.05 * trains.shape[0])

@@ -12,6 +12,7 @@ protocols of the objects a plugin's factory returns.
 from __future__ import annotations
 
 from .hookspecs import hookimpl, hookspec
+from .protocols import CircuitSampler, IsingSampler
 from .registry import (
     DISABLE_ENV,
     ENTRY_POINT_GROUP,
@@ -24,7 +25,6 @@ from .registry import (
     get_registry,
     reset_registry,
 )
-from .protocols import CircuitSampler, IsingSampler
 from .specs import CircuitSamplerSpec, GeneratorSpec, IsingSamplerSpec
 
 __all__ = [

@@ -21,7 +21,8 @@ from .specs import CircuitSamplerSpec, GeneratorSpec, IsingSamplerSpec
 PROJECT = "qsimcells"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
-#: Decorator for hook implementations in plugins, e.g. ``@hookimpl def qsimcells_circuit_samplers(): ...``
+#: Decorator for hook implementations in plugins, e.g.
+#: ``@hookimpl def qsimcells_circuit_samplers(): ...``
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
@@ -29,8 +30,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def qsimcells_circuit_samplers() -> list[CircuitSamplerSpec]:
     """Return the circuit samplers this plugin provides.
 
-    The factory of each :class:`~qsimcells.plugins.CircuitSamplerSpec` is called with the user's sampler options
-    (``factory(**options)``) and must return an object with a method
+    The factory of each :class:`~qsimcells.plugins.CircuitSamplerSpec` is called with the
+    user's sampler options (``factory(**options)``) and must return an object with a method
     ``sample(circuit, shots, *, rng) -> numpy.ndarray`` of shape ``(shots, circuit.num_qubits)``
     and dtype ``uint8``, in *logical* qubit order (column ``i`` is qubit ``i``; Qiskit's
     little-endian bit strings must be undone). The object may also define
@@ -47,10 +48,10 @@ def qsimcells_circuit_samplers() -> list[CircuitSamplerSpec]:
 def qsimcells_ising_samplers() -> list[IsingSamplerSpec]:
     """Return the Ising (Boltzmann) samplers this plugin provides.
 
-    The factory of each :class:`~qsimcells.plugins.IsingSamplerSpec` is called with the user's options and must
-    return an object with a method ``sample(h, W, num_reads, *, beta, rng, initial_states)``
-    returning ``num_reads`` states in ``{0, 1}^n`` drawn from
-    ``p(z) ~ exp(-beta * (h.z + sum_{l<m} W_lm z_l z_m))`` (``W`` symmetric, zero diagonal).
+    The factory of each :class:`~qsimcells.plugins.IsingSamplerSpec` is called with the user's
+    options and must return an object with a method ``sample(h, W, num_reads, *, beta, rng,
+    initial_states)`` returning ``num_reads`` states in ``{0, 1}^n`` drawn from ``p(z) ~ exp(-beta *
+    (h.z + sum_{l<m} W_lm z_l z_m))`` (``W`` symmetric, zero diagonal).
 
     Returns
     -------
@@ -62,8 +63,9 @@ def qsimcells_ising_samplers() -> list[IsingSamplerSpec]:
 def qsimcells_generators() -> list[GeneratorSpec]:
     """Return the named data generators this plugin provides.
 
-    The factory of each :class:`~qsimcells.plugins.GeneratorSpec` is the generating function itself: called with
-    keyword parameters it returns an :class:`anndata.AnnData` (used by ``qs.sim.generate``).
+    The factory of each :class:`~qsimcells.plugins.GeneratorSpec` is the generating function itself:
+    called with keyword parameters it returns an :class:`anndata.AnnData` (used by
+    ``qs.sim.generate``).
 
     Returns
     -------

@@ -32,8 +32,9 @@ class CircuitSampler(Protocol):
     sampler and for a sampler named by the user to refuse the circuit with that reason.
     """
 
-    def sample(self, circuit: QuantumCircuit, shots: int, *,
-               rng: np.random.Generator) -> np.ndarray:
+    def sample(
+        self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator
+    ) -> np.ndarray:
         """``(shots, circuit.num_qubits)`` uint8 bits, column ``i`` = qubit ``i``, one row per
         shot in shot order, every random draw taken from ``rng``."""
         ...
@@ -43,9 +44,16 @@ class CircuitSampler(Protocol):
 class IsingSampler(Protocol):
     """What an Ising sampler's factory returns."""
 
-    def sample(self, h: np.ndarray, W: np.ndarray, num_reads: int, *, beta: float,
-               rng: np.random.Generator, initial_states: np.ndarray | None = None
-               ) -> np.ndarray:
+    def sample(
+        self,
+        h: np.ndarray,
+        W: np.ndarray,
+        num_reads: int,
+        *,
+        beta: float,
+        rng: np.random.Generator,
+        initial_states: np.ndarray | None = None,
+    ) -> np.ndarray:
         """``(num_reads, n)`` states in ``{0, 1}`` drawn from
         ``p(z) ~ exp(-beta (h.z + sum_{l<m} W_lm z_l z_m))``; ``initial_states`` (when given)
         are the previous call's states to continue persistent chains from."""

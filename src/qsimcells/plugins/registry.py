@@ -32,8 +32,11 @@ _HOOKS = {
 }
 KINDS = tuple(_HOOKS)
 # how messages about a plugin's options name its kind
-_OPTION_LABEL = {"circuit_sampler": "sampler", "ising_sampler": "Ising sampler",
-                 "generator": "generator"}
+_OPTION_LABEL = {
+    "circuit_sampler": "sampler",
+    "ising_sampler": "Ising sampler",
+    "generator": "generator",
+}
 
 
 BUILTIN_DISTRIBUTION = "qsimcells"
@@ -57,16 +60,20 @@ class Registered:
 
     def describe(self) -> str:
         """``circuit sampler 'name' from distribution 'dist' (version)``, for messages."""
-        return (f"{self.spec.kind.replace('_', ' ')} {self.spec.name!r} from distribution "
-                f"{self.distribution!r} ({self.version})")
+        return (
+            f"{self.spec.kind.replace('_', ' ')} {self.spec.name!r} from distribution "
+            f"{self.distribution!r} ({self.version})"
+        )
 
     def load(self) -> Callable[..., Any]:
         """Import and return the factory; a failure names the plugin and its distribution."""
         try:
             return self.spec.load()
         except Exception as err:
-            raise PluginError(f"{self.describe()}: cannot load its factory "
-                              f"{self.spec.factory!r} ({type(err).__name__}: {err})") from err
+            raise PluginError(
+                f"{self.describe()}: cannot load its factory "
+                f"{self.spec.factory!r} ({type(err).__name__}: {err})"
+            ) from err
 
     def create(self, **options: Any) -> Any:
         """The factory called with ``options``. A ``TypeError`` (a wrong option) is re-raised
@@ -75,8 +82,9 @@ class Registered:
         try:
             return factory(**options)
         except TypeError as err:
-            raise TypeError(f"options for {_OPTION_LABEL[self.spec.kind]} "
-                            f"{self.spec.name!r}: {err}") from None
+            raise TypeError(
+                f"options for {_OPTION_LABEL[self.spec.kind]} {self.spec.name!r}: {err}"
+            ) from None
         except Exception as err:
             err.add_note(f"raised by {self.describe()}")
             raise
@@ -93,15 +101,20 @@ class Registered:
     def provenance(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
         """What produced a result: the name, distribution, version and options, in plain
         values (so that it stores in ``uns`` and survives h5ad)."""
-        return {"name": self.spec.name, "distribution": self.distribution,
-                "version": self.version, "options": plain_options(options or {})}
+        return {
+            "name": self.spec.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "options": plain_options(options or {}),
+        }
 
 
 def plain_options(options: dict[str, Any]) -> dict[str, Any]:
     """Options as h5ad can store them: numbers, strings and booleans as they are, other values
     as their ``repr``."""
-    return {str(k): v if isinstance(v, (bool, int, float, str)) else repr(v)
-            for k, v in options.items()}
+    return {
+        str(k): v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in options.items()
+    }
 
 
 def _module_exists(module: str) -> bool:
@@ -115,9 +128,8 @@ def _module_exists(module: str) -> bool:
             if spec is None or spec.submodule_search_locations is None:
                 return False
             parent = sys.modules.get(".".join(parts[:i]))
-            locations = list(getattr(parent, "__path__", None) or
-                             spec.submodule_search_locations)
-            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:i + 1]), locations)
+            locations = list(getattr(parent, "__path__", None) or spec.submodule_search_locations)
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), locations)
     except (ImportError, ValueError):
         return False
     return spec is not None
@@ -136,8 +148,12 @@ class PluginRegistry:
         builtins, as if they came from entry points (for applications and tests).
     """
 
-    def __init__(self, *, load_entry_points: bool | None = None,
-                 extra_plugins: list[tuple[Any, str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        load_entry_points: bool | None = None,
+        extra_plugins: list[tuple[Any, str, str]] | None = None,
+    ) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         # plugin key "distribution:entry point" -> (distribution, version, entry point), in
@@ -201,8 +217,10 @@ class PluginRegistry:
         hook_name, spec_type = _HOOKS[kind]
         found: dict[str, Registered] = {}
         position = {name: i for i, name in enumerate(self._origin)}
-        impls = sorted(getattr(self._pm.hook, hook_name).get_hookimpls(),
-                       key=lambda impl: position[impl.plugin_name])  # builtins first
+        impls = sorted(
+            getattr(self._pm.hook, hook_name).get_hookimpls(),
+            key=lambda impl: position[impl.plugin_name],
+        )  # builtins first
         ambiguous: dict[str, list[Registered]] = {}
         for impl in impls:
             dist, version, entry_point = self._origin[impl.plugin_name]
@@ -210,8 +228,10 @@ class PluginRegistry:
                 specs = list(impl.function() or [])
                 for spec in specs:
                     if not isinstance(spec, spec_type):
-                        raise TypeError(f"{hook_name}() returned {type(spec).__name__}, "
-                                        f"expected {spec_type.__name__}")
+                        raise TypeError(
+                            f"{hook_name}() returned {type(spec).__name__}, "
+                            f"expected {spec_type.__name__}"
+                        )
             except Exception as err:
                 self._warn_broken(impl.plugin_name, dist, err)
                 continue
@@ -227,17 +247,24 @@ class PluginRegistry:
                         f"qsimcells plugin {entry_point!r} from distribution {dist!r} "
                         f"registers {kind.replace('_', ' ')} {spec.name!r}, a builtin of "
                         "qsimcells; the builtin is kept and the plugin's is ignored (rename it)",
-                        RuntimeWarning, stacklevel=4)
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
                 else:  # two plugins: neither wins, only this name stops working
                     ambiguous[spec.name] = [found.pop(spec.name), entry]
         for name, providers in ambiguous.items():
             by, advice = _ambiguity(kind, name, providers)
-            warnings.warn(f"{kind.replace('_', ' ')} {name!r} is provided by {by}, so it is "
-                          f"disabled: {advice}", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"{kind.replace('_', ' ')} {name!r} is provided by {by}, so it is "
+                f"disabled: {advice}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         self._ambiguous[kind] = ambiguous
         if ambiguous:
-            self.ambiguous[kind] = {name: [p.distribution for p in providers]
-                                    for name, providers in ambiguous.items()}
+            self.ambiguous[kind] = {
+                name: [p.distribution for p in providers] for name, providers in ambiguous.items()
+            }
         return found
 
     # -- queries ----------------------------------------------------------------------------
@@ -250,8 +277,9 @@ class PluginRegistry:
         entries = self._entries[_check_kind(kind)]
         if name in self._ambiguous[kind]:
             by, advice = _ambiguity(kind, name, self._ambiguous[kind][name])
-            raise PluginError(f"{kind.replace('_', ' ')} {name!r} is ambiguous: provided by "
-                              f"{by}; {advice}")
+            raise PluginError(
+                f"{kind.replace('_', ' ')} {name!r} is ambiguous: provided by {by}; {advice}"
+            )
         if name not in entries:
             broken = f"; skipped broken plugins: {sorted(self.broken)}" if self.broken else ""
             raise PluginError(
@@ -267,18 +295,33 @@ class PluginRegistry:
         import pandas as pd
 
         rows = []
-        for k in ([_check_kind(kind)] if kind else KINDS):
+        for k in [_check_kind(kind)] if kind else KINDS:
             listed = [(r, r.problem() or "ok") for r in self._entries[k].values()]
             for providers in self._ambiguous[k].values():
                 for r in providers:
                     others = [p.distribution for p in providers if p is not r]
                     listed.append((r, f"disabled: also provided by {others}"))
-            rows += [{"name": r.spec.name, "kind": k, "distribution": r.distribution,
-                      "version": r.version, "status": status,
-                      "capabilities": r.spec.capabilities, "description": r.spec.description}
-                     for r, status in listed]
-        columns = ["name", "kind", "distribution", "version", "status", "capabilities",
-                   "description"]
+            rows += [
+                {
+                    "name": r.spec.name,
+                    "kind": k,
+                    "distribution": r.distribution,
+                    "version": r.version,
+                    "status": status,
+                    "capabilities": r.spec.capabilities,
+                    "description": r.spec.description,
+                }
+                for r, status in listed
+            ]
+        columns = [
+            "name",
+            "kind",
+            "distribution",
+            "version",
+            "status",
+            "capabilities",
+            "description",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
 

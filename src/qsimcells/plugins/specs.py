@@ -85,9 +85,13 @@ class CircuitSamplerSpec(_Spec):
 
     @property
     def capabilities(self) -> dict[str, Any]:
-        return {"max_qubits": self.max_qubits, "noisy": self.noisy,
-                "needs_credentials": self.needs_credentials, "exact": self.exact,
-                "priority": self.priority}
+        return {
+            "max_qubits": self.max_qubits,
+            "noisy": self.noisy,
+            "needs_credentials": self.needs_credentials,
+            "exact": self.exact,
+            "priority": self.priority,
+        }
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,19 @@ from .ising import (
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit import QuantumCircuit
 
-__all__ = ["NotExactError", "SamplerInfo", "bitarray_to_bits", "boltzmann_probabilities",
-           "ising_energy", "log_partition", "make_ising_sampler", "make_sampler",
-           "resolve_sampler", "sample_bits", "sample_ising"]
+__all__ = [
+    "NotExactError",
+    "SamplerInfo",
+    "bitarray_to_bits",
+    "boltzmann_probabilities",
+    "ising_energy",
+    "log_partition",
+    "make_ising_sampler",
+    "make_sampler",
+    "resolve_sampler",
+    "sample_bits",
+    "sample_ising",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +67,14 @@ class SamplerInfo:
     def as_dict(self) -> dict[str, Any]:
         from ..plugins.registry import plain_options
 
-        return {"name": self.name, "requested": self.requested, "reason": self.reason,
-                "options": plain_options(self.options), "distribution": self.distribution,
-                "version": self.version}
+        return {
+            "name": self.name,
+            "requested": self.requested,
+            "reason": self.reason,
+            "options": plain_options(self.options),
+            "distribution": self.distribution,
+            "version": self.version,
+        }
 
 
 def make_sampler(name: str, **options: Any) -> Any:
@@ -91,12 +106,14 @@ def _check_circuit(circuit: Any) -> None:
         raise ValueError("circuit: has no qubits")
     if circuit.parameters:
         names = sorted(p.name for p in circuit.parameters)
-        raise ValueError(f"circuit: unbound parameters {names}; bind them first "
-                         "(circuit.assign_parameters)")
+        raise ValueError(
+            f"circuit: unbound parameters {names}; bind them first (circuit.assign_parameters)"
+        )
 
 
-def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options: Any
-                    ) -> tuple[Any, SamplerInfo]:
+def resolve_sampler(
+    circuit: QuantumCircuit, *, sampler: str = "auto", **options: Any
+) -> tuple[Any, SamplerInfo]:
     """Pick and instantiate the sampler that will run ``circuit``.
 
     Parameters
@@ -124,22 +141,33 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
         registered = get_circuit_sampler(sampler)
         spec = registered.spec
         if spec.max_qubits is not None and circuit.num_qubits > spec.max_qubits:
-            raise ValueError(f"sampler {sampler!r} takes at most {spec.max_qubits} qubits; the "
-                             f"circuit has {circuit.num_qubits}")
+            raise ValueError(
+                f"sampler {sampler!r} takes at most {spec.max_qubits} qubits; the "
+                f"circuit has {circuit.num_qubits}"
+            )
         obj = make_sampler(sampler, **options)
         reason = getattr(obj, "supports", lambda c: None)(circuit)
         if reason:
             raise ValueError(f"sampler: {sampler!r} cannot sample this circuit: {reason}")
-        return obj, SamplerInfo(sampler, sampler, "requested", dict(options),
-                                registered.distribution, registered.version)
+        return obj, SamplerInfo(
+            sampler,
+            sampler,
+            "requested",
+            dict(options),
+            registered.distribution,
+            registered.version,
+        )
 
     if options:
         raise ValueError(f"sampler options {sorted(options)} need a named sampler, not 'auto'")
     refusals: list[str] = []
     # the exact classical path first whenever it applies, then the others by priority
     candidates = sorted(
-        (r for r in get_registry().entries("circuit_sampler")
-         if not r.spec.noisy and not r.spec.needs_credentials and r.spec.exact),
+        (
+            r
+            for r in get_registry().entries("circuit_sampler")
+            if not r.spec.noisy and not r.spec.needs_credentials and r.spec.exact
+        ),
         key=lambda r: (r.spec.name != "exact", -r.spec.priority),
     )
     for registered in candidates:
@@ -153,18 +181,29 @@ def resolve_sampler(circuit: QuantumCircuit, *, sampler: str = "auto", **options
         except Exception as err:
             reason = f"failed: {type(err).__name__}: {err}"
         if reason is None:
-            why = ("exact classical path" if spec.name == "exact"
-                   else f"fallback ({'; '.join(refusals)})")
-            return obj, SamplerInfo(spec.name, "auto", why, {}, registered.distribution,
-                                    registered.version)
+            why = (
+                "exact classical path"
+                if spec.name == "exact"
+                else f"fallback ({'; '.join(refusals)})"
+            )
+            return obj, SamplerInfo(
+                spec.name, "auto", why, {}, registered.distribution, registered.version
+            )
         refusals.append(f"{spec.name}: {reason}")
-    raise ValueError("sampler='auto': no registered sampler can take this circuit; "
-                     + "; ".join(refusals))
+    raise ValueError(
+        "sampler='auto': no registered sampler can take this circuit; " + "; ".join(refusals)
+    )
 
 
-def sample_bits(circuit: QuantumCircuit, shots: int, *, sampler: str = "auto",
-                rng: RngLike = None, return_info: bool = False, **options: Any
-                ) -> np.ndarray | tuple[np.ndarray, SamplerInfo]:
+def sample_bits(
+    circuit: QuantumCircuit,
+    shots: int,
+    *,
+    sampler: str = "auto",
+    rng: RngLike = None,
+    return_info: bool = False,
+    **options: Any,
+) -> np.ndarray | tuple[np.ndarray, SamplerInfo]:
     """Sample the final Z-basis value of every qubit of ``circuit``.
 
     Parameters
@@ -191,8 +230,13 @@ def sample_bits(circuit: QuantumCircuit, shots: int, *, sampler: str = "auto",
     """
     shots = check_positive_int("shots", shots)
     obj, info = resolve_sampler(circuit, sampler=sampler, **options)
-    logger.info("sampling %d shots of a %d-qubit circuit with %r (%s)", shots,
-                circuit.num_qubits, info.name, info.reason)
+    logger.info(
+        "sampling %d shots of a %d-qubit circuit with %r (%s)",
+        shots,
+        circuit.num_qubits,
+        info.name,
+        info.reason,
+    )
     bits = obj.sample(circuit, shots, rng=as_generator(rng))
     bits = validate_bits(bits, shots, circuit.num_qubits, info.name)
     return (bits, info) if return_info else bits

@@ -46,8 +46,9 @@ def validate_bits(bits: object, shots: int, n_qubits: int, sampler: str) -> np.n
     """Check a sampler's output; a plugin returning the wrong thing gets a clear error."""
     arr = np.asarray(bits)
     if arr.shape != (shots, n_qubits):
-        raise ValueError(f"sampler {sampler!r} returned shape {arr.shape}, "
-                         f"expected {(shots, n_qubits)}")
+        raise ValueError(
+            f"sampler {sampler!r} returned shape {arr.shape}, expected {(shots, n_qubits)}"
+        )
     if arr.dtype != np.uint8:
         if not np.isin(arr, (0, 1)).all():
             raise ValueError(f"sampler {sampler!r} returned values other than 0 and 1")

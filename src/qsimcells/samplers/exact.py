@@ -50,7 +50,8 @@ class _Op:
 
 
 def _shape(matrix: np.ndarray) -> str:
-    """'diag' (phases only), 'x' (a bit flip up to global phase), 'flip' (anti-diagonal) or 'general'."""
+    """'diag' (phases only), 'x' (a bit flip up to global phase), 'flip' (anti-diagonal) or
+    'general'."""
     off = abs(matrix[0, 1]) + abs(matrix[1, 0])
     on = abs(matrix[0, 0]) + abs(matrix[1, 1])
     if off < _ATOL:
@@ -62,8 +63,10 @@ def _shape(matrix: np.ndarray) -> str:
 
 def _matrix(op: Gate, where: str) -> np.ndarray:
     if op.is_parameterized():
-        raise ValueError(f"{where}: gate {op.name!r} has unbound parameters; bind them first "
-                         "(circuit.assign_parameters)")
+        raise ValueError(
+            f"{where}: gate {op.name!r} has unbound parameters; bind them first "
+            "(circuit.assign_parameters)"
+        )
     try:
         return np.asarray(op.to_matrix(), dtype=np.complex128)
     except Exception:  # composite gates (sub-circuits, custom controlled gates) have no __array__
@@ -103,23 +106,29 @@ class _Compiler:
             elif isinstance(op, ControlledGate) and op.base_gate.num_qubits == 1:
                 k = op.num_ctrl_qubits
                 states = tuple((op.ctrl_state >> i) & 1 for i in range(k))
-                self._controlled(tuple(zip(qubits[:k], states)), qubits[k],
-                                 _matrix(op.base_gate, where), where)
+                self._controlled(
+                    tuple(zip(qubits[:k], states, strict=True)),
+                    qubits[k],
+                    _matrix(op.base_gate, where),
+                    where,
+                )
             elif isinstance(op, Gate) and op.num_qubits == 1:
                 self._controlled((), qubits[0], _matrix(op, where), where)
             elif isinstance(op, Gate) and op.definition is not None and op.definition.data:
                 self.run(op.definition, qubits, path=f"{path} in {where}")
             else:
-                raise NotExactError(f"{where}: no exact classical path for this gate; "
-                                    f"supported: {SUPPORTED}")
+                raise NotExactError(
+                    f"{where}: no exact classical path for this gate; supported: {SUPPORTED}"
+                )
 
     def _measure(self, q: int) -> None:
         if self.status[q] == "pending":
             self.ops.append(_Op("sample", q))
         self.status[q] = "collapsed"
 
-    def _controlled(self, controls: tuple[tuple[int, int], ...], target: int,
-                    matrix: np.ndarray, where: str) -> None:
+    def _controlled(
+        self, controls: tuple[tuple[int, int], ...], target: int, matrix: np.ndarray, where: str
+    ) -> None:
         for control, _ in controls:
             if control == target:
                 raise NotExactError(f"{where}: control and target are the same qubit")
@@ -135,7 +144,8 @@ class _Compiler:
         elif shape in {"x", "flip"}:
             self.ops.append(_Op("xor", target, controls=controls))
             if self.status[target] == "collapsed" and any(
-                    self.status[c] == "deferred" for c, _ in controls):
+                self.status[c] == "deferred" for c, _ in controls
+            ):
                 # its value now depends on a qubit that was only sampled early, so it is no
                 # longer a classical bit that may be rotated again
                 self.status[target] = "deferred"
@@ -162,8 +172,9 @@ class _Shots:
 
     def __init__(self, n_qubits: int, shots: int, rng: np.random.Generator) -> None:
         self.shots, self.rng = shots, rng
-        self.amps: list[np.ndarray | None] = [np.array([1.0, 0.0], dtype=np.complex128)
-                                              for _ in range(n_qubits)]
+        self.amps: list[np.ndarray | None] = [
+            np.array([1.0, 0.0], dtype=np.complex128) for _ in range(n_qubits)
+        ]
         self.flip: list[np.ndarray | None] = [None] * n_qubits
         self.bits: list[np.ndarray | None] = [None] * n_qubits
 
@@ -264,8 +275,14 @@ class ExactSampler:
             return str(err)
         return None
 
-    def sample(self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator,
-               given: Mapping[int, np.ndarray] | None = None) -> np.ndarray:
+    def sample(
+        self,
+        circuit: QuantumCircuit,
+        shots: int,
+        *,
+        rng: np.random.Generator,
+        given: Mapping[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
         """``(shots, n_qubits)`` uint8 bits. ``given`` fixes the bit of some qubits shot by
         shot (``{qubit: (shots,) bool}``): qubits that only ever serve as controls, such as the
         ``lr_switch`` register of ``CellCircuit.to_qiskit(switches=True)``; a gate on one of
@@ -274,16 +291,18 @@ class ExactSampler:
         state = _Shots(circuit.num_qubits, shots, rng)
         for q, bits in (given or {}).items():
             if any(op.target == q or op.other == q for op in program if op.kind != "sample"):
-                raise ValueError(f"given: qubit {q} is acted on in the circuit; only qubits "
-                                 "used solely as controls can be given")
+                raise ValueError(
+                    f"given: qubit {q} is acted on in the circuit; only qubits "
+                    "used solely as controls can be given"
+                )
             bits = np.asarray(bits, dtype=bool)
             if bits.shape != (shots,):
-                raise ValueError(f"given: qubit {q} needs {shots} bits (one per shot), got "
-                                 f"shape {bits.shape}")
+                raise ValueError(
+                    f"given: qubit {q} needs {shots} bits (one per shot), got shape {bits.shape}"
+                )
             state.bits[q] = bits.view(np.uint8)
             state.amps[q] = None
-        program = [op for op in program if not (op.kind == "sample" and op.target in
-                                                (given or {}))]
+        program = [op for op in program if not (op.kind == "sample" and op.target in (given or {}))]
         for op in program:
             state.apply(op)
         by_qubit = np.empty((circuit.num_qubits, shots), dtype=np.uint8)

@@ -18,8 +18,10 @@ def _provider() -> Any:
     try:
         from qiskit_ibm_runtime.fake_provider import FakeProviderForBackendV2
     except ImportError:
-        raise ImportError("fake backends come from qiskit-ibm-runtime; install it "
-                          "(pip install qiskit-ibm-runtime, or the qsimcells-ibm plugin)") from None
+        raise ImportError(
+            "fake backends come from qiskit-ibm-runtime; install it "
+            "(pip install qiskit-ibm-runtime, or the qsimcells-ibm plugin)"
+        ) from None
     return FakeProviderForBackendV2()
 
 
@@ -40,8 +42,9 @@ def fake_backend(name: str) -> Any:
         When no fake backend has that name; the message lists the available ones.
     """
     if not isinstance(name, str) or name not in fake_backend_names():
-        raise ValueError(f"backend: {name!r} is not a fake backend; available: "
-                         f"{list(fake_backend_names())}")
+        raise ValueError(
+            f"backend: {name!r} is not a fake backend; available: {list(fake_backend_names())}"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return _provider().backend(name)

@@ -44,24 +44,40 @@ class GibbsSampler:
         ``"float32"`` or ``"float64"`` for the fields.
     """
 
-    def __init__(self, num_sweeps: int | None = None, *, n_replicas: int = 1,
-                 beta_min: float | None = None, device: str = "cpu",
-                 dtype: str = "float32") -> None:
-        self.num_sweeps = None if num_sweeps is None else check_positive_int("num_sweeps",
-                                                                               num_sweeps)
+    def __init__(
+        self,
+        num_sweeps: int | None = None,
+        *,
+        n_replicas: int = 1,
+        beta_min: float | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        self.num_sweeps = (
+            None if num_sweeps is None else check_positive_int("num_sweeps", num_sweeps)
+        )
         self.n_replicas = check_positive_int("n_replicas", n_replicas)
         if beta_min is not None and self.n_replicas == 1:
-            raise ValueError("beta_min: sets the tempering ladder, so it needs n_replicas > 1 "
-                             "(got n_replicas=1)")
-        self.beta_min = (None if beta_min is None
-                         else check_finite("beta_min", beta_min, low=0.0, low_open=True))
+            raise ValueError(
+                "beta_min: sets the tempering ladder, so it needs n_replicas > 1 (got n_replicas=1)"
+            )
+        self.beta_min = (
+            None if beta_min is None else check_finite("beta_min", beta_min, low=0.0, low_open=True)
+        )
         check_choice("dtype", dtype, ["float32", "float64"])
         self.dtype = dtype
         self.device = _check_device(device)
 
-    def sample(self, h: np.ndarray, W: np.ndarray, num_reads: int, *, beta: float,
-               rng: np.random.Generator, initial_states: np.ndarray | None = None
-               ) -> np.ndarray:
+    def sample(
+        self,
+        h: np.ndarray,
+        W: np.ndarray,
+        num_reads: int,
+        *,
+        beta: float,
+        rng: np.random.Generator,
+        initial_states: np.ndarray | None = None,
+    ) -> np.ndarray:
         torch = _torch()
         device = torch.device(self.device)
         dtype = getattr(torch, self.dtype)
@@ -74,21 +90,27 @@ class GibbsSampler:
         # contiguous row, and every replica of the tempering ladder is just more columns
         h_t = torch.as_tensor(h, dtype=dtype, device=device)
         W_t = torch.as_tensor(W, dtype=dtype, device=device)
-        beta_cols = torch.as_tensor(betas, dtype=dtype, device=device).repeat_interleave(
-            num_reads)
+        beta_cols = torch.as_tensor(betas, dtype=dtype, device=device).repeat_interleave(num_reads)
         if initial_states is None:
             z = torch.randint(0, 2, (n, n_temps * num_reads), generator=gen, device=device)
             z = z.to(dtype)
         else:
             start = torch.as_tensor(initial_states, dtype=dtype, device=device).T
             z = start.repeat(1, n_temps).contiguous()
-        sweeps = self.num_sweeps or (DEFAULT_SWEEPS_COLD if initial_states is None
-                                     else DEFAULT_SWEEPS_WARM)
+        sweeps = self.num_sweeps or (
+            DEFAULT_SWEEPS_COLD if initial_states is None else DEFAULT_SWEEPS_WARM
+        )
         for sweep in range(sweeps):
             _sweep(z, h_t, W_t, beta_cols, gen)
             if n_temps > 1:
-                _swap(z.view(n, n_temps, num_reads), h_t, W_t,
-                      beta_cols.view(n_temps, num_reads)[:, 0], gen, parity=sweep % 2)
+                _swap(
+                    z.view(n, n_temps, num_reads),
+                    h_t,
+                    W_t,
+                    beta_cols.view(n_temps, num_reads)[:, 0],
+                    gen,
+                    parity=sweep % 2,
+                )
         return z[:, -num_reads:].T.to(torch.uint8).cpu().numpy()
 
     def _ladder(self, beta: float) -> np.ndarray:
@@ -104,9 +126,11 @@ def _torch() -> Any:
     try:
         import torch
     except ImportError:
-        raise ImportError("Ising sampler 'gibbs' needs torch: pip install 'qsimcells[models]' "
-                          "(or torch itself); without torch use sampler='exact' (n <= 20) or "
-                          "the 'neal' plugin") from None
+        raise ImportError(
+            "Ising sampler 'gibbs' needs torch: pip install 'qsimcells[models]' "
+            "(or torch itself); without torch use sampler='exact' (n <= 20) or "
+            "the 'neal' plugin"
+        ) from None
     return torch
 
 
@@ -116,10 +140,14 @@ def _check_device(device: Any) -> str:
     try:
         torch.empty(0, device=torch.device(device))
     except (RuntimeError, TypeError, AssertionError) as err:
-        available = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
-            ["mps"] if torch.backends.mps.is_available() else [])
-        raise ValueError(f"device: {device!r} is not usable here ({err}); available: "
-                         f"{available}") from None
+        available = (
+            ["cpu"]
+            + (["cuda"] if torch.cuda.is_available() else [])
+            + (["mps"] if torch.backends.mps.is_available() else [])
+        )
+        raise ValueError(
+            f"device: {device!r} is not usable here ({err}); available: {available}"
+        ) from None
     return str(device)
 
 

@@ -20,8 +20,15 @@ import numpy as np
 from .._utils import RngLike, as_generator, check_finite, check_positive_int
 from ._bits import indices_to_bits, validate_bits
 
-__all__ = ["MAX_ENUMERATION", "boltzmann_probabilities", "check_ising", "ising_energy",
-           "log_partition", "make_ising_sampler", "sample_ising"]
+__all__ = [
+    "MAX_ENUMERATION",
+    "boltzmann_probabilities",
+    "check_ising",
+    "ising_energy",
+    "log_partition",
+    "make_ising_sampler",
+    "sample_ising",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +42,9 @@ def _as_float_array(value: Any, field: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{field}: expected an array of numbers, got {type(value).__name__}"
-                        ) from None
+        raise TypeError(
+            f"{field}: expected an array of numbers, got {type(value).__name__}"
+        ) from None
     if not np.isfinite(arr).all():
         raise ValueError(f"{field}: contains NaN or infinite values")
     return arr
@@ -67,8 +75,10 @@ def check_ising(h: Any, W: Any) -> tuple[np.ndarray, np.ndarray]:
     scale = max(1.0, float(np.abs(W).max()))
     asym = float(np.abs(W - W.T).max())
     if asym > 1e-6 * scale:
-        raise ValueError(f"W: must be symmetric (max |W - W.T| = {asym:.3g}); the energy uses "
-                         "sum_{l<m} W_lm z_l z_m")
+        raise ValueError(
+            f"W: must be symmetric (max |W - W.T| = {asym:.3g}); the energy uses "
+            "sum_{l<m} W_lm z_l z_m"
+        )
     if np.any(np.diag(W) != 0):
         raise ValueError("W: the diagonal must be zero (z_l^2 = z_l, so put self-couplings in h)")
     return h, (W + W.T) / 2
@@ -96,8 +106,9 @@ def ising_energy(states: Any, h: Any, W: Any) -> np.ndarray:
     return z @ h + 0.5 * np.einsum("ki,ij,kj->k", z, W, z)
 
 
-def _enumerated_log_weights(h: np.ndarray, W: np.ndarray, beta: float
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def _enumerated_log_weights(
+    h: np.ndarray, W: np.ndarray, beta: float
+) -> tuple[np.ndarray, np.ndarray]:
     n = h.size
     if n > MAX_ENUMERATION:
         raise ValueError(f"h: enumeration takes at most {MAX_ENUMERATION} variables, got {n}")
@@ -173,16 +184,25 @@ def _check_initial_states(initial_states: Any, num_reads: int, n: int) -> np.nda
         initial_states = initial_states.detach().cpu().numpy()
     states = np.asarray(initial_states)
     if states.shape != (num_reads, n):
-        raise ValueError(f"initial_states: expected shape (num_reads, n) = {(num_reads, n)}, "
-                         f"got {states.shape}")
+        raise ValueError(
+            f"initial_states: expected shape (num_reads, n) = {(num_reads, n)}, got {states.shape}"
+        )
     if not np.isin(states, (0, 1)).all():
         raise ValueError("initial_states: values must be 0 or 1")
     return states.astype(np.uint8)
 
 
-def sample_ising(h: Any, W: Any, num_reads: int, *, sampler: str | Any = "gibbs",
-                 beta: float = 1.0, rng: RngLike = None, initial_states: Any = None,
-                 **options: Any) -> np.ndarray:
+def sample_ising(
+    h: Any,
+    W: Any,
+    num_reads: int,
+    *,
+    sampler: str | Any = "gibbs",
+    beta: float = 1.0,
+    rng: RngLike = None,
+    initial_states: Any = None,
+    **options: Any,
+) -> np.ndarray:
     """Draw states ``z in {0, 1}^n`` from ``p(z) ~ exp(-beta (h.z + sum_{l<m} W_lm z_l z_m))``.
 
     Parameters
@@ -221,15 +241,21 @@ def sample_ising(h: Any, W: Any, num_reads: int, *, sampler: str | Any = "gibbs"
 
         spec = get_ising_sampler(sampler).spec
         if spec.max_variables is not None and h.size > spec.max_variables:
-            raise ValueError(f"Ising sampler {sampler!r} takes at most {spec.max_variables} "
-                             f"variables; the model has {h.size}")
+            raise ValueError(
+                f"Ising sampler {sampler!r} takes at most {spec.max_variables} "
+                f"variables; the model has {h.size}"
+            )
         name, obj = sampler, make_ising_sampler(sampler, **options)
     elif options:
         raise ValueError(f"options {sorted(options)} need a sampler name, not a sampler object")
     else:
         name, obj = type(sampler).__name__, sampler
-    logger.debug("drawing %d states of a %d-variable Ising model with %r at beta=%g",
-                 num_reads, h.size, name, beta)
-    result = obj.sample(h, W, num_reads, beta=beta, rng=as_generator(rng),
-                        initial_states=states)
+    logger.debug(
+        "drawing %d states of a %d-variable Ising model with %r at beta=%g",
+        num_reads,
+        h.size,
+        name,
+        beta,
+    )
+    result = obj.sample(h, W, num_reads, beta=beta, rng=as_generator(rng), initial_states=states)
     return validate_bits(result, num_reads, h.size, name)

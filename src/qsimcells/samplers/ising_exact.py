@@ -16,9 +16,16 @@ class ExactIsingSampler:
 
     max_variables = MAX_ENUMERATION
 
-    def sample(self, h: np.ndarray, W: np.ndarray, num_reads: int, *, beta: float,
-               rng: np.random.Generator, initial_states: np.ndarray | None = None
-               ) -> np.ndarray:
+    def sample(
+        self,
+        h: np.ndarray,
+        W: np.ndarray,
+        num_reads: int,
+        *,
+        beta: float,
+        rng: np.random.Generator,
+        initial_states: np.ndarray | None = None,
+    ) -> np.ndarray:
         states, logw = _enumerated_log_weights(h, W, beta)
         cdf = np.cumsum(np.exp(logw - logw.max()))
         # inverse-CDF draws; clip guards the last bin against rounding in the cumulative sum

@@ -26,14 +26,18 @@ class StatevectorSampler:
 
     def supports(self, circuit: QuantumCircuit) -> str | None:
         if circuit.num_qubits > self.max_qubits:
-            return (f"{circuit.num_qubits} qubits exceed max_qubits={self.max_qubits} of the "
-                    "statevector sampler")
+            return (
+                f"{circuit.num_qubits} qubits exceed max_qubits={self.max_qubits} of the "
+                "statevector sampler"
+            )
         unitary = circuit.remove_final_measurements(inplace=False)
         for instruction in unitary.data:
             if instruction.operation.name in {"measure", "reset"}:
                 return "mid-circuit measurement or reset (statevector needs a unitary circuit)"
-            if instruction.operation.name not in {"barrier", "delay"} and \
-                    instruction.operation.num_clbits:
+            if (
+                instruction.operation.name not in {"barrier", "delay"}
+                and instruction.operation.num_clbits
+            ):
                 return f"classical control flow ({instruction.operation.name})"
         return None
 
@@ -53,8 +57,9 @@ class StatevectorSampler:
         self._cached = (key, probs)
         return probs
 
-    def sample(self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator
-               ) -> np.ndarray:
+    def sample(
+        self, circuit: QuantumCircuit, shots: int, *, rng: np.random.Generator
+    ) -> np.ndarray:
         probs = self.probabilities(circuit)
         indices = rng.choice(probs.size, size=shots, p=probs)
         return indices_to_bits(indices, circuit.num_qubits)

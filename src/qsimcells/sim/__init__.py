@@ -10,13 +10,33 @@ from .calibrate import CalibratedDesign, fit_design
 from .design import CellCircuit
 from .design_file import check_design, read_design, write_design
 from .generators import generate
-from .screen import (downstream_genes, exact_activation, perturbation_screen, preset_screen,
-                     true_response)
+from .screen import (
+    downstream_genes,
+    exact_activation,
+    perturbation_screen,
+    preset_screen,
+    true_response,
+)
 from .simulate import simulate
 from .tissue import Tissue
 from .zarr_store import simulate_to_zarr
 
-__all__ = ["CalibratedDesign", "CellCircuit", "check_design", "downstream_genes",
-           "exact_activation", "fit_design", "generate", "read_design", "write_design",
-           "perturbation_screen", "preset_screen", "presets", "read_backed", "simulate",
-           "simulate_to_zarr", "Tissue", "true_response"]
+__all__ = [
+    "CalibratedDesign",
+    "CellCircuit",
+    "Tissue",
+    "check_design",
+    "downstream_genes",
+    "exact_activation",
+    "fit_design",
+    "generate",
+    "perturbation_screen",
+    "preset_screen",
+    "presets",
+    "read_backed",
+    "read_design",
+    "simulate",
+    "simulate_to_zarr",
+    "true_response",
+    "write_design",
+]

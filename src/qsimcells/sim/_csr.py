@@ -42,8 +42,9 @@ class CSRBuilder:
         Estimate used instead of ``max_nnz`` when reserving the bound would not fit in memory.
     """
 
-    def __init__(self, n_rows: int, n_cols: int, dtype: type | None, max_nnz: int,
-                 expected_nnz: int) -> None:
+    def __init__(
+        self, n_rows: int, n_cols: int, dtype: type | None, max_nnz: int, expected_nnz: int
+    ) -> None:
         self.shape = (n_rows, n_cols)
         self.dtype = dtype
         bytes_per_entry = 4 + (np.dtype(dtype).itemsize if dtype is not None else 0)
@@ -56,8 +57,9 @@ class CSRBuilder:
         self.nnz = 0
         self.row = 0
 
-    def append(self, cols: np.ndarray, per_row: np.ndarray, values: np.ndarray | None = None
-               ) -> None:
+    def append(
+        self, cols: np.ndarray, per_row: np.ndarray, values: np.ndarray | None = None
+    ) -> None:
         """Add ``per_row.size`` rows whose entries are ``cols`` (and ``values``), row-major."""
         end = self.nnz + cols.size
         if end > self.indices.size:  # only when the estimate was too small
@@ -65,14 +67,19 @@ class CSRBuilder:
             self.indices.resize(grown, refcheck=False)
             if self.data is not None:
                 self.data.resize(grown, refcheck=False)
-        self.indices[self.nnz:end] = cols
+        self.indices[self.nnz : end] = cols
         if self.data is not None:
-            if values.dtype.itemsize > self.data.dtype.itemsize and values.size and \
-                    values.max() > np.iinfo(self.data.dtype).max:
-                raise OverflowError(f"a count exceeds the {self.data.dtype} range; lower mu or "
-                                    "the batch / library-size effects")
-            self.data[self.nnz:end] = values
-        self.indptr[self.row + 1:self.row + 1 + per_row.size] = self.nnz + np.cumsum(per_row)
+            if (
+                values.dtype.itemsize > self.data.dtype.itemsize
+                and values.size
+                and values.max() > np.iinfo(self.data.dtype).max
+            ):
+                raise OverflowError(
+                    f"a count exceeds the {self.data.dtype} range; lower mu or "
+                    "the batch / library-size effects"
+                )
+            self.data[self.nnz : end] = values
+        self.indptr[self.row + 1 : self.row + 1 + per_row.size] = self.nnz + np.cumsum(per_row)
         self.nnz = end
         self.row += per_row.size
 

@@ -37,13 +37,13 @@ def _csr_dataset(group: Any, key: str, field: str) -> Any:
         hint = "; write it as a scipy.sparse.csr_matrix"
         if field != "X":
             hint += ", or pass layers=False"
-        raise ValueError(f"{field}: expected a CSR sparse matrix on disk, got encoding "
-                         f"{kind!r}{hint}")
+        raise ValueError(
+            f"{field}: expected a CSR sparse matrix on disk, got encoding {kind!r}{hint}"
+        )
     return anndata.io.sparse_dataset(node)
 
 
-def read_backed(store: str | os.PathLike[str] | zarr.Group, *, layers: bool = True
-                ) -> AnnData:
+def read_backed(store: str | os.PathLike[str] | zarr.Group, *, layers: bool = True) -> AnnData:
     """Read a zarr AnnData store, leaving ``X`` (and the layers) on disk.
 
     ``X`` becomes anndata's on-disk CSR dataset (:class:`anndata.abc.CSRDataset`): indexing it
@@ -90,26 +90,35 @@ def read_backed(store: str | os.PathLike[str] | zarr.Group, *, layers: bool = Tr
         try:
             group = zarr.open_group(store, mode="r")
         except (FileNotFoundError, ValueError) as err:  # GroupNotFoundError is both
-            hint = ("; for an .h5ad file use anndata.read_h5ad(path, backed='r')"
-                    if os.path.isfile(store) else "")
-            raise ValueError(f"store: {os.fspath(store)!r} is not a zarr store "
-                             f"({err}){hint}") from None
+            hint = (
+                "; for an .h5ad file use anndata.read_h5ad(path, backed='r')"
+                if os.path.isfile(store)
+                else ""
+            )
+            raise ValueError(
+                f"store: {os.fspath(store)!r} is not a zarr store ({err}){hint}"
+            ) from None
     else:
-        raise TypeError(f"store: expected a path or a zarr.Group, got "
-                        f"{type(store).__name__}")
+        raise TypeError(f"store: expected a path or a zarr.Group, got {type(store).__name__}")
     if _encoding(group) == _PARTIAL_ENCODING:
-        raise ValueError(f"store: {group.store_path!s} is an unfinished simulate_to_zarr store; "
-                         "run the same simulate_to_zarr call again to finish it")
+        raise ValueError(
+            f"store: {group.store_path!s} is an unfinished simulate_to_zarr store; "
+            "run the same simulate_to_zarr call again to finish it"
+        )
     if _encoding(group) != "anndata":
-        raise ValueError(f"store: {group.store_path!s} is a zarr group but not an AnnData store "
-                         f"(its encoding-type is {_encoding(group)!r}, not 'anndata')")
+        raise ValueError(
+            f"store: {group.store_path!s} is a zarr group but not an AnnData store "
+            f"(its encoding-type is {_encoding(group)!r}, not 'anndata')"
+        )
     if "X" not in group:
         raise ValueError(f"X: the AnnData store {group.store_path!s} has no X")
 
     X = _csr_dataset(group, "X", "X")
     layer_sets = {}
     if layers and "layers" in group:
-        layer_sets = {key: _csr_dataset(group["layers"], key, f"layers[{key!r}]")
-                      for key in sorted(group["layers"].keys())}
+        layer_sets = {
+            key: _csr_dataset(group["layers"], key, f"layers[{key!r}]")
+            for key in sorted(group["layers"].keys())
+        }
     parts = {key: anndata.io.read_elem(group[key]) for key in _IN_MEMORY if key in group}
     return anndata.AnnData(X=X, layers=layer_sets, **parts)

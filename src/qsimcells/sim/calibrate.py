@@ -42,9 +42,18 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._utils import (MissingKeyError, RngLike, as_generator, check_adata, check_finite,
-                      check_positive_int, group_labels, log_normalize, seed_sequence)
-from .._utils import counts as checked_counts
+from .._utils import (
+    MissingKeyError,
+    RngLike,
+    as_generator,
+    check_adata,
+    check_finite,
+    check_positive_int,
+    counts as checked_counts,
+    group_labels,
+    log_normalize,
+    seed_sequence,
+)
 from .design import MU_MAX, R_RANGE, CellCircuit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,8 +68,16 @@ SEPARATOR = ":"
 _LOGIT_MAX = 15.0
 #: a jointly fitted gate angle below this (radians) changes P(ON) by < 0.0003: no edge
 MIN_PHI = 0.02
-EDGE_TABLE = ["cell_type", "state", "source", "target", "weight", "sign", "delta_loglik",
-              "correlation"]
+EDGE_TABLE = [
+    "cell_type",
+    "state",
+    "source",
+    "target",
+    "weight",
+    "sign",
+    "delta_loglik",
+    "correlation",
+]
 _P_CLIP = 1e-9
 
 
@@ -99,8 +116,10 @@ class CalibratedDesign:
     fit: dict[str, Any] = field(repr=False)
 
     def __repr__(self) -> str:
-        return (f"CalibratedDesign({len(self.genes)} genes, {len(self.proportions)} cell types, "
-                f"{self.circuit.n_qubits} qubits, {len(self.fit['edges'])} edges)")
+        return (
+            f"CalibratedDesign({len(self.genes)} genes, {len(self.proportions)} cell types, "
+            f"{self.circuit.n_qubits} qubits, {len(self.fit['edges'])} edges)"
+        )
 
     def gene_of_qubit(self) -> np.ndarray:
         """Column in :attr:`genes` of each qubit of :attr:`circuit`, in qubit order."""
@@ -117,10 +136,17 @@ class CalibratedDesign:
         counts[order[: n_cells - counts.sum()]] += 1
         return dict(zip(self.proportions.index, counts.tolist(), strict=True))
 
-    def simulate(self, n_cells: int | None = None, *, rng: RngLike = None,
-                 sampler: str = "auto", batches: int | Sequence[str] | None = None,
-                 batch_scale: float = 0.3, chunk_size: int | None = None,
-                 progress: bool | None = None) -> AnnData:
+    def simulate(
+        self,
+        n_cells: int | None = None,
+        *,
+        rng: RngLike = None,
+        sampler: str = "auto",
+        batches: int | Sequence[str] | None = None,
+        batch_scale: float = 0.3,
+        chunk_size: int | None = None,
+        progress: bool | None = None,
+    ) -> AnnData:
         """Simulate look-alike cells: ``n_cells`` in all (default: as many as the reference),
         split as the reference's cell types.
 
@@ -153,34 +179,45 @@ class CalibratedDesign:
         shots = max(per_type.values())
         types = list(self.circuit.cell_types)
         gene_of_qubit = self.gene_of_qubit()
-        run = Simulation(self.circuit, shots, sampler=sampler, rng=rng, batches=batches,
-                         batch_scale=batch_scale, library_size=self.library_size,
-                         chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
-                         batch_columns=gene_of_qubit)
+        run = Simulation(
+            self.circuit,
+            shots,
+            sampler=sampler,
+            rng=rng,
+            batches=batches,
+            batch_scale=batch_scale,
+            library_size=self.library_size,
+            chunk_size=chunk_size or DEFAULT_CHUNK_SIZE,
+            batch_columns=gene_of_qubit,
+        )
         full = _as_anndata(run, progress=progress)
         niche = full.obs["niche"].to_numpy()
         kind = full.obs["cell_type"].astype(str).to_numpy()
         limit = np.array([per_type[t] for t in kind])
         rows = np.flatnonzero(niche < limit)
         to_gene = sparse.csr_matrix(
-            (np.ones(self.circuit.n_qubits, dtype=np.int32),
-             (np.arange(self.circuit.n_qubits), self.gene_of_qubit())),
-            shape=(self.circuit.n_qubits, len(self.genes)))
+            (
+                np.ones(self.circuit.n_qubits, dtype=np.int32),
+                (np.arange(self.circuit.n_qubits), self.gene_of_qubit()),
+            ),
+            shape=(self.circuit.n_qubits, len(self.genes)),
+        )
         X = sparse.csr_matrix(full.X[rows] @ to_gene, dtype=np.int32)
-        binary = sparse.csr_matrix(full.layers["binary"][rows] @ to_gene.astype(np.uint8),
-                                   dtype=np.uint8)
+        binary = sparse.csr_matrix(
+            full.layers["binary"][rows] @ to_gene.astype(np.uint8), dtype=np.uint8
+        )
         obs = full.obs.iloc[rows].copy()
         state = obs["cell_type"].astype(str)
         parent_of = self.cell_type_of
-        obs["cell_type"] = pd.Categorical(state.map(parent_of),
-                                          categories=list(dict.fromkeys(parent_of.values())))
+        obs["cell_type"] = pd.Categorical(
+            state.map(parent_of), categories=list(dict.fromkeys(parent_of.values()))
+        )
         if any(k != v for k, v in parent_of.items()):
             obs["state"] = pd.Categorical(state, categories=types)
         groupby = self.fit["params"]["groupby"]
         if groupby != "cell_type":  # also under the reference's name, to compare like for like
             obs[groupby] = obs["cell_type"]
-        var = pd.DataFrame({"housekeeping": False, "background": False},
-                           index=pd.Index(self.genes))
+        var = pd.DataFrame({"housekeeping": False, "background": False}, index=pd.Index(self.genes))
         uns = dict(full.uns["qsimcells"])
         if "batch_factors" in uns:  # per gene, as the columns of X (1 for a gene never ON)
             per_gene = np.ones((len(uns["batch_factors"]), len(self.genes)))
@@ -188,20 +225,23 @@ class CalibratedDesign:
             uns["batch_factors"] = per_gene
         uns["calibration"] = self.as_dict()
         uns["n_cells"] = int(n_cells)
-        return ad.AnnData(X=X, obs=obs, var=var, layers={"binary": binary},
-                          uns={"qsimcells": uns})
+        return ad.AnnData(X=X, obs=obs, var=var, layers={"binary": binary}, uns={"qsimcells": uns})
 
     def as_dict(self) -> dict[str, Any]:
         """The fit as h5ad-safe tables and numbers (as stored in ``uns``)."""
         fit = self.fit
-        return {"genes": np.asarray(self.genes, dtype=object),
-                "proportions": self.proportions.to_dict(),
-                "cell_type_of": dict(self.cell_type_of),
-                "library_size": dict(self.library_size),
-                "marginals": fit["marginals"].reset_index(names="qubit"),
-                "edges": fit["edges"].copy(), "loglik": fit["loglik"],
-                "loglik_independent": fit["loglik_independent"],
-                "n_candidates": fit["n_candidates"], "params": dict(fit["params"])}
+        return {
+            "genes": np.asarray(self.genes, dtype=object),
+            "proportions": self.proportions.to_dict(),
+            "cell_type_of": dict(self.cell_type_of),
+            "library_size": dict(self.library_size),
+            "marginals": fit["marginals"].reset_index(names="qubit"),
+            "edges": fit["edges"].copy(),
+            "loglik": fit["loglik"],
+            "loglik_independent": fit["loglik_independent"],
+            "n_candidates": fit["n_candidates"],
+            "params": dict(fit["params"]),
+        }
 
 
 # -- the fit -----------------------------------------------------------------------------------
@@ -289,22 +329,27 @@ def fit_design(
     n_states = check_positive_int("n_states", n_states)
     min_state_cells = check_positive_int("min_state_cells", min_state_cells)
     if max_parents > 6:
-        raise ValueError(f"max_parents: at most 6 (the parents' 2**k ON/OFF states are "
-                         f"enumerated), got {max_parents}")
+        raise ValueError(
+            f"max_parents: at most 6 (the parents' 2**k ON/OFF states are "
+            f"enumerated), got {max_parents}"
+        )
     if max_cells is not None:
         max_cells = check_positive_int("max_cells", max_cells)
     if key_added is not None and not isinstance(key_added, str):
         raise TypeError(f"key_added: expected a string or None, got {key_added!r}")
     if not (edges is None or isinstance(edges, pd.DataFrame) or edges == "correlation"):
-        raise ValueError(f"edges: expected 'correlation', a DataFrame with source and target, "
-                         f"or None, got {edges!r}")
+        raise ValueError(
+            f"edges: expected 'correlation', a DataFrame with source and target, "
+            f"or None, got {edges!r}"
+        )
 
     raw = _counts(adata, layer)
     chosen = _choose_genes(adata, raw, n_genes, genes)
     gen = as_generator(seed_sequence(rng))
     cell_types = [str(t) for t in pd.Categorical(labels.astype(str)).categories]
-    label, parent_of = _states(raw[:, chosen], labels.astype(str).to_numpy(), cell_types,
-                               n_states, min_state_cells, gen)
+    label, parent_of = _states(
+        raw[:, chosen], labels.astype(str).to_numpy(), cell_types, n_states, min_state_cells, gen
+    )
     types = list(parent_of)  # the design's cell types: the states, in cell-type order
     parents = [parent_of[t] for t in types]
     keep = []
@@ -317,48 +362,82 @@ def fit_design(
     X = np.asarray(raw[rows][:, chosen].toarray(), dtype=np.float64)
     codes = np.concatenate([np.full(c.size, k) for k, c in enumerate(keep)])
     gene_names = [str(g) for g in adata.var_names[chosen]]
-    proportions = (pd.Series(label).value_counts(normalize=True).reindex(types)
-                   .rename_axis(None).rename("proportion"))
+    proportions = (
+        pd.Series(label)
+        .value_counts(normalize=True)
+        .reindex(types)
+        .rename_axis(None)
+        .rename("proportion")
+    )
 
     if isinstance(edges, pd.DataFrame):
         _table_pairs(edges, gene_names, parents)  # every bad row named before any work
     fit = _Marginals.fit(X, codes, len(types), progress=progress)
     size = fit.size
     library_sd = {t: float(fit.sigma[k]) for k, t in enumerate(types)}
-    candidates = _candidates(X, codes, parents, gene_names, fit.nonzero, edges,
-                             min_correlation, max_candidates)
-    chosen_edges, joint_theta, n_candidates = _fit_edges(X, codes, size, fit, candidates,
-                                                         types, penalty, max_parents,
-                                                         progress)
-    design, marginals, chosen_edges = _circuit(types, parents, gene_names, fit, chosen_edges,
-                                               joint_theta, gen)
+    candidates = _candidates(
+        X, codes, parents, gene_names, fit.nonzero, edges, min_correlation, max_candidates
+    )
+    chosen_edges, joint_theta, n_candidates = _fit_edges(
+        X, codes, size, fit, candidates, types, penalty, max_parents, progress
+    )
+    design, marginals, chosen_edges = _circuit(
+        types, parents, gene_names, fit, chosen_edges, joint_theta, gen
+    )
     loglik_edges = float(joint_theta["loglik_gain"].sum()) if len(joint_theta) else 0.0
-    params = {"groupby": groupby, "n_genes": len(gene_names), "edges": _describe(edges),
-              "layer": layer, "min_correlation": min_correlation,
-              "max_candidates": max_candidates, "max_parents": max_parents,
-              "penalty": penalty, "n_states": n_states, "min_state_cells": min_state_cells,
-              "max_cells": max_cells, "n_obs": int(adata.n_obs),
-              "n_fitted": int(rows.size)}
+    params = {
+        "groupby": groupby,
+        "n_genes": len(gene_names),
+        "edges": _describe(edges),
+        "layer": layer,
+        "min_correlation": min_correlation,
+        "max_candidates": max_candidates,
+        "max_parents": max_parents,
+        "penalty": penalty,
+        "n_states": n_states,
+        "min_state_cells": min_state_cells,
+        "max_cells": max_cells,
+        "n_obs": int(adata.n_obs),
+        "n_fitted": int(rows.size),
+    }
     result = CalibratedDesign(
-        circuit=design, genes=gene_names, proportions=proportions, library_size=library_sd,
+        circuit=design,
+        genes=gene_names,
+        proportions=proportions,
+        library_size=library_sd,
         cell_type_of=parent_of,
-        fit={"marginals": marginals, "edges": chosen_edges,
-             "loglik": fit.loglik + loglik_edges,
-             "loglik_independent": fit.loglik, "n_candidates": n_candidates,
-             "params": params})
+        fit={
+            "marginals": marginals,
+            "edges": chosen_edges,
+            "loglik": fit.loglik + loglik_edges,
+            "loglik_independent": fit.loglik,
+            "n_candidates": n_candidates,
+            "params": params,
+        },
+    )
     if key_added is not None:
         adata.uns[key_added] = result.as_dict()
-    logger.info("fit_design: %d genes, %d cell types, %d of %d candidate edges kept",
-                len(gene_names), len(types), len(chosen_edges), n_candidates)
+    logger.info(
+        "fit_design: %d genes, %d cell types, %d of %d candidate edges kept",
+        len(gene_names),
+        len(types),
+        len(chosen_edges),
+        n_candidates,
+    )
     return result
 
 
 STATE_MARK = "#"
 
 
-def _states(counts: sparse.csr_matrix, label: np.ndarray, cell_types: list[str],
-            n_states: int, min_state_cells: int, gen: np.random.Generator
-            ) -> tuple[np.ndarray, dict[str, str]]:
+def _states(
+    counts: sparse.csr_matrix,
+    label: np.ndarray,
+    cell_types: list[str],
+    n_states: int,
+    min_state_cells: int,
+    gen: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, str]]:
     """Each cell's state, and the cell type of every state (in cell-type order). With
     ``n_states > 1`` a cell type is split by k-means (k-means++, seeded) on the first 10
     principal components of its log-normalised counts, into at most one state per
@@ -383,8 +462,10 @@ def _states(counts: sparse.csr_matrix, label: np.ndarray, cell_types: list[str],
         for i, c in enumerate(found):
             name = f"{t}{STATE_MARK}{i}"
             if name in cell_types:
-                raise ValueError(f"groupby: cell type {name!r} collides with the name of a "
-                                 f"state of {t!r}; rename it or use n_states=1")
+                raise ValueError(
+                    f"groupby: cell type {name!r} collides with the name of a "
+                    f"state of {t!r}; rename it or use n_states=1"
+                )
             parent_of[name] = t
             out[rows[cluster == c]] = name
     return out.astype(str), parent_of
@@ -398,14 +479,17 @@ def _counts(adata: AnnData, layer: str | None) -> sparse.csr_matrix:
     """The shared checks of raw counts, and whole numbers: an NB is fitted to them."""
     X = checked_counts(adata, layer)
     if (X.data != np.round(X.data)).any():
-        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: expected raw "
-                         "counts (non-negative integers); found fractional values (normalised "
-                         "data cannot be fitted)")
+        raise ValueError(
+            f"{'X' if layer is None else f'layers[{layer!r}]'}: expected raw "
+            "counts (non-negative integers); found fractional values (normalised "
+            "data cannot be fitted)"
+        )
     return X
 
 
-def _choose_genes(adata: AnnData, counts: sparse.csr_matrix, n_genes: int | None,
-                  genes: Sequence[str] | None) -> np.ndarray:
+def _choose_genes(
+    adata: AnnData, counts: sparse.csr_matrix, n_genes: int | None, genes: Sequence[str] | None
+) -> np.ndarray:
     if genes is not None:
         if isinstance(genes, str):
             raise TypeError("genes: expected a list of gene names, not one string")
@@ -442,8 +526,14 @@ class _Marginals:
     n_cells: np.ndarray  # per type
 
     @classmethod
-    def fit(cls, X: np.ndarray, codes: np.ndarray, n_types: int, nodes: int = 9,
-            progress: bool | None = None) -> _Marginals:
+    def fit(
+        cls,
+        X: np.ndarray,
+        codes: np.ndarray,
+        n_types: int,
+        nodes: int = 9,
+        progress: bool | None = None,
+    ) -> _Marginals:
         """Maximum likelihood with the size factor integrated out by Gauss-Hermite
         quadrature: ``log s = -sigma^2 / 2 + sigma z``, ``z ~ N(0, 1)``. A plug-in size
         factor (total / mean total) would count a cell's ON/OFF pattern as library size and
@@ -459,8 +549,11 @@ class _Marginals:
         sigma = np.zeros(n_types)
         size = np.ones(X.shape[0])
         loglik = 0.0
-        for k in tqdm(range(n_types), desc="fit_design: marginals", disable=(not progress)
-                      if progress is not None else None):
+        for k in tqdm(
+            range(n_types),
+            desc="fit_design: marginals",
+            disable=(not progress) if progress is not None else None,
+        ):
             cells = np.flatnonzero(codes == k)
             nonzero[k] = (X[cells] > 0).mean(axis=0)
             genes = np.flatnonzero(nonzero[k] > 0)
@@ -469,8 +562,9 @@ class _Marginals:
             counts = X[np.ix_(cells, genes)]
             one = _fit_type(counts, nodes)
             p[k, genes] = one["p"]
-            mu[k, genes], r[k, genes] = _match_moments(counts, one["p"], one["mu"], one["r"],
-                                                       one["sigma"])
+            mu[k, genes], r[k, genes] = _match_moments(
+                counts, one["p"], one["mu"], one["r"], one["sigma"]
+            )
             sigma[k], size[cells] = one["sigma"], one["size"]
             loglik += one["loglik"]
         return cls(p, mu, r, sigma, size, loglik, nonzero, n_cells)
@@ -482,8 +576,9 @@ class _Marginals:
         return np.where(X > 0, 1.0, zero_on / np.maximum(zero_on + (1 - p), 1e-300))
 
 
-def _match_moments(counts: np.ndarray, p: np.ndarray, mu: np.ndarray, r: np.ndarray,
-                   sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def _match_moments(
+    counts: np.ndarray, p: np.ndarray, mu: np.ndarray, r: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``mu`` and ``r`` moved so that each gene's mean and variance are the reference's exactly,
     ``p`` and ``sigma`` kept. Real data is not exactly this model (a labelled cell type can be
     a mixture), and a maximum-likelihood fit of a misspecified model need not reproduce the
@@ -493,10 +588,18 @@ def _match_moments(counts: np.ndarray, p: np.ndarray, mu: np.ndarray, r: np.ndar
     ok = p > _P_CLIP
     mu = np.where(ok, mean / np.maximum(p, _P_CLIP), mu)
     second = var + mean**2
-    excess = np.divide(second / np.maximum(p, _P_CLIP) - mu, mu**2 * math.exp(sigma**2),
-                       out=np.full_like(mu, np.inf), where=ok & (mu > 0)) - 1.0
-    r = np.where(ok & (mu > 0), np.divide(1.0, excess, out=np.full_like(mu, 1e4),
-                                          where=excess > 1e-4), r)
+    excess = (
+        np.divide(
+            second / np.maximum(p, _P_CLIP) - mu,
+            mu**2 * math.exp(sigma**2),
+            out=np.full_like(mu, np.inf),
+            where=ok & (mu > 0),
+        )
+        - 1.0
+    )
+    r = np.where(
+        ok & (mu > 0), np.divide(1.0, excess, out=np.full_like(mu, 1e4), where=excess > 1e-4), r
+    )
     return np.clip(mu, 0.0, MU_MAX), np.clip(r, R_RANGE[0], 1e4)
 
 
@@ -524,7 +627,7 @@ def _fit_type(X: np.ndarray, nodes: int) -> dict[str, Any]:
         p = torch.sigmoid(logit.clamp(-_LOGIT_MAX, _LOGIT_MAX))[None, :, None]
         r = log_r.clamp(math.log(R_RANGE[0]), math.log(1e4)).exp()[None, :, None]
         sigma = 2 * torch.sigmoid(a_sigma)
-        log_s = -sigma**2 / 2 + sigma * zt  # (nodes,)
+        log_s = -(sigma**2) / 2 + sigma * zt  # (nodes,)
         log_m = log_mu.clamp(math.log(1e-4), math.log(MU_MAX))[None, :, None] + log_s
         gamma_terms = torch.lgamma(x + r) - torch.lgamma(r) - lgamma_x1  # no node axis
         ll = _zinb_loglik(torch, x, p, log_m, r, lgamma_x1, gamma_terms).sum(1)
@@ -539,12 +642,14 @@ def _fit_type(X: np.ndarray, nodes: int) -> dict[str, Any]:
     with torch.no_grad():
         ll, log_s = per_node()
         post = torch.softmax(ll + log_w, dim=1)
-        return {"p": torch.sigmoid(logit.clamp(-_LOGIT_MAX, _LOGIT_MAX)).numpy(),
-                "mu": log_mu.clamp(math.log(1e-4), math.log(MU_MAX)).exp().numpy(),
-                "r": log_r.clamp(math.log(R_RANGE[0]), math.log(1e4)).exp().numpy(),
-                "sigma": float(2 * torch.sigmoid(a_sigma)),
-                "size": (post * log_s.exp()[None, :]).sum(1).numpy(),
-                "loglik": float(torch.logsumexp(ll + log_w, dim=1).sum())}
+        return {
+            "p": torch.sigmoid(logit.clamp(-_LOGIT_MAX, _LOGIT_MAX)).numpy(),
+            "mu": log_mu.clamp(math.log(1e-4), math.log(MU_MAX)).exp().numpy(),
+            "r": log_r.clamp(math.log(R_RANGE[0]), math.log(1e4)).exp().numpy(),
+            "sigma": float(2 * torch.sigmoid(a_sigma)),
+            "size": (post * log_s.exp()[None, :]).sum(1).numpy(),
+            "loglik": float(torch.logsumexp(ll + log_w, dim=1).sum()),
+        }
 
 
 def _torch() -> Any:
@@ -555,8 +660,9 @@ def _torch() -> Any:
     return torch
 
 
-def _zinb_loglik(torch: Any, x: Any, p: Any, log_m: Any, r: Any, lgamma_x1: Any,
-                 gamma_terms: Any = None) -> Any:
+def _zinb_loglik(
+    torch: Any, x: Any, p: Any, log_m: Any, r: Any, lgamma_x1: Any, gamma_terms: Any = None
+) -> Any:
     """log P(x) of ON ~ Bernoulli(p) times NB(mean exp(log_m), dispersion r).
     ``gamma_terms``: ``lgamma(x + r) - lgamma(r) - lgamma(x + 1)`` when computed already
     (it does not depend on the mean)."""
@@ -572,9 +678,15 @@ def _zinb_loglik(torch: Any, x: Any, p: Any, log_m: Any, r: Any, lgamma_x1: Any,
 
 
 def _lbfgs(torch: Any, params: list[Any], loss_fn: Any, max_iter: int = 500) -> int:
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-9, tolerance_change=1e-9,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-9,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> Any:
         opt.zero_grad()
@@ -586,9 +698,16 @@ def _lbfgs(torch: Any, params: list[Any], loss_fn: Any, max_iter: int = 500) -> 
     return int(opt.state[opt._params[0]]["func_evals"])
 
 
-def _candidates(X: np.ndarray, codes: np.ndarray, parents: list[str], genes: list[str],
-                nonzero: np.ndarray, edges: Any, min_correlation: float,
-                max_candidates: int) -> pd.DataFrame:
+def _candidates(
+    X: np.ndarray,
+    codes: np.ndarray,
+    parents: list[str],
+    genes: list[str],
+    nonzero: np.ndarray,
+    edges: Any,
+    min_correlation: float,
+    max_candidates: int,
+) -> pd.DataFrame:
     """Candidate (type, parent, target) triples, parent before target in ``var`` order
     (``parents``: the cell type of each of the design's types, which may be states)."""
     columns = ["type", "parent", "target", "correlation"]
@@ -601,8 +720,11 @@ def _candidates(X: np.ndarray, codes: np.ndarray, parents: list[str], genes: lis
         y = binary[codes == k]
         varying = (nonzero[k] > 0) & (nonzero[k] < 1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            c = np.corrcoef(y, rowvar=False) if y.shape[0] > 2 else np.full((y.shape[1],) * 2,
-                                                                             np.nan)
+            c = (
+                np.corrcoef(y, rowvar=False)
+                if y.shape[0] > 2
+                else np.full((y.shape[1],) * 2, np.nan)
+            )
         c = np.atleast_2d(c)
         c[~varying, :] = np.nan
         c[:, ~varying] = np.nan
@@ -628,23 +750,28 @@ def _candidates(X: np.ndarray, codes: np.ndarray, parents: list[str], genes: lis
     return pd.DataFrame.from_records(records, columns=columns)
 
 
-def _table_pairs(edges: pd.DataFrame, genes: list[str], parents: list[str]
-                 ) -> list[tuple[list[int], int, int]]:
+def _table_pairs(
+    edges: pd.DataFrame, genes: list[str], parents: list[str]
+) -> list[tuple[list[int], int, int]]:
     """A user's candidate table as (design types, parent, target) indices, checked row by
     row; the parent is the gene earlier in ``var`` order. A row's ``cell_type`` selects every
     state of that cell type (``parents``: the cell type of each design type)."""
     types = list(dict.fromkeys(parents))
     missing = {"source", "target"} - set(edges.columns)
     if missing:
-        raise ValueError(f"edges: the table needs columns 'source' and 'target' (and "
-                         f"optionally 'cell_type'); missing {sorted(missing)}")
+        raise ValueError(
+            f"edges: the table needs columns 'source' and 'target' (and "
+            f"optionally 'cell_type'); missing {sorted(missing)}"
+        )
     index = {g: i for i, g in enumerate(genes)}
     pairs = []
     for i, rec in enumerate(edges.to_dict("records")):
         for end in ("source", "target"):
             if str(rec[end]) not in index:
-                raise ValueError(f"edges[{i}].{end}: {rec[end]!r} is not a fitted gene (give "
-                                 "it in genes=, or raise n_genes)")
+                raise ValueError(
+                    f"edges[{i}].{end}: {rec[end]!r} is not a fitted gene (give "
+                    "it in genes=, or raise n_genes)"
+                )
         a, b = index[str(rec["source"])], index[str(rec["target"])]
         if a == b:
             raise ValueError(f"edges[{i}]: source and target are the same gene {genes[a]!r}")
@@ -658,13 +785,20 @@ def _table_pairs(edges: pd.DataFrame, genes: list[str], parents: list[str]
     return pairs
 
 
-def _fit_edges(X: np.ndarray, codes: np.ndarray, size: np.ndarray, fit: _Marginals,
-               candidates: pd.DataFrame, types: list[str], penalty: float, max_parents: int,
-               progress: bool | None) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+def _fit_edges(
+    X: np.ndarray,
+    codes: np.ndarray,
+    size: np.ndarray,
+    fit: _Marginals,
+    candidates: pd.DataFrame,
+    types: list[str],
+    penalty: float,
+    max_parents: int,
+    progress: bool | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Screen each candidate alone, keep those that pay their penalty (the strongest
     ``max_parents`` per target), fit each target's kept parents jointly."""
-    edge_columns = ["type", "parent", "target", "weight", "sign", "delta_loglik",
-                    "correlation"]
+    edge_columns = ["type", "parent", "target", "weight", "sign", "delta_loglik", "correlation"]
     n_candidates = len(candidates)
     if n_candidates == 0:
         return (pd.DataFrame(columns=edge_columns), pd.DataFrame(), 0)
@@ -673,36 +807,57 @@ def _fit_edges(X: np.ndarray, codes: np.ndarray, size: np.ndarray, fit: _Margina
     fitter = _ConditionalFit(X, size, fit, on, cells_of)
     cand = candidates.copy()
     cand["sign"] = np.where(cand["correlation"] >= 0, 1, -1)
-    groups = [(int(k), int(t), [int(p)], [int(s)]) for k, t, p, s in
-              cand[["type", "target", "parent", "sign"]].itertuples(index=False)]
+    groups = [
+        (int(k), int(t), [int(p)], [int(s)])
+        for k, t, p, s in cand[["type", "target", "parent", "sign"]].itertuples(index=False)
+    ]
     _, _, gain = fitter.run(groups, progress, "fit_design: screening edges")
     cand["delta_loglik"] = gain
     threshold = penalty * np.log(fit.n_cells[cand["type"].to_numpy()]) / 2
     kept = cand[cand["delta_loglik"] > threshold]
-    kept = (kept.sort_values(["type", "target", "delta_loglik"], ascending=[True, True, False],
-                             kind="stable").groupby(["type", "target"], sort=True)
-            .head(max_parents))
+    kept = (
+        kept.sort_values(
+            ["type", "target", "delta_loglik"], ascending=[True, True, False], kind="stable"
+        )
+        .groupby(["type", "target"], sort=True)
+        .head(max_parents)
+    )
     if kept.empty:
         return (pd.DataFrame(columns=edge_columns), pd.DataFrame(), n_candidates)
     joint_groups = []
     for (k, t), rows in kept.groupby(["type", "target"], sort=True):
-        joint_groups.append((int(k), int(t), rows["parent"].astype(int).tolist(),
-                             rows["sign"].astype(int).tolist()))
+        joint_groups.append(
+            (int(k), int(t), rows["parent"].astype(int).tolist(), rows["sign"].astype(int).tolist())
+        )
     theta, phi, gain = fitter.run(joint_groups, progress, "fit_design: joint fits")
     out = []
-    for (k, t, parents, signs), th, ph, g in zip(joint_groups, theta, phi, gain, strict=True):
+    for (k, t, parents, signs), ph in zip(joint_groups, phi, strict=True):
         rows = kept[(kept["type"] == k) & (kept["target"] == t)].set_index("parent")
         for j, (parent, sign) in enumerate(zip(parents, signs, strict=True)):
             if ph[j] < MIN_PHI:  # another parent explains it: the joint fit switched it off
                 continue
-            out.append((k, parent, t, float(ph[j]), "activation" if sign > 0 else "repression",
-                        float(rows.at[parent, "delta_loglik"]),
-                        float(rows.at[parent, "correlation"])))
-    edges = pd.DataFrame.from_records(out, columns=["type", "parent", "target", "weight",
-                                                    "sign", "delta_loglik", "correlation"])
-    joint = pd.DataFrame({"type": [g[0] for g in joint_groups],
-                          "target": [g[1] for g in joint_groups], "theta": theta,
-                          "loglik_gain": gain})
+            out.append(
+                (
+                    k,
+                    parent,
+                    t,
+                    float(ph[j]),
+                    "activation" if sign > 0 else "repression",
+                    float(rows.at[parent, "delta_loglik"]),
+                    float(rows.at[parent, "correlation"]),
+                )
+            )
+    edges = pd.DataFrame.from_records(
+        out, columns=["type", "parent", "target", "weight", "sign", "delta_loglik", "correlation"]
+    )
+    joint = pd.DataFrame(
+        {
+            "type": [g[0] for g in joint_groups],
+            "target": [g[1] for g in joint_groups],
+            "theta": theta,
+            "loglik_gain": gain,
+        }
+    )
     return edges, joint, n_candidates
 
 
@@ -711,28 +866,41 @@ class _ConditionalFit:
     averaged over the parents' latent ON states, with the target's NB fixed from the
     marginal fit. Many small fits at once, padded to the same number of cells and parents."""
 
-    def __init__(self, X: np.ndarray, size: np.ndarray, fit: _Marginals, on: np.ndarray,
-                 cells_of: list[np.ndarray]) -> None:
+    def __init__(
+        self,
+        X: np.ndarray,
+        size: np.ndarray,
+        fit: _Marginals,
+        on: np.ndarray,
+        cells_of: list[np.ndarray],
+    ) -> None:
         self.X, self.size, self.fit, self.on, self.cells_of = X, size, fit, on, cells_of
 
-    def run(self, groups: list[tuple[int, int, list[int], list[int]]], progress: bool | None,
-            desc: str, batch: int = 4096) -> tuple[list[float], list[np.ndarray], np.ndarray]:
+    def run(
+        self,
+        groups: list[tuple[int, int, list[int], list[int]]],
+        progress: bool | None,
+        desc: str,
+        batch: int = 4096,
+    ) -> tuple[list[float], list[np.ndarray], np.ndarray]:
         from tqdm.auto import tqdm
 
         theta_out: list[float] = []
         phi_out: list[np.ndarray] = []
         gain_out = []
         starts = range(0, len(groups), batch)
-        for start in tqdm(starts, desc=desc, disable=(not progress) if progress is not None
-                          else None):
-            th, ph, g = self._batch(groups[start:start + batch])
+        for start in tqdm(
+            starts, desc=desc, disable=(not progress) if progress is not None else None
+        ):
+            th, ph, g = self._batch(groups[start : start + batch])
             theta_out += th
             phi_out += ph
             gain_out.append(g)
         return theta_out, phi_out, np.concatenate(gain_out)
 
-    def _batch(self, groups: list[tuple[int, int, list[int], list[int]]]
-               ) -> tuple[list[float], list[np.ndarray], np.ndarray]:
+    def _batch(
+        self, groups: list[tuple[int, int, list[int], list[int]]]
+    ) -> tuple[list[float], list[np.ndarray], np.ndarray]:
         torch = _torch()
         fit = self.fit
         n_cells = max(self.cells_of[k].size for k, *_ in groups)
@@ -762,29 +930,38 @@ class _ConditionalFit:
         xt, mt, lmt, rt = (torch.as_tensor(a) for a in (x, mask, log_m, r))
         wt, usedt, pat = torch.as_tensor(w), torch.as_tensor(used), torch.as_tensor(patterns)
         # (G, cells, patterns): product over parents of w or 1 - w
-        weight = torch.prod(torch.where(pat[None, None] > 0, wt[:, :, None, :],
-                                        1 - wt[:, :, None, :]), dim=-1)
+        weight = torch.prod(
+            torch.where(pat[None, None] > 0, wt[:, :, None, :], 1 - wt[:, :, None, :]), dim=-1
+        )
         # the target's NB is fixed: log P(count | ON) once, then only P(ON) varies
         log_r_m = torch.logaddexp(torch.log(rt), lmt)
         nb0 = rt * (torch.log(rt) - log_r_m)
-        on_ll = torch.where(xt > 0, torch.lgamma(xt + rt) - torch.lgamma(rt)
-                            - torch.lgamma(xt + 1) + nb0 + xt * (lmt - log_r_m), nb0)
+        on_ll = torch.where(
+            xt > 0,
+            torch.lgamma(xt + rt)
+            - torch.lgamma(rt)
+            - torch.lgamma(xt + 1)
+            + nb0
+            + xt * (lmt - log_r_m),
+            nb0,
+        )
         counted = xt > 0
         zero_on = torch.exp(nb0)
 
         def loglik(params: Any) -> Any:
             """(G,): log-likelihood of each group's target counts."""
             theta = math.pi * torch.sigmoid(params[:, 0])
-            phi = math.pi * torch.sigmoid(params[:, 1:]) * usedt[:, :params.shape[1] - 1]
-            angle = theta[:, None] + phi @ pat[:, :phi.shape[1]].T  # (G, patterns)
+            phi = math.pi * torch.sigmoid(params[:, 1:]) * usedt[:, : params.shape[1] - 1]
+            angle = theta[:, None] + phi @ pat[:, : phi.shape[1]].T  # (G, patterns)
             p_on = (torch.sin(angle / 2) ** 2).clamp(_P_CLIP, 1 - _P_CLIP)
             if phi.shape[1] == 0:
                 p_cell = p_on[:, :1].expand(-1, xt.shape[1])
             else:
                 p_cell = (weight * p_on[:, None, :]).sum(-1)  # (G, cells)
             p_cell = p_cell.clamp(_P_CLIP, 1 - _P_CLIP)
-            ll = torch.where(counted, torch.log(p_cell) + on_ll,
-                             torch.log1p(p_cell * (zero_on - 1)))
+            ll = torch.where(
+                counted, torch.log(p_cell) + on_ll, torch.log1p(p_cell * (zero_on - 1))
+            )
             return (ll * mt).sum(-1)
 
         theta0 = 2 * np.arcsin(np.sqrt(np.clip(p_marg, 1e-4, 1 - 1e-4)))
@@ -793,19 +970,19 @@ class _ConditionalFit:
         base_params = _newton(torch, loglik, start)
         with torch.no_grad():
             base = loglik(base_params).numpy()
-        full_start = torch.cat([base_params, torch.full((G, n_par), -1.0,
-                                                        dtype=torch.float64)], dim=1)
+        full_start = torch.cat(
+            [base_params, torch.full((G, n_par), -1.0, dtype=torch.float64)], dim=1
+        )
         params = _newton(torch, loglik, full_start)
         with torch.no_grad():
             full = loglik(params).numpy()
             theta = (math.pi * torch.sigmoid(params[:, 0])).numpy()
             phi = (math.pi * torch.sigmoid(params[:, 1:])).numpy()
         gain = np.maximum(full - base, 0.0)
-        return (theta.tolist(), [phi[i, :len(g[2])] for i, g in enumerate(groups)], gain)
+        return (theta.tolist(), [phi[i, : len(g[2])] for i, g in enumerate(groups)], gain)
 
 
-def _newton(torch: Any, loglik: Any, start: Any, max_iter: int = 60, tol: float = 1e-8
-            ) -> Any:
+def _newton(torch: Any, loglik: Any, start: Any, max_iter: int = 60, tol: float = 1e-8) -> Any:
     """Maximise ``loglik(params).sum()`` for many independent small problems at once (one row
     of ``params`` each): damped Newton (Levenberg-Marquardt) with each row's own damping, so
     each problem converges at its own pace. The Hessian's blocks come from one backward pass
@@ -821,12 +998,15 @@ def _newton(torch: Any, loglik: Any, start: Any, max_iter: int = 60, tol: float 
         p = params.clone().requires_grad_(True)
         value = loglik(p)
         (grad,) = torch.autograd.grad(value.sum(), p, create_graph=True)
-        hess = torch.stack([torch.autograd.grad(grad[:, j].sum(), p, retain_graph=True)[0]
-                            for j in range(d)], dim=1)  # (n, d, d)
+        hess = torch.stack(
+            [torch.autograd.grad(grad[:, j].sum(), p, retain_graph=True)[0] for j in range(d)],
+            dim=1,
+        )  # (n, d, d)
         grad, hess = grad.detach(), hess.detach()
         with torch.no_grad():
-            system = -hess + damping[:, None, None] * (eye + torch.diag_embed(
-                hess.diagonal(dim1=1, dim2=2).abs()))
+            system = -hess + damping[:, None, None] * (
+                eye + torch.diag_embed(hess.diagonal(dim1=1, dim2=2).abs())
+            )
             step = torch.linalg.solve(system, grad[:, :, None])[:, :, 0]
             trial = params + step
             new = loglik(trial)
@@ -842,8 +1022,13 @@ def _newton(torch: Any, loglik: Any, start: Any, max_iter: int = 60, tol: float 
     return params.detach()
 
 
-def _match_on_marginals(p: np.ndarray, preferred: np.ndarray, edges: pd.DataFrame,
-                        rng: np.random.Generator, shots: int = 20_000) -> np.ndarray:
+def _match_on_marginals(
+    p: np.ndarray,
+    preferred: np.ndarray,
+    edges: pd.DataFrame,
+    rng: np.random.Generator,
+    shots: int = 20_000,
+) -> np.ndarray:
     """The RY angle of every (type, gene) such that the circuit's ON probability is the
     fitted marginal ``p``, with the gates' angles kept.
 
@@ -862,10 +1047,12 @@ def _match_on_marginals(p: np.ndarray, preferred: np.ndarray, edges: pd.DataFram
     for k, rows in edges.groupby("type", sort=True):
         k = int(k)
         parents_of: dict[int, list[tuple[int, float, int]]] = {}
-        for _, parent, target, phi, sign in rows[["type", "parent", "target", "weight",
-                                                   "sign"]].itertuples(index=False):
+        for _, parent, target, phi, sign in rows[
+            ["type", "parent", "target", "weight", "sign"]
+        ].itertuples(index=False):
             parents_of.setdefault(int(target), []).append(
-                (int(parent), float(phi), 1 if sign == "activation" else -1))
+                (int(parent), float(phi), 1 if sign == "activation" else -1)
+            )
         genes = sorted(set(parents_of) | {q for v in parents_of.values() for q, _, _ in v})
         bits: dict[int, np.ndarray] = {}
         for g in genes:  # ascending: parents before targets
@@ -891,30 +1078,44 @@ def _solve_angle(p: float, extra: np.ndarray, preferred: float) -> float:
     exact = []
     if radius > 1e-12 and abs((1 - 2 * p) / radius) <= 1:
         base = math.acos((1 - 2 * p) / radius)
-        exact = [t for t in ((sgn * base - delta) % (2 * math.pi) for sgn in (1, -1))
-                 if t <= math.pi]
+        exact = [
+            t for t in ((sgn * base - delta) % (2 * math.pi) for sgn in (1, -1)) if t <= math.pi
+        ]
     if exact:
         return min(exact, key=lambda t: abs(t - preferred))
-    ends = [0.0, math.pi] + [t for t in ((-delta) % (2 * math.pi),
-                                         (math.pi - delta) % (2 * math.pi)) if t <= math.pi]
+    ends = [0.0, math.pi] + [
+        t for t in ((-delta) % (2 * math.pi), (math.pi - delta) % (2 * math.pi)) if t <= math.pi
+    ]
     return min(ends, key=lambda t: abs(on(t) - p))
 
 
-def _circuit(types: list[str], parents: list[str], genes: list[str], fit: _Marginals,
-             edges: pd.DataFrame, joint: pd.DataFrame, rng: np.random.Generator
-             ) -> tuple[CellCircuit, pd.DataFrame, pd.DataFrame]:
+def _circuit(
+    types: list[str],
+    parents: list[str],
+    genes: list[str],
+    fit: _Marginals,
+    edges: pd.DataFrame,
+    joint: pd.DataFrame,
+    rng: np.random.Generator,
+) -> tuple[CellCircuit, pd.DataFrame, pd.DataFrame]:
     """The CellCircuit of the fit: a qubit per (type, gene with counts), gates sorted by
     target so every parent's own gates come first (the exact sampler's order)."""
     preferred = 2 * np.arcsin(np.sqrt(np.clip(fit.p, 0.0, 1.0)))
-    for k, t, th in (joint[["type", "target", "theta"]].itertuples(index=False)
-                     if len(joint) else []):
+    for k, t, th in (
+        joint[["type", "target", "theta"]].itertuples(index=False) if len(joint) else []
+    ):
         preferred[int(k), int(t)] = th
     theta = _match_on_marginals(fit.p, preferred, edges, rng)
-    names = {(k, g): f"{types[k]}{SEPARATOR}{genes[g]}" for k in range(len(types))
-             for g in range(len(genes))}
+    names = {
+        (k, g): f"{types[k]}{SEPARATOR}{genes[g]}"
+        for k in range(len(types))
+        for g in range(len(genes))
+    }
     if len(set(names.values())) != len(names):
-        raise ValueError(f"groupby: cell type and gene names joined by {SEPARATOR!r} collide; "
-                         "rename cell types that contain it")
+        raise ValueError(
+            f"groupby: cell type and gene names joined by {SEPARATOR!r} collide; "
+            "rename cell types that contain it"
+        )
     cell_types: dict[str, list[str]] = {}
     rows = []
     for k, t in enumerate(types):
@@ -923,11 +1124,35 @@ def _circuit(types: list[str], parents: list[str], genes: list[str], fit: _Margi
             expressed = np.array([0])
         cell_types[t] = [names[k, g] for g in expressed]
         for g in expressed:
-            rows.append((names[k, g], parents[k], t, genes[g], theta[k, g], fit.p[k, g],
-                         fit.mu[k, g], fit.r[k, g], int(fit.n_cells[k]), fit.nonzero[k, g]))
+            rows.append(
+                (
+                    names[k, g],
+                    parents[k],
+                    t,
+                    genes[g],
+                    theta[k, g],
+                    fit.p[k, g],
+                    fit.mu[k, g],
+                    fit.r[k, g],
+                    int(fit.n_cells[k]),
+                    fit.nonzero[k, g],
+                )
+            )
     marginals = pd.DataFrame.from_records(
-        rows, columns=["qubit", "cell_type", "state", "gene", "theta", "p_on", "mu", "r",
-                       "n_cells", "nonzero_fraction"]).set_index("qubit")
+        rows,
+        columns=[
+            "qubit",
+            "cell_type",
+            "state",
+            "gene",
+            "theta",
+            "p_on",
+            "mu",
+            "r",
+            "n_cells",
+            "nonzero_fraction",
+        ],
+    ).set_index("qubit")
     marginals.index.name = None
     gates = edges.sort_values(["type", "target", "parent"], kind="stable")
     design = CellCircuit(
@@ -935,18 +1160,29 @@ def _circuit(types: list[str], parents: list[str], genes: list[str], fit: _Margi
         theta={q: float(np.clip(v, 0.0, math.pi)) for q, v in marginals["theta"].items()},
         mu={q: float(np.clip(v, 0.0, MU_MAX)) for q, v in marginals["mu"].items()},
         r={q: float(np.clip(v, *R_RANGE)) for q, v in marginals["r"].items()},
-        edges=[(names[int(k), int(p)], names[int(k), int(t)], float(np.clip(w, 1e-6, math.pi)),
-                s) for k, p, t, w, s in gates[["type", "parent", "target", "weight", "sign"]]
-               .itertuples(index=False)],
-        n_housekeeping=0, name="fitted")
-    table = pd.DataFrame({
-        "cell_type": [parents[int(k)] for k in gates["type"]],
-        "state": [types[int(k)] for k in gates["type"]],
-        "source": [genes[int(g)] for g in gates["parent"]],
-        "target": [genes[int(g)] for g in gates["target"]],
-        "weight": gates["weight"].to_numpy(float),
-        "sign": gates["sign"].to_numpy(object),
-        "delta_loglik": gates["delta_loglik"].to_numpy(float),
-        "correlation": gates["correlation"].to_numpy(float),
-    }) if len(gates) else pd.DataFrame(columns=EDGE_TABLE)
+        edges=[
+            (names[int(k), int(p)], names[int(k), int(t)], float(np.clip(w, 1e-6, math.pi)), s)
+            for k, p, t, w, s in gates[["type", "parent", "target", "weight", "sign"]].itertuples(
+                index=False
+            )
+        ],
+        n_housekeeping=0,
+        name="fitted",
+    )
+    table = (
+        pd.DataFrame(
+            {
+                "cell_type": [parents[int(k)] for k in gates["type"]],
+                "state": [types[int(k)] for k in gates["type"]],
+                "source": [genes[int(g)] for g in gates["parent"]],
+                "target": [genes[int(g)] for g in gates["target"]],
+                "weight": gates["weight"].to_numpy(float),
+                "sign": gates["sign"].to_numpy(object),
+                "delta_loglik": gates["delta_loglik"].to_numpy(float),
+                "correlation": gates["correlation"].to_numpy(float),
+            }
+        )
+        if len(gates)
+        else pd.DataFrame(columns=EDGE_TABLE)
+    )
     return design, marginals, table

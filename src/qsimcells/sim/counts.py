@@ -3,16 +3,16 @@
 ``NB(mu, r)`` has mean ``mu`` and variance ``mu + mu^2 / r`` (numpy's
 ``negative_binomial(r, p)`` with ``p = r / (r + mu)``).
 
-Without cell-level effects every gene has one fixed (mu, r), so its counts are drawn exactly from
-a tabulated distribution with Walker's alias method: one uniform number and one 8-byte table
-look-up per count (cheaper than numpy's gamma-Poisson draw: ``benchmarks/simulate.py`` shows
-all of ``simulate`` taking less time than numpy's draws alone), for entries of many
-different genes at once, in the row-major order the CSR output needs. Each table slot packs its
-threshold (float32, so slot probabilities are exact to ~6e-8 / width) with its two outcomes. The table holds the
-probabilities of ``0 .. K-1`` plus one slot for the tail ``X >= K`` (``K`` puts less than 1e-13
-of the mass in the tail); a draw that lands in the tail slot is completed by exact inversion of
-the survival function, so the draws follow NB up to the float32 rounding of the thresholds. With library-size or batch effects the
-mean differs per entry and numpy's sampler is used.
+Without cell-level effects every gene has one fixed (mu, r), so its counts are drawn exactly from a
+tabulated distribution with Walker's alias method: one uniform number and one 8-byte table look-up
+per count (cheaper than numpy's gamma-Poisson draw: ``benchmarks/simulate.py`` shows all of
+``simulate`` taking less time than numpy's draws alone), for entries of many different genes at
+once, in the row-major order the CSR output needs. Each table slot packs its threshold (float32, so
+slot probabilities are exact to ~6e-8 / width) with its two outcomes. The table holds the
+probabilities of ``0 .. K-1`` plus one slot for the tail ``X >= K`` (``K`` puts less than 1e-13 of
+the mass in the tail); a draw that lands in the tail slot is completed by exact inversion of the
+survival function, so the draws follow NB up to the float32 rounding of the thresholds. With
+library-size or batch effects the mean differs per entry and numpy's sampler is used.
 """
 
 from __future__ import annotations

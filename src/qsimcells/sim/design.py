@@ -30,8 +30,14 @@ INTERVENTIONS = ("knockout", "overexpress")
 #: that no single-cell count reaches
 MU_MAX = 1e6
 R_RANGE = (1e-2, 1e6)
-_SIGN_ALIASES = {"activation": "activation", "+": "activation", 1: "activation",
-                 "repression": "repression", "-": "repression", -1: "repression"}
+_SIGN_ALIASES = {
+    "activation": "activation",
+    "+": "activation",
+    1: "activation",
+    "repression": "repression",
+    "-": "repression",
+    -1: "repression",
+}
 EDGE_COLUMNS = ["source", "target", "weight", "sign", "kind"]
 
 
@@ -62,12 +68,12 @@ class CellCircuit:
     p
         Activation probability per gene in ``[0, 1]`` (``theta = 2 asin(sqrt(p))``).
     edges
-        Ordered edges (gate order): tuples ``(source, target[, weight[, sign]])``, dicts with
-        those keys, a :class:`pandas.DataFrame` with columns ``source``, ``target`` and optional
+        Ordered edges (gate order): tuples ``(source, target[, weight[, sign]])``, dicts with those
+        keys, a :class:`pandas.DataFrame` with columns ``source``, ``target`` and optional
         ``weight``, ``sign``, or a :class:`networkx.DiGraph` whose edges carry an ``order``
-        attribute (a graph does not keep insertion order). Genes are names or qubit indices. ``weight`` (radians,
-        ``0 < weight <= pi``) makes a CRY instead of a CX; ``sign`` is ``"activation"``
-        (default) or ``"repression"`` (open control).
+        attribute (a graph does not keep insertion order). Genes are names or qubit indices.
+        ``weight`` (radians, ``0 < weight <= pi``) makes a CRY instead of a CX; ``sign`` is
+        ``"activation"`` (default) or ``"repression"`` (open control).
     mu, r
         Negative-binomial mean (``0 <= mu <= 1e6``) and dispersion (``0.01 <= r <= 1e6``) of each
         gene's counts when ON: a number, a sequence in qubit order or a mapping.
@@ -125,23 +131,28 @@ class CellCircuit:
         for gene, what in dict(interventions or {}).items():
             check_choice(f"interventions[{gene!r}]", what, INTERVENTIONS)
             if gene not in table.index:
-                raise ValueError(f"interventions: unknown gene {gene!r}; known genes: "
-                                 f"{_short(genes)}")
+                raise ValueError(
+                    f"interventions: unknown gene {gene!r}; known genes: {_short(genes)}"
+                )
             table.loc[gene, "intervention"] = what
         self._genes = table
         self._edges = self._parse_edges(edges)
         held = table.index[table["intervention"] != ""]
         if len(held):  # do-interventions: the gene is held OFF / ON, nothing upstream acts on it
-            table.loc[held, "theta"] = np.where(table.loc[held, "intervention"] == "knockout",
-                                                0.0, math.pi)
+            table.loc[held, "theta"] = np.where(
+                table.loc[held, "intervention"] == "knockout", 0.0, math.pi
+            )
             self._edges = self._edges[~self._edges["target"].isin(held)].reset_index(drop=True)
-        self.housekeeping = self._block("housekeeping", n_housekeeping, housekeeping_mu,
-                                        housekeeping_r)
+        self.housekeeping = self._block(
+            "housekeeping", n_housekeeping, housekeeping_mu, housekeeping_r
+        )
         self.background = self._block("background", n_background, background_mu, background_r)
         clash = set(genes) & (set(self.housekeeping_names) | set(self.background_names))
         if clash:
-            raise ValueError(f"cell_types: gene names {sorted(clash)} clash with the names of "
-                             "housekeeping (HKG*) or background (BG*) genes")
+            raise ValueError(
+                f"cell_types: gene names {sorted(clash)} clash with the names of "
+                "housekeeping (HKG*) or background (BG*) genes"
+            )
         if not isinstance(name, str):
             raise TypeError(f"name: expected a string, got {type(name).__name__}")
         self.name = name
@@ -155,11 +166,14 @@ class CellCircuit:
         types: list[str] = []
         for cell_type, members in cell_types.items():
             if not isinstance(cell_type, str) or not cell_type:
-                raise ValueError(f"cell_types: cell type names must be non-empty strings, "
-                                 f"got {cell_type!r}")
+                raise ValueError(
+                    f"cell_types: cell type names must be non-empty strings, got {cell_type!r}"
+                )
             if cell_type in ("housekeeping", "background"):
-                raise ValueError(f"cell_types: {cell_type!r} is reserved for the genes outside "
-                                 "the circuit; choose another cell type name")
+                raise ValueError(
+                    f"cell_types: {cell_type!r} is reserved for the genes outside "
+                    "the circuit; choose another cell type name"
+                )
             if isinstance(members, str) or not isinstance(members, Iterable):
                 raise ValueError(f"cell_types[{cell_type!r}]: expected a list of gene names")
             members = list(members)
@@ -167,15 +181,18 @@ class CellCircuit:
                 raise ValueError(f"cell_types[{cell_type!r}]: a cell type needs at least one gene")
             for gene in members:
                 if not isinstance(gene, str) or not gene:
-                    raise ValueError(f"cell_types[{cell_type!r}]: gene names must be non-empty "
-                                     f"strings, got {gene!r}")
+                    raise ValueError(
+                        f"cell_types[{cell_type!r}]: gene names must be non-empty "
+                        f"strings, got {gene!r}"
+                    )
             genes += members
             types += [cell_type] * len(members)
         seen: set[str] = set()
         dupes = sorted({g for g in genes if g in seen or seen.add(g)})
         if dupes:
-            raise ValueError(f"cell_types: gene names must be unique across cell types; "
-                             f"repeated: {dupes}")
+            raise ValueError(
+                f"cell_types: gene names must be unique across cell types; repeated: {dupes}"
+            )
         return genes, types
 
     @staticmethod
@@ -197,9 +214,11 @@ class CellCircuit:
         else:
             values = list(np.ravel(np.asarray(value, dtype=object)))
             if len(values) != len(genes):
-                raise ValueError(f"{field}: expected {len(genes)} values (one per gene in qubit "
-                                 f"order), got {len(values)}")
-            items = [(f"{field}[{g!r}]", v) for g, v in zip(genes, values)]
+                raise ValueError(
+                    f"{field}: expected {len(genes)} values (one per gene in qubit "
+                    f"order), got {len(values)}"
+                )
+            items = [(f"{field}[{g!r}]", v) for g, v in zip(genes, values, strict=True)]
         return np.array([check_finite(name, v, **bounds) for name, v in items], dtype=np.float64)
 
     def _gene_ref(self, field: str, ref: Any) -> str:
@@ -210,8 +229,9 @@ class CellCircuit:
             return str(names[int(ref)])
         if isinstance(ref, str):
             if ref not in names:
-                raise ValueError(f"{field}: unknown gene {ref!r}; known genes: "
-                                 f"{_short(list(names))}")
+                raise ValueError(
+                    f"{field}: unknown gene {ref!r}; known genes: {_short(list(names))}"
+                )
             return ref
         raise TypeError(f"{field}: expected a gene name or a qubit index, got {ref!r}")
 
@@ -226,34 +246,45 @@ class CellCircuit:
                 raise ValueError(f"{where}: control and target are the same gene {source!r}")
             weight = rec.get("weight")
             if isinstance(weight, (bool, np.bool_)):
-                raise TypeError(f"{where}.weight: expected an angle in radians or None, got "
-                                f"{weight!r}")
+                raise TypeError(
+                    f"{where}.weight: expected an angle in radians or None, got {weight!r}"
+                )
             if weight is None or (isinstance(weight, float) and math.isnan(weight)):
                 weight = math.nan  # a full CX
             else:
-                weight = check_finite(f"{where}.weight", weight, low=0.0, high=math.pi,
-                                      low_open=True)
+                weight = check_finite(
+                    f"{where}.weight", weight, low=0.0, high=math.pi, low_open=True
+                )
             sign_raw = rec.get("sign", "activation")
-            sign_raw = "activation" if sign_raw is None or (
-                isinstance(sign_raw, float) and math.isnan(sign_raw)) else sign_raw
+            sign_raw = (
+                "activation"
+                if sign_raw is None or (isinstance(sign_raw, float) and math.isnan(sign_raw))
+                else sign_raw
+            )
             if isinstance(sign_raw, np.integer):
                 sign_raw = int(sign_raw)
             sign = _SIGN_ALIASES.get(sign_raw) if isinstance(sign_raw, (str, int)) else None
             if sign is None:
-                raise ValueError(f"{where}.sign: {sign_raw!r} is not allowed; choose one of "
-                                 f"{list(SIGNS)}")
+                raise ValueError(
+                    f"{where}.sign: {sign_raw!r} is not allowed; choose one of {list(SIGNS)}"
+                )
             same = self._genes.at[source, "cell_type"] == self._genes.at[target, "cell_type"]
-            records.append((source, target, weight, sign,
-                            "regulation" if same else "ligand_receptor"))
+            records.append(
+                (source, target, weight, sign, "regulation" if same else "ligand_receptor")
+            )
         return pd.DataFrame.from_records(records, columns=EDGE_COLUMNS).astype(
-            {"source": object, "target": object, "weight": float, "sign": object, "kind": object})
+            {"source": object, "target": object, "weight": float, "sign": object, "kind": object}
+        )
 
     @staticmethod
     def _block(field: str, n: int, mu: float, r: float) -> NBParams:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n_{field}: expected an integer >= 0, got {n!r}")
-        return NBParams(int(n), check_finite(f"{field}_mu", mu, low=0.0, high=MU_MAX),
-                        check_finite(f"{field}_r", r, low=R_RANGE[0], high=R_RANGE[1]))
+        return NBParams(
+            int(n),
+            check_finite(f"{field}_mu", mu, low=0.0, high=MU_MAX),
+            check_finite(f"{field}_r", r, low=R_RANGE[0], high=R_RANGE[1]),
+        )
 
     # -- views ------------------------------------------------------------------------------
     @property
@@ -300,10 +331,12 @@ class CellCircuit:
 
     def __repr__(self) -> str:
         kinds = self._edges["kind"].value_counts()
-        return (f"CellCircuit({self.name!r}: {len(self.cell_types)} cell types, "
-                f"{self.n_qubits} circuit genes, {kinds.get('regulation', 0)} regulation and "
-                f"{kinds.get('ligand_receptor', 0)} ligand-receptor edges, "
-                f"{self.housekeeping.n} housekeeping, {self.background.n} background genes)")
+        return (
+            f"CellCircuit({self.name!r}: {len(self.cell_types)} cell types, "
+            f"{self.n_qubits} circuit genes, {kinds.get('regulation', 0)} regulation and "
+            f"{kinds.get('ligand_receptor', 0)} ligand-receptor edges, "
+            f"{self.housekeeping.n} housekeeping, {self.background.n} background genes)"
+        )
 
     # -- the circuit ------------------------------------------------------------------------
     def to_qiskit(self, *, measure: bool = True, switches: bool = False) -> QuantumCircuit:
@@ -321,8 +354,7 @@ class CellCircuit:
         qregs = [QuantumRegister(len(g), name=t) for t, g in groups.items()]
         cregs = [ClassicalRegister(len(g), name=f"c_{t}") for t, g in groups.items()]
         lr = (self._edges["kind"] == "ligand_receptor").to_numpy()
-        extra = [QuantumRegister(int(lr.sum()), name="lr_switch")] if switches and lr.any() \
-            else []
+        extra = [QuantumRegister(int(lr.sum()), name="lr_switch")] if switches and lr.any() else []
         qc = QuantumCircuit(*qregs, *extra, *(cregs if measure else []), name=self.name)
         for q, theta in enumerate(self._genes["theta"].to_numpy()):
             qc.ry(float(theta), q)
@@ -341,7 +373,7 @@ class CellCircuit:
                 qc.cry(float(edge.weight), control, target, ctrl_state=state)
         if measure:
             qc.barrier()
-            for qreg, creg in zip(qregs, cregs):
+            for qreg, creg in zip(qregs, cregs, strict=True):
                 qc.measure(qreg, creg)
         return qc
 
@@ -401,8 +433,10 @@ class CellCircuit:
         state = dict(state)
         missing = {"genes", "edges"} - set(state)
         if missing:
-            raise ValueError(f"state: missing {sorted(missing)}; expected the output of "
-                             "CellCircuit.to_dict() (or uns['qsimcells']['design'])")
+            raise ValueError(
+                f"state: missing {sorted(missing)}; expected the output of "
+                "CellCircuit.to_dict() (or uns['qsimcells']['design'])"
+            )
         table = pd.DataFrame(state.pop("genes"))
         table.index = table.index.astype(str)
         cell_types: dict[str, list[str]] = {}
@@ -410,9 +444,15 @@ class CellCircuit:
             cell_types.setdefault(cell_type, []).append(gene)
         edges = pd.DataFrame(state.pop("edges")).drop(columns=["kind"], errors="ignore")
         interventions = {g: str(v) for g, v in table["intervention"].items() if str(v)}
-        return cls(cell_types, edges=edges, theta=table["theta"].to_dict(),
-                   mu=table["mu"].to_dict(), r=table["r"].to_dict(),
-                   interventions=interventions, **state)
+        return cls(
+            cell_types,
+            edges=edges,
+            theta=table["theta"].to_dict(),
+            mu=table["mu"].to_dict(),
+            r=table["r"].to_dict(),
+            interventions=interventions,
+            **state,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CellCircuit):
@@ -430,8 +470,10 @@ class CellCircuit:
         import json
 
         state = self.to_dict()
-        tables = {key: state.pop(key).to_json(orient="split", double_precision=15)
-                  for key in ("genes", "edges")}
+        tables = {
+            key: state.pop(key).to_json(orient="split", double_precision=15)
+            for key in ("genes", "edges")
+        }
         payload = json.dumps({"tables": tables, **state}, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -457,8 +499,9 @@ class CellCircuit:
                 if len(values[key]) != graph.number_of_nodes():
                     raise ValueError(f"graph nodes: '{key}' must be set on all nodes or none")
                 kwargs.setdefault(key, values[key])
-        relabelled = graph if all(isinstance(n, str) for n in graph.nodes) else \
-            _relabel_to_str(graph)
+        relabelled = (
+            graph if all(isinstance(n, str) for n in graph.nodes) else _relabel_to_str(graph)
+        )
         return cls(cell_types, edges=relabelled, **kwargs)
 
 
@@ -477,12 +520,15 @@ def _edge_records(edges: Any) -> Iterable[dict[str, Any]]:
     if isinstance(edges, pd.DataFrame):
         missing = {"source", "target"} - set(edges.columns)
         if missing:
-            raise ValueError(f"edges: the table needs columns 'source' and 'target' "
-                             f"(optional 'weight', 'sign'); missing {sorted(missing)}")
+            raise ValueError(
+                f"edges: the table needs columns 'source' and 'target' "
+                f"(optional 'weight', 'sign'); missing {sorted(missing)}"
+            )
         extra = set(edges.columns) - {"source", "target", "weight", "sign", "kind"}
         if extra:
-            raise ValueError(f"edges: unknown columns {sorted(extra)}; allowed: source, "
-                             "target, weight, sign")
+            raise ValueError(
+                f"edges: unknown columns {sorted(extra)}; allowed: source, target, weight, sign"
+            )
         return edges.to_dict("records")
     try:
         import networkx as nx
@@ -494,26 +540,35 @@ def _edge_records(edges: Any) -> Iterable[dict[str, Any]]:
         items = list(edges.edges(data=True))
         if len(items) > 1:
             if not all("order" in d for _, _, d in items):
-                raise ValueError("edges: a networkx graph does not keep the order in which edges "
-                                 "were added, and gate order changes the circuit; give every "
-                                 "edge an 'order' attribute (G.add_edge(s, t, order=k))")
+                raise ValueError(
+                    "edges: a networkx graph does not keep the order in which edges "
+                    "were added, and gate order changes the circuit; give every "
+                    "edge an 'order' attribute (G.add_edge(s, t, order=k))"
+                )
             items.sort(key=lambda e: e[2]["order"])
-        return [{"source": s, "target": t, "weight": d.get("weight"), "sign": d.get("sign")}
-                for s, t, d in items]
+        return [
+            {"source": s, "target": t, "weight": d.get("weight"), "sign": d.get("sign")}
+            for s, t, d in items
+        ]
     if isinstance(edges, (str, bytes)) or not isinstance(edges, Iterable):
-        raise TypeError("edges: expected a list of (source, target[, weight[, sign]]), a pandas "
-                        f"DataFrame or a networkx DiGraph, got {type(edges).__name__}")
+        raise TypeError(
+            "edges: expected a list of (source, target[, weight[, sign]]), a pandas "
+            f"DataFrame or a networkx DiGraph, got {type(edges).__name__}"
+        )
     records = []
     for i, item in enumerate(edges):
         if isinstance(item, Mapping):
             unknown = set(item) - {"source", "target", "weight", "sign"}
             if unknown:
-                raise ValueError(f"edges[{i}]: unknown keys {sorted(unknown)}; allowed: "
-                                 "source, target, weight, sign")
+                raise ValueError(
+                    f"edges[{i}]: unknown keys {sorted(unknown)}; allowed: "
+                    "source, target, weight, sign"
+                )
             records.append(dict(item))
         elif isinstance(item, Sequence) and not isinstance(item, str) and 2 <= len(item) <= 4:
-            records.append(dict(zip(("source", "target", "weight", "sign"), item)))
+            records.append(dict(zip(("source", "target", "weight", "sign"), item, strict=False)))
         else:
-            raise ValueError(f"edges[{i}]: expected (source, target[, weight[, sign]]) or a "
-                             f"dict, got {item!r}")
+            raise ValueError(
+                f"edges[{i}]: expected (source, target[, weight[, sign]]) or a dict, got {item!r}"
+            )
     return records

@@ -29,17 +29,27 @@ from .._atomic import atomic_file
 from .._utils import check_finite
 from .design import INTERVENTIONS, MU_MAX, R_RANGE, SIGNS, CellCircuit
 
-__all__ = ["FORMAT", "DesignFileError", "check_design", "design_from_json", "design_to_json",
-           "read_design", "write_design"]
+__all__ = [
+    "FORMAT",
+    "DesignFileError",
+    "check_design",
+    "design_from_json",
+    "design_to_json",
+    "read_design",
+    "write_design",
+]
 
 FORMAT = "qsimcells.design"
 VERSION = 1
 _GENE_FIELDS = {"cell_type", "theta", "mu", "r", "intervention"}
 _EDGE_FIELDS = {"source", "target", "weight", "sign", "kind"}
 _NUMBERS = {  # top-level field -> check_finite bounds
-    "n_housekeeping": None, "n_background": None,
-    "housekeeping_mu": (0.0, MU_MAX), "background_mu": (0.0, MU_MAX),
-    "housekeeping_r": R_RANGE, "background_r": R_RANGE,
+    "n_housekeeping": None,
+    "n_background": None,
+    "housekeeping_mu": (0.0, MU_MAX),
+    "background_mu": (0.0, MU_MAX),
+    "housekeeping_r": R_RANGE,
+    "background_r": R_RANGE,
 }
 
 
@@ -67,11 +77,13 @@ def design_to_json(design: CellCircuit) -> dict[str, Any]:
     state = design.to_dict()
     genes, edges = state.pop("genes"), state.pop("edges")
     return {
-        "format": FORMAT, "version": VERSION, "name": state.pop("name"),
-        "genes": {str(gene): {col: _plain(v) for col, v in row.items()}
-                  for gene, row in genes.iterrows()},
-        "edges": [{col: _plain(v) for col, v in row.items()}
-                  for row in edges.to_dict("records")],
+        "format": FORMAT,
+        "version": VERSION,
+        "name": state.pop("name"),
+        "genes": {
+            str(gene): {col: _plain(v) for col, v in row.items()} for gene, row in genes.iterrows()
+        },
+        "edges": [{col: _plain(v) for col, v in row.items()} for row in edges.to_dict("records")],
         **{key: _plain(value) for key, value in state.items()},
     }
 
@@ -88,8 +100,10 @@ def _number(problems: list[str], field: str, value: Any, low: float, high: float
 
 def _check_genes(genes: Any, problems: list[str]) -> set[str]:
     if not isinstance(genes, Mapping) or not genes:
-        problems.append("genes: expected an object of genes (name -> {cell_type, theta, mu, r, "
-                        "intervention}), at least one")
+        problems.append(
+            "genes: expected an object of genes (name -> {cell_type, theta, mu, r, "
+            "intervention}), at least one"
+        )
         return set()
     for gene, entry in genes.items():
         where = f"genes.{gene}"
@@ -98,30 +112,33 @@ def _check_genes(genes: Any, problems: list[str]) -> set[str]:
             continue
         unknown = sorted(set(entry) - _GENE_FIELDS)
         if unknown:
-            problems.append(f"{where}: unknown fields {unknown}; allowed: "
-                            f"{sorted(_GENE_FIELDS)}")
+            problems.append(f"{where}: unknown fields {unknown}; allowed: {sorted(_GENE_FIELDS)}")
         for key in ("cell_type", "theta", "mu", "r"):
             if key not in entry:
                 problems.append(f"{where}.{key}: missing")
         cell_type = entry.get("cell_type")
         if "cell_type" in entry and (not isinstance(cell_type, str) or not cell_type):
-            problems.append(f"{where}.cell_type: expected a non-empty string, got "
-                            f"{json.dumps(cell_type)}")
+            problems.append(
+                f"{where}.cell_type: expected a non-empty string, got {json.dumps(cell_type)}"
+            )
         bounds = {"theta": (0.0, math.pi), "mu": (0.0, MU_MAX), "r": R_RANGE}
         for key, (low, high) in bounds.items():
             if key in entry:
                 _number(problems, f"{where}.{key}", entry[key], low, high)
         what = entry.get("intervention", "")
         if what not in ("", *INTERVENTIONS):
-            problems.append(f"{where}.intervention: {json.dumps(what)} is not allowed; choose "
-                            f"\"\" (none) or one of {list(INTERVENTIONS)}")
+            problems.append(
+                f"{where}.intervention: {json.dumps(what)} is not allowed; choose "
+                f'"" (none) or one of {list(INTERVENTIONS)}'
+            )
     return {str(g) for g in genes}
 
 
 def _check_edges(edges: Any, known: set[str], problems: list[str]) -> None:
     if not isinstance(edges, list):
-        problems.append("edges: expected a list of edges ({source, target, weight, sign}), "
-                        "possibly empty")
+        problems.append(
+            "edges: expected a list of edges ({source, target, weight, sign}), possibly empty"
+        )
         return
     for i, edge in enumerate(edges):
         where = f"edges[{i}]"
@@ -130,20 +147,23 @@ def _check_edges(edges: Any, known: set[str], problems: list[str]) -> None:
             continue
         unknown = sorted(set(edge) - _EDGE_FIELDS)
         if unknown:
-            problems.append(f"{where}: unknown fields {unknown}; allowed: "
-                            f"{sorted(_EDGE_FIELDS)}")
+            problems.append(f"{where}: unknown fields {unknown}; allowed: {sorted(_EDGE_FIELDS)}")
         for key in ("source", "target"):
             gene = edge.get(key)
             if gene is None:
                 problems.append(f"{where}.{key}: missing")
             elif known and str(gene) not in known:
-                problems.append(f"{where}.{key}: unknown gene {json.dumps(gene)}; the genes "
-                                "are the keys of 'genes'")
+                problems.append(
+                    f"{where}.{key}: unknown gene {json.dumps(gene)}; the genes "
+                    "are the keys of 'genes'"
+                )
         if edge.get("weight") is not None:
             _number(problems, f"{where}.weight", edge["weight"], 0.0, math.pi)
         if edge.get("sign", "activation") not in SIGNS:
-            problems.append(f"{where}.sign: {json.dumps(edge.get('sign'))} is not allowed; "
-                            f"choose one of {list(SIGNS)}")
+            problems.append(
+                f"{where}.sign: {json.dumps(edge.get('sign'))} is not allowed; "
+                f"choose one of {list(SIGNS)}"
+            )
 
 
 def check_design(content: Any) -> list[str]:
@@ -156,11 +176,15 @@ def check_design(content: Any) -> list[str]:
         return [f"design: expected a JSON object, got {type(content).__name__}"]
     problems: list[str] = []
     if content.get("format") != FORMAT:
-        problems.append(f"format: expected {json.dumps(FORMAT)} (a file written by qsimcells "
-                        f"design or qs.sim.write_design), got {json.dumps(content.get('format'))}")
+        problems.append(
+            f"format: expected {json.dumps(FORMAT)} (a file written by qsimcells "
+            f"design or qs.sim.write_design), got {json.dumps(content.get('format'))}"
+        )
     if content.get("version", VERSION) != VERSION:
-        problems.append(f"version: this qsimcells reads version {VERSION}, got "
-                        f"{json.dumps(content.get('version'))}")
+        problems.append(
+            f"version: this qsimcells reads version {VERSION}, got "
+            f"{json.dumps(content.get('version'))}"
+        )
     allowed = {"format", "version", "name", "genes", "edges", *_NUMBERS}
     unknown = sorted(set(content) - allowed)
     if unknown:
@@ -192,9 +216,13 @@ def _build(content: Mapping[str, Any]) -> CellCircuit:
     genes = pd.DataFrame.from_dict(dict(content["genes"]), orient="index")
     genes["intervention"] = genes.get("intervention", "")
     genes["intervention"] = genes["intervention"].fillna("")
-    edges = pd.DataFrame([{k: (math.nan if k == "weight" and v is None else v)
-                           for k, v in dict(e).items()} for e in content.get("edges", [])],
-                         columns=["source", "target", "weight", "sign"])
+    edges = pd.DataFrame(
+        [
+            {k: (math.nan if k == "weight" and v is None else v) for k, v in dict(e).items()}
+            for e in content.get("edges", [])
+        ],
+        columns=["source", "target", "weight", "sign"],
+    )
     state = {key: content[key] for key in ("name", *_NUMBERS) if key in content}
     return CellCircuit.from_dict({"genes": genes, "edges": edges, **state})
 
@@ -243,8 +271,9 @@ def read_design(path: str | os.PathLike[str]) -> CellCircuit:
     return design_from_json(content, str(path))
 
 
-def write_design(design: CellCircuit, path: str | os.PathLike[str], *,
-                 overwrite: bool = False) -> Path:
+def write_design(
+    design: CellCircuit, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
     """Write ``design`` as a design file (JSON; see the module docstring for its layout).
 
     Parameters

@@ -16,20 +16,25 @@ def _design(design: CellCircuit | str | None, preset_params: dict[str, Any]) -> 
 
     if isinstance(design, CellCircuit):
         if preset_params:
-            raise ValueError(f"{sorted(preset_params)}: preset parameters need design=<preset "
-                             "name>, not a CellCircuit")
+            raise ValueError(
+                f"{sorted(preset_params)}: preset parameters need design=<preset "
+                "name>, not a CellCircuit"
+            )
         return design
     if design is None:
         design = "romero2025"
     if isinstance(design, str):
         return presets.get(design, **preset_params)
-    raise TypeError(f"design: expected a CellCircuit or a preset name, got "
-                    f"{type(design).__name__}")
+    raise TypeError(f"design: expected a CellCircuit or a preset name, got {type(design).__name__}")
 
 
-def qsimcells_generator(design: CellCircuit | str | None = None, n_cells: int = 2000,
-                        *, preset_params: dict[str, Any] | None = None,
-                        **simulate_kwargs: Any) -> AnnData:
+def qsimcells_generator(
+    design: CellCircuit | str | None = None,
+    n_cells: int = 2000,
+    *,
+    preset_params: dict[str, Any] | None = None,
+    **simulate_kwargs: Any,
+) -> AnnData:
     """Cells from a design's quantum circuit (see :func:`qsimcells.sim.simulate`).
 
     ``design`` is a :class:`CellCircuit` or a preset name (default ``"romero2025"``) built with
@@ -40,9 +45,13 @@ def qsimcells_generator(design: CellCircuit | str | None = None, n_cells: int = 
     return adata
 
 
-def independent_generator(design: CellCircuit | str | None = None, n_cells: int = 2000,
-                          *, preset_params: dict[str, Any] | None = None,
-                          **simulate_kwargs: Any) -> AnnData:
+def independent_generator(
+    design: CellCircuit | str | None = None,
+    n_cells: int = 2000,
+    *,
+    preset_params: dict[str, Any] | None = None,
+    **simulate_kwargs: Any,
+) -> AnnData:
     """The classical control: the same design with every entangling gate removed, so each
     gene is an independent Bernoulli(sin^2(theta/2)) coin."""
     base = _design(design, dict(preset_params or {}))

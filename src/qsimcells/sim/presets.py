@@ -18,8 +18,12 @@ ROMERO2025_L1 = ((3, 5), (5, 7), (7, 0))
 ROMERO2025_L2 = ((2, 1),)
 
 
-def romero2025(interacting: bool = True, *, n_housekeeping: int = 50,
-               housekeeping: tuple[float, float] | None = None) -> CellCircuit:
+def romero2025(
+    interacting: bool = True,
+    *,
+    n_housekeeping: int = 50,
+    housekeeping: tuple[float, float] | None = None,
+) -> CellCircuit:
     """The paper's design (Romero et al., qSimCells).
 
     Ten genes ``g0..g9`` (CT1: g0-g4, CT2: g5-g9) with ``theta = pi * (0.2, 0.1, 0.4, 0.9, 0.8,
@@ -45,8 +49,11 @@ def romero2025(interacting: bool = True, *, n_housekeeping: int = 50,
         raise TypeError(f"interacting: expected True or False, got {interacting!r}")
     if housekeeping is None:
         housekeeping = (100.0, 5.0) if interacting else (80.0, 6.0)
-    elif (isinstance(housekeeping, (str, bytes)) or not isinstance(housekeeping, (tuple, list))
-          or len(housekeeping) != 2):
+    elif (
+        isinstance(housekeeping, (str, bytes))
+        or not isinstance(housekeeping, (tuple, list))
+        or len(housekeeping) != 2
+    ):
         raise TypeError(f"housekeeping: expected (mu, r) or None, got {housekeeping!r}")
     hk_mu, hk_r = housekeeping
     genes = [f"g{i}" for i in range(10)]
@@ -63,10 +70,18 @@ def romero2025(interacting: bool = True, *, n_housekeeping: int = 50,
     )
 
 
-def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = None,
-                   rng: RngLike = None, *, lr_fraction: float = 0.2,
-                   p_range: tuple[float, float] = (0.05, 0.95), mu_range: tuple[float, float]
-                   = (1.0, 10.0), r: float = 1.0, n_housekeeping: int = 50) -> CellCircuit:
+def random_network(
+    n_genes: int,
+    n_cell_types: int = 2,
+    n_edges: int | None = None,
+    rng: RngLike = None,
+    *,
+    lr_fraction: float = 0.2,
+    p_range: tuple[float, float] = (0.05, 0.95),
+    mu_range: tuple[float, float] = (1.0, 10.0),
+    r: float = 1.0,
+    n_housekeeping: int = 50,
+) -> CellCircuit:
     """A random design for benchmarks.
 
     Genes ``G0..`` are split as evenly as possible over cell types ``CT1..``; activation ``p`` is
@@ -88,8 +103,10 @@ def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = No
     n_genes = check_positive_int("n_genes", n_genes)
     n_cell_types = check_positive_int("n_cell_types", n_cell_types)
     if n_cell_types > n_genes:
-        raise ValueError(f"n_cell_types: {n_cell_types} cell types need at least as many genes, "
-                         f"got n_genes={n_genes}")
+        raise ValueError(
+            f"n_cell_types: {n_cell_types} cell types need at least as many genes, "
+            f"got n_genes={n_genes}"
+        )
     n_edges = n_genes if n_edges is None else n_edges
     if isinstance(n_edges, bool) or not isinstance(n_edges, (int, np.integer)) or n_edges < 0:
         raise ValueError(f"n_edges: expected an integer >= 0, got {n_edges!r}")
@@ -99,39 +116,53 @@ def random_network(n_genes: int, n_cell_types: int = 2, n_edges: int | None = No
     gen = as_generator(rng)
     names = [f"G{i}" for i in range(n_genes)]
     bounds = np.linspace(0, n_genes, n_cell_types + 1).round().astype(int)
-    cell_types = {f"CT{k + 1}": names[bounds[k]:bounds[k + 1]] for k in range(n_cell_types)}
+    cell_types = {f"CT{k + 1}": names[bounds[k] : bounds[k + 1]] for k in range(n_cell_types)}
     type_of = np.repeat(np.arange(n_cell_types), np.diff(bounds))
 
-    n_lr = int(round(n_edges * lr_fraction)) if n_cell_types > 1 else 0
-    edges = _random_pairs(gen, type_of, n_lr, cross=True) + \
-        _random_pairs(gen, type_of, n_edges - n_lr, cross=False)
+    n_lr = round(n_edges * lr_fraction) if n_cell_types > 1 else 0
+    edges = _random_pairs(gen, type_of, n_lr, cross=True) + _random_pairs(
+        gen, type_of, n_edges - n_lr, cross=False
+    )
     order = gen.permutation(len(edges))
     edges = [edges[i] for i in order]
     p = gen.uniform(*p_range, size=n_genes)
     mu = np.exp(gen.uniform(np.log(mu_range[0]), np.log(mu_range[1]), size=n_genes))
-    return CellCircuit(cell_types, p=p, edges=edges, mu=mu, r=r,
-                       n_housekeeping=n_housekeeping,
-                       name=f"random_network_{n_genes}g_{n_cell_types}t_{len(edges)}e")
+    return CellCircuit(
+        cell_types,
+        p=p,
+        edges=edges,
+        mu=mu,
+        r=r,
+        n_housekeeping=n_housekeeping,
+        name=f"random_network_{n_genes}g_{n_cell_types}t_{len(edges)}e",
+    )
 
 
-def random_dag(n_genes: int, n_cell_types: int = 1, n_edges: int | None = None,
-               rng: RngLike = None, *, p_range: tuple[float, float] = (0.05, 0.3),
-               regulator_p_range: tuple[float, float] = (0.7, 0.95),
-               mu_range: tuple[float, float] = (1.0, 10.0), r: float = 1.0,
-               n_housekeeping: int = 50) -> CellCircuit:
+def random_dag(
+    n_genes: int,
+    n_cell_types: int = 1,
+    n_edges: int | None = None,
+    rng: RngLike = None,
+    *,
+    p_range: tuple[float, float] = (0.05, 0.3),
+    regulator_p_range: tuple[float, float] = (0.7, 0.95),
+    mu_range: tuple[float, float] = (1.0, 10.0),
+    r: float = 1.0,
+    n_housekeeping: int = 50,
+) -> CellCircuit:
     """A random regulatory DAG with hubs, its gates in cascade order (for perturbation screens).
 
-    Gene ``Gi`` can only regulate genes ``Gj`` with ``j > i``. Each edge picks a target
-    uniformly and a source among the earlier genes with probability proportional to one plus
-    the source's current number of targets (preferential attachment, so a few regulators become
-    hubs, as transcription factors are). Gates run sorted by source gene: every edge into a gene
-    acts before any edge out of it, so the effect of a knockout reaches every descendant in the
-    graph (in :func:`random_network`'s random gate order it often does not). Regulators (genes
-    with targets) are active with ``p`` in ``regulator_p_range``, the other genes in
-    ``p_range``: with CX gates a target flips when its regulator is ON, so the response of a
-    single-regulator target to its regulator's knockout is ``(1 - 2 p_target) P(regulator ON)``,
-    largest for active regulators of rarely-ON targets. Genes are split evenly over cell types ``CT1..``; an edge
-    across types is a ligand-receptor edge.
+    Gene ``Gi`` can only regulate genes ``Gj`` with ``j > i``. Each edge picks a target uniformly
+    and a source among the earlier genes with probability proportional to one plus the source's
+    current number of targets (preferential attachment, so a few regulators become hubs, as
+    transcription factors are). Gates run sorted by source gene: every edge into a gene acts before
+    any edge out of it, so the effect of a knockout reaches every descendant in the graph (in
+    :func:`random_network`'s random gate order it often does not). Regulators (genes with targets)
+    are active with ``p`` in ``regulator_p_range``, the other genes in ``p_range``: with CX gates a
+    target flips when its regulator is ON, so the response of a single-regulator target to its
+    regulator's knockout is ``(1 - 2 p_target) P(regulator ON)``, largest for active regulators of
+    rarely-ON targets. Genes are split evenly over cell types ``CT1..``; an edge across types is a
+    ligand-receptor edge.
 
     Parameters
     ----------
@@ -157,21 +188,25 @@ def random_dag(n_genes: int, n_cell_types: int = 1, n_edges: int | None = None,
         raise ValueError(f"n_genes: a regulatory DAG needs at least 2 genes, got {n_genes}")
     n_cell_types = check_positive_int("n_cell_types", n_cell_types)
     if n_cell_types > n_genes:
-        raise ValueError(f"n_cell_types: {n_cell_types} cell types need at least as many genes, "
-                         f"got n_genes={n_genes}")
+        raise ValueError(
+            f"n_cell_types: {n_cell_types} cell types need at least as many genes, "
+            f"got n_genes={n_genes}"
+        )
     n_edges = n_genes if n_edges is None else n_edges
     if isinstance(n_edges, bool) or not isinstance(n_edges, (int, np.integer)) or n_edges < 0:
         raise ValueError(f"n_edges: expected an integer >= 0, got {n_edges!r}")
     if n_edges > n_genes * (n_genes - 1) // 2:
-        raise ValueError(f"n_edges: {n_edges} edges requested but a DAG on {n_genes} genes has "
-                         f"at most {n_genes * (n_genes - 1) // 2}")
+        raise ValueError(
+            f"n_edges: {n_edges} edges requested but a DAG on {n_genes} genes has "
+            f"at most {n_genes * (n_genes - 1) // 2}"
+        )
     p_range = _check_range("p_range", p_range, 0.0, 1.0)
     regulator_p_range = _check_range("regulator_p_range", regulator_p_range, 0.0, 1.0)
     mu_range = _check_range("mu_range", mu_range, 0.0, 1e6, low_open=True)
     gen = as_generator(rng)
     names = [f"G{i}" for i in range(n_genes)]
     bounds = np.linspace(0, n_genes, n_cell_types + 1).round().astype(int)
-    cell_types = {f"CT{k + 1}": names[bounds[k]:bounds[k + 1]] for k in range(n_cell_types)}
+    cell_types = {f"CT{k + 1}": names[bounds[k] : bounds[k + 1]] for k in range(n_cell_types)}
 
     max_pairs = n_genes * (n_genes - 1) // 2
     chosen: set[tuple[int, int]] = set()
@@ -193,36 +228,51 @@ def random_dag(n_genes: int, n_cell_types: int = 1, n_edges: int | None = None,
     p = gen.uniform(*p_range, size=n_genes)
     p[regulator] = gen.uniform(*regulator_p_range, size=int(regulator.sum()))
     mu = np.exp(gen.uniform(np.log(mu_range[0]), np.log(mu_range[1]), size=n_genes))
-    return CellCircuit(cell_types, p=p, edges=edges, mu=mu, r=r, n_housekeeping=n_housekeeping,
-                       name=f"random_dag_{n_genes}g_{n_cell_types}t_{len(edges)}e")
+    return CellCircuit(
+        cell_types,
+        p=p,
+        edges=edges,
+        mu=mu,
+        r=r,
+        n_housekeeping=n_housekeeping,
+        name=f"random_dag_{n_genes}g_{n_cell_types}t_{len(edges)}e",
+    )
 
 
-def _check_range(field: str, value: Any, low: float, high: float, low_open: bool = False
-                 ) -> tuple[float, float]:
+def _check_range(
+    field: str, value: Any, low: float, high: float, low_open: bool = False
+) -> tuple[float, float]:
     if isinstance(value, str) or np.ndim(value) != 1 or len(value) != 2:
         raise ValueError(f"{field}: expected (low, high), got {value!r}")
-    lo, hi = (check_finite(f"{field}[{i}]", v, low=low, high=high, low_open=low_open)
-              for i, v in enumerate(value))
+    lo, hi = (
+        check_finite(f"{field}[{i}]", v, low=low, high=high, low_open=low_open)
+        for i, v in enumerate(value)
+    )
     if lo > hi:
         raise ValueError(f"{field}: low {lo} is above high {hi}")
     return lo, hi
 
 
-def _random_pairs(gen: np.random.Generator, type_of: np.ndarray, n: int, cross: bool
-                  ) -> list[tuple[int, int]]:
+def _random_pairs(
+    gen: np.random.Generator, type_of: np.ndarray, n: int, cross: bool
+) -> list[tuple[int, int]]:
     """``n`` distinct ordered pairs (control != target) within or across cell types."""
     n_genes = type_of.size
-    available = int(sum(((type_of == t).sum() * ((type_of != t).sum() if cross
-                                                 else (type_of == t).sum() - 1))
-                        for t in np.unique(type_of)))
+    available = int(
+        sum(
+            ((type_of == t).sum() * ((type_of != t).sum() if cross else (type_of == t).sum() - 1))
+            for t in np.unique(type_of)
+        )
+    )
     if n > available:
         kind = "ligand-receptor" if cross else "regulation"
-        raise ValueError(f"n_edges: {n} {kind} edges requested but only {available} distinct "
-                         "pairs exist")
+        raise ValueError(
+            f"n_edges: {n} {kind} edges requested but only {available} distinct pairs exist"
+        )
     chosen: set[tuple[int, int]] = set()
     while len(chosen) < n:
         a, b = gen.integers(n_genes, size=(2, 2 * (n - len(chosen)) + 8))
-        for s, t in zip(a.tolist(), b.tolist()):
+        for s, t in zip(a.tolist(), b.tolist(), strict=True):
             if s != t and (type_of[s] != type_of[t]) == cross and (s, t) not in chosen:
                 chosen.add((s, t))
                 if len(chosen) == n:
@@ -287,4 +337,3 @@ def from_spec(spec: str) -> CellCircuit:
     if "rng" in signature.parameters and "rng" not in bound.arguments:
         bound.arguments["rng"] = 0
     return func(*bound.args, **bound.kwargs)
-

@@ -39,8 +39,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCREEN_PRESETS", "downstream_genes", "exact_activation", "perturbation_screen",
-           "preset_screen", "true_response"]
+__all__ = [
+    "SCREEN_PRESETS",
+    "downstream_genes",
+    "exact_activation",
+    "perturbation_screen",
+    "preset_screen",
+    "true_response",
+]
 
 EXACT_METHODS = ("auto", "affine", "statevector", "cone")
 #: a gene whose exact activation moves by less than this counts as unchanged (float round-off)
@@ -58,18 +64,21 @@ def _edge_arrays(design: CellCircuit) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Source qubits, target qubits and repression flags of the edges, in gate order."""
     qubit = {g: i for i, g in enumerate(design.gene_names)}
     edges = design.edges
-    return (np.array([qubit[g] for g in edges["source"]], dtype=np.int64),
-            np.array([qubit[g] for g in edges["target"]], dtype=np.int64),
-            (edges["sign"] == "repression").to_numpy())
+    return (
+        np.array([qubit[g] for g in edges["source"]], dtype=np.int64),
+        np.array([qubit[g] for g in edges["target"]], dtype=np.int64),
+        (edges["sign"] == "repression").to_numpy(),
+    )
 
 
-def _affine_activation(p_on: np.ndarray, sources: np.ndarray, targets: np.ndarray,
-                       repression: np.ndarray) -> np.ndarray:
+def _affine_activation(
+    p_on: np.ndarray, sources: np.ndarray, targets: np.ndarray, repression: np.ndarray
+) -> np.ndarray:
     """Exact P(ON) of a CX-only circuit: each bit is an XOR of basal coins (module notes)."""
     n = p_on.size
     support = np.eye(n, dtype=bool)  # support[i, j]: bit i XORs in basal coin j
     flipped = np.zeros(n, dtype=bool)  # constant term of bit i
-    for s, t, rep in zip(sources.tolist(), targets.tolist(), repression.tolist()):
+    for s, t, rep in zip(sources.tolist(), targets.tolist(), repression.tolist(), strict=True):
         support[t] ^= support[s]
         # an open control (repression) fires when the source is OFF: t ^= (1 xor s)
         flipped[t] ^= flipped[s] ^ rep
@@ -112,8 +121,10 @@ def _classical_obstacle(design: CellCircuit) -> str | None:
     read: set[str] = set()
     for k, edge in enumerate(design.edges.itertuples(index=False)):
         if not math.isnan(edge.weight) and edge.target in read:
-            return (f"edge {k} ({edge.source} -> {edge.target}) is a CRY on a gene that an "
-                    "earlier gate already read as a control")
+            return (
+                f"edge {k} ({edge.source} -> {edge.target}) is a CRY on a gene that an "
+                "earlier gate already read as a control"
+            )
         read.add(edge.source)
     return None
 
@@ -130,8 +141,9 @@ def _ancestor_edges(edges: pd.DataFrame, gene: str) -> tuple[list[str], pd.DataF
     return sorted(cone), edges[keep]
 
 
-def exact_activation(design: CellCircuit, *, method: str = "auto", max_qubits: int = 20
-                     ) -> pd.Series:
+def exact_activation(
+    design: CellCircuit, *, method: str = "auto", max_qubits: int = 20
+) -> pd.Series:
     """Exact probability that each circuit gene is ON after every gate (its measured bit).
 
     Parameters
@@ -159,32 +171,39 @@ def exact_activation(design: CellCircuit, *, method: str = "auto", max_qubits: i
     edges = design.edges
     cx_only = bool(edges["weight"].isna().all())
     if method == "auto":
-        method = ("affine" if cx_only else
-                  "statevector" if design.n_qubits <= max_qubits else "cone")
+        method = "affine" if cx_only else "statevector" if design.n_qubits <= max_qubits else "cone"
     genes = design.gene_names
     if method == "affine":
         if not cx_only:
-            raise ValueError("method: 'affine' needs every edge to be a CX (no weight); this "
-                             "design has CRY edges, use 'statevector' or 'cone'")
+            raise ValueError(
+                "method: 'affine' needs every edge to be a CX (no weight); this "
+                "design has CRY edges, use 'statevector' or 'cone'"
+            )
         values = _affine_activation(design.genes["p_on"].to_numpy(), *_edge_arrays(design))
     elif method == "statevector":
         if design.n_qubits > max_qubits:
-            raise ValueError(f"method: 'statevector' of {design.n_qubits} genes exceeds "
-                             f"max_qubits={max_qubits}; use 'cone' (or 'affine' for CX-only "
-                             "designs)")
+            raise ValueError(
+                f"method: 'statevector' of {design.n_qubits} genes exceeds "
+                f"max_qubits={max_qubits}; use 'cone' (or 'affine' for CX-only "
+                "designs)"
+            )
         values = _on_probabilities(_circuit(design, genes, edges))
     else:
         obstacle = _classical_obstacle(design)
         if obstacle:
-            raise ValueError(f"method: 'cone' needs a design that is a classical program, but "
-                             f"{obstacle}; only 'statevector' is exact here (at most "
-                             f"max_qubits={max_qubits} genes)")
+            raise ValueError(
+                f"method: 'cone' needs a design that is a classical program, but "
+                f"{obstacle}; only 'statevector' is exact here (at most "
+                f"max_qubits={max_qubits} genes)"
+            )
         values = np.empty(len(genes))
         for i, gene in enumerate(genes):
             cone, sub = _ancestor_edges(edges, gene)
             if len(cone) > max_qubits:
-                raise ValueError(f"method: 'cone': gene {gene!r} has {len(cone)} ancestor "
-                                 f"genes, more than max_qubits={max_qubits}")
+                raise ValueError(
+                    f"method: 'cone': gene {gene!r} has {len(cone)} ancestor "
+                    f"genes, more than max_qubits={max_qubits}"
+                )
             values[i] = _on_probabilities(_circuit(design, cone, sub))[cone.index(gene)]
     out = pd.Series(np.clip(values, 0.0, 1.0), index=pd.Index(genes, name="gene"), name="p_on")
     out.attrs["method"] = method
@@ -215,8 +234,9 @@ def downstream_genes(design: CellCircuit, genes: str | Iterable[str]) -> list[st
         raise ValueError("genes: give at least one gene")
     unknown = [g for g in held if g not in design.gene_names]
     if unknown:
-        raise ValueError(f"genes: unknown circuit genes {unknown}; circuit genes: "
-                         f"{_short(design.gene_names)}")
+        raise ValueError(
+            f"genes: unknown circuit genes {unknown}; circuit genes: {_short(design.gene_names)}"
+        )
     reached = set(held)
     for edge in design.edges.itertuples(index=False):
         if edge.source in reached and edge.target not in held:
@@ -240,43 +260,55 @@ def _graph_descendants(design: CellCircuit, genes: list[str]) -> set[str]:
 
 
 # -- the screen --------------------------------------------------------------------------------
-def _parse_perturbations(design: CellCircuit, perturbations: Any, kind: str, control: str
-                         ) -> list[tuple[str, str, list[str]]]:
+def _parse_perturbations(
+    design: CellCircuit, perturbations: Any, kind: str, control: str
+) -> list[tuple[str, str, list[str]]]:
     """``(label, kind, genes)`` per perturbation; a label ``"G1+G5"`` is a combination."""
     check_choice("kind", kind, INTERVENTIONS)
     if isinstance(perturbations, str):
-        raise TypeError("perturbations: expected a list of gene names or a mapping gene -> "
-                        f"'knockout' | 'overexpress', got the string {perturbations!r} (wrap "
-                        "a single perturbation in a list)")
+        raise TypeError(
+            "perturbations: expected a list of gene names or a mapping gene -> "
+            f"'knockout' | 'overexpress', got the string {perturbations!r} (wrap "
+            "a single perturbation in a list)"
+        )
     if isinstance(perturbations, Mapping):
         items = list(perturbations.items())
     elif isinstance(perturbations, Iterable):
         items = [(label, kind) for label in perturbations]
     else:
-        raise TypeError("perturbations: expected a list of gene names or a mapping gene -> "
-                        f"'knockout' | 'overexpress', got {type(perturbations).__name__}")
+        raise TypeError(
+            "perturbations: expected a list of gene names or a mapping gene -> "
+            f"'knockout' | 'overexpress', got {type(perturbations).__name__}"
+        )
     if not items:
         raise ValueError("perturbations: give at least one perturbation")
     known = set(design.gene_names)
     out, seen = [], set()
     for i, (label, what) in enumerate(items):
-        where = f"perturbations[{label!r}]" if isinstance(perturbations, Mapping) else \
-            f"perturbations[{i}]"
+        where = (
+            f"perturbations[{label!r}]"
+            if isinstance(perturbations, Mapping)
+            else f"perturbations[{i}]"
+        )
         if not isinstance(label, str) or not label:
-            raise TypeError(f"{where}: expected a gene name (or 'G1+G2' for a combination), "
-                            f"got {label!r}")
+            raise TypeError(
+                f"{where}: expected a gene name (or 'G1+G2' for a combination), got {label!r}"
+            )
         check_choice(where, what, INTERVENTIONS)
         if label == control:
-            raise ValueError(f"{where}: {label!r} is the control label; choose another "
-                             "control name")
+            raise ValueError(
+                f"{where}: {label!r} is the control label; choose another control name"
+            )
         if label in seen:
             raise ValueError(f"{where}: {label!r} is listed twice")
         seen.add(label)
         genes = label.split("+")
         unknown = [g for g in genes if g not in known]
         if unknown:
-            raise ValueError(f"{where}: unknown circuit gene(s) {unknown} in {label!r}; "
-                             f"circuit genes: {_short(design.gene_names)}")
+            raise ValueError(
+                f"{where}: unknown circuit gene(s) {unknown} in {label!r}; "
+                f"circuit genes: {_short(design.gene_names)}"
+            )
         if len(set(genes)) != len(genes):
             raise ValueError(f"{where}: {label!r} repeats a gene")
         out.append((label, what, genes))
@@ -370,13 +402,18 @@ def perturbation_screen(
     n_control = n_cells if n_control is None else check_positive_int("n_control", n_control)
     check_choice("response_method", response_method, EXACT_METHODS)
     if "batches" in simulate_kwargs:
-        raise ValueError("batches: not supported in a screen (each perturbation's run would "
-                         "draw its own batch factors); simulate batches of a screen's cells "
-                         "separately")
-    runs = [(control, "control", [])] + _parse_perturbations(design, perturbations, kind,
-                                                              control)
-    logger.info("perturbation_screen: %d perturbations x %d niches, %d control niches",
-                len(runs) - 1, n_cells, n_control)
+        raise ValueError(
+            "batches: not supported in a screen (each perturbation's run would "
+            "draw its own batch factors); simulate batches of a screen's cells "
+            "separately"
+        )
+    runs = [(control, "control", []), *_parse_perturbations(design, perturbations, kind, control)]
+    logger.info(
+        "perturbation_screen: %d perturbations x %d niches, %d control niches",
+        len(runs) - 1,
+        n_cells,
+        n_control,
+    )
 
     root = seed_sequence(rng)
     root = np.random.SeedSequence(root.entropy, spawn_key=root.spawn_key)  # fresh counter
@@ -385,12 +422,17 @@ def perturbation_screen(
     blocks, p_on, down, graph_down, table = [], {}, {}, {}, []
     method_used = None
     genes = design.gene_names
-    for (label, what, held), seed in tqdm(list(zip(runs, seeds)), desc="perturbation_screen",
-                                          unit="perturbation",
-                                          disable=(not progress) if progress is not None
-                                          else None):
-        run_design = design if what == "control" else (
-            design.knockout(held) if what == "knockout" else design.overexpress(held))
+    for (label, what, held), seed in tqdm(
+        list(zip(runs, seeds, strict=True)),
+        desc="perturbation_screen",
+        unit="perturbation",
+        disable=(not progress) if progress is not None else None,
+    ):
+        run_design = (
+            design
+            if what == "control"
+            else (design.knockout(held) if what == "knockout" else design.overexpress(held))
+        )
         truth = exact_activation(run_design, method=response_method)
         method_used = method_used or truth.attrs["method"]
         p_on[label] = truth.to_numpy()
@@ -405,14 +447,22 @@ def perturbation_screen(
             graph_down[label] = np.isin(genes, sorted(_graph_descendants(design, held)))
         changed = np.abs(p_on[label] - p_on[control]) > CHANGE_TOL
         changed[np.isin(genes, held)] = False
-        table.append({"perturbation": label, "kind": what, "genes": "+".join(held),
-                      "n_cells": n_niches, "n_obs": adata.n_obs, "n_downstream": len(reach),
-                      "n_changed": int(changed.sum())})
+        table.append(
+            {
+                "perturbation": label,
+                "kind": what,
+                "genes": "+".join(held),
+                "n_cells": n_niches,
+                "n_obs": adata.n_obs,
+                "n_downstream": len(reach),
+                "n_changed": int(changed.sum()),
+            }
+        )
 
     labels = [label for label, _, _ in runs]
     kinds = [what for _, what, _ in runs]
     obs_parts, offset = [], 0
-    for adata, label, what in zip(blocks, labels, kinds):
+    for adata, label, what in zip(blocks, labels, kinds, strict=True):
         obs = adata.obs.copy()
         obs["niche"] = obs["niche"].to_numpy() + offset
         offset += int(adata.uns["qsimcells"]["n_cells"])
@@ -423,20 +473,21 @@ def perturbation_screen(
     obs = pd.concat(obs_parts)
     if not obs.index.is_unique:  # a label like "G1_CT1" could collide with "G1" + "_CT1_0"
         obs.index = pd.Index([f"{name}-{i}" for i, name in enumerate(obs.index)])
-    obs["cell_type"] = pd.Categorical(obs["cell_type"].astype(str),
-                                      categories=list(design.cell_types))
+    obs["cell_type"] = pd.Categorical(
+        obs["cell_type"].astype(str), categories=list(design.cell_types)
+    )
     obs["perturbation"] = pd.Categorical(obs["perturbation"], categories=labels)
     obs["perturbation_kind"] = pd.Categorical(
-        obs["perturbation_kind"], categories=[k for k in ("control", *INTERVENTIONS)
-                                              if k in set(kinds)])
+        obs["perturbation_kind"],
+        categories=[k for k in ("control", *INTERVENTIONS) if k in set(kinds)],
+    )
 
     import anndata as ad
 
     record = dict(blocks[0].uns["qsimcells"])
     entropy = root.entropy
     record["generator"] = "perturbation_screen"
-    record["seed"] = int(entropy) if isinstance(entropy, int) and entropy < 2**63 else \
-        str(entropy)
+    record["seed"] = int(entropy) if isinstance(entropy, int) and entropy < 2**63 else str(entropy)
     perturbed = labels[1:]
     screen = {
         "control": control,
@@ -446,15 +497,21 @@ def perturbation_screen(
         "method": method_used,
         "design": design.to_dict(),
         "perturbations": pd.DataFrame(table).set_index("perturbation"),
-        "p_on": pd.DataFrame(np.vstack([p_on[k] for k in labels]),
-                             index=pd.Index(labels, name="perturbation"),
-                             columns=pd.Index(genes)),
-        "downstream": pd.DataFrame(np.vstack([down[k] for k in perturbed]),
-                                   index=pd.Index(perturbed, name="perturbation"),
-                                   columns=pd.Index(genes)),
-        "graph_descendant": pd.DataFrame(np.vstack([graph_down[k] for k in perturbed]),
-                                         index=pd.Index(perturbed, name="perturbation"),
-                                         columns=pd.Index(genes)),
+        "p_on": pd.DataFrame(
+            np.vstack([p_on[k] for k in labels]),
+            index=pd.Index(labels, name="perturbation"),
+            columns=pd.Index(genes),
+        ),
+        "downstream": pd.DataFrame(
+            np.vstack([down[k] for k in perturbed]),
+            index=pd.Index(perturbed, name="perturbation"),
+            columns=pd.Index(genes),
+        ),
+        "graph_descendant": pd.DataFrame(
+            np.vstack([graph_down[k] for k in perturbed]),
+            index=pd.Index(perturbed, name="perturbation"),
+            columns=pd.Index(genes),
+        ),
     }
     return ad.AnnData(
         X=sparse.vstack([a.X for a in blocks], format="csr"),
@@ -487,8 +544,10 @@ def true_response(adata: AnnData, *, delta: bool = True) -> pd.DataFrame:
         raise TypeError(f"adata: expected an AnnData, got {type(adata).__name__}")
     screen = adata.uns.get("perturbation_screen")
     if not isinstance(screen, Mapping) or "p_on" not in screen:
-        raise ValueError("adata: uns['perturbation_screen'] not found; make the screen with "
-                         "qs.sim.perturbation_screen")
+        raise ValueError(
+            "adata: uns['perturbation_screen'] not found; make the screen with "
+            "qs.sim.perturbation_screen"
+        )
     p_on = pd.DataFrame(screen["p_on"])
     if not delta:
         return p_on
@@ -530,9 +589,15 @@ def preset_screen(name: str = "random_200") -> tuple[CellCircuit, list[str]]:
     strength = []
     for g in regulators.tolist():  # a knockout: p_on = 0 and the edges into the gene dropped
         keep = targets != g
-        moved = np.abs(_affine_activation(np.where(np.arange(p_on.size) == g, 0.0, p_on),
-                                          sources[keep], targets[keep], repression[keep])
-                       - base)
+        moved = np.abs(
+            _affine_activation(
+                np.where(np.arange(p_on.size) == g, 0.0, p_on),
+                sources[keep],
+                targets[keep],
+                repression[keep],
+            )
+            - base
+        )
         moved[g] = 0.0
         strength.append(moved.sum())
     if len(regulators) < n_perturbations:  # pragma: no cover - fixed presets have enough

@@ -15,12 +15,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .._utils import (RngLike, check_choice, check_finite, check_positive_int, child_seeds,
-                      seed_sequence)
+from .._utils import (
+    RngLike,
+    check_choice,
+    check_finite,
+    check_positive_int,
+    child_seeds,
+    seed_sequence,
+)
 from .._version import __version__
 from ._csr import CSRBuilder, index_dtype
-from .counts import NBTable, nb_with_effects
 from .calibrate import CalibratedDesign
+from .counts import NBTable, nb_with_effects
 from .design import CellCircuit
 from .tissue import Tissue
 
@@ -58,8 +64,8 @@ class _Layout:
         self.width = max(last - first for first, last in self.spans) + self.n_extra
         self.columns = np.zeros((len(self.types), self.width), dtype=np.int32)
         for k, (first, last) in enumerate(self.spans):
-            own = np.r_[first:last, self.n_circuit:self.n_vars]
-            self.columns[k, :own.size] = own
+            own = np.r_[first:last, self.n_circuit : self.n_vars]
+            self.columns[k, : own.size] = own
         self.p_on = genes["p_on"].to_numpy()
         self._tiled = np.empty(0, dtype=np.int32)
 
@@ -74,25 +80,28 @@ class _Layout:
         """``(shots, types, width)`` mask of the entries each cell of each niche expresses."""
         mask = np.zeros((bits.shape[0], len(self.types), self.width), dtype=bool)
         for k, (first, last) in enumerate(self.spans):
-            mask[:, k, :last - first] = bits[:, first:last]
-            mask[:, k, last - first:last - first + self.n_extra] = True
+            mask[:, k, : last - first] = bits[:, first:last]
+            mask[:, k, last - first : last - first + self.n_extra] = True
         return mask
 
     def var(self) -> pd.DataFrame:
         genes = self.design.genes
         hk, bg = self.design.housekeeping, self.design.background
-        names = (self.design.gene_names + self.design.housekeeping_names
-                 + self.design.background_names)
+        names = (
+            self.design.gene_names + self.design.housekeeping_names + self.design.background_names
+        )
         kinds = ["housekeeping"] * hk.n + ["background"] * bg.n
         extra = self.n_extra
         return pd.DataFrame(
             {
                 "cell_type": pd.Categorical(
                     list(genes["cell_type"]) + kinds,
-                    categories=self.types + [k for k in ("housekeeping", "background")
-                                             if k in kinds]),
-                "housekeeping": np.r_[np.zeros(self.n_circuit, bool), np.ones(hk.n, bool),
-                                      np.zeros(bg.n, bool)],
+                    categories=self.types
+                    + [k for k in ("housekeeping", "background") if k in kinds],
+                ),
+                "housekeeping": np.r_[
+                    np.zeros(self.n_circuit, bool), np.ones(hk.n, bool), np.zeros(bg.n, bool)
+                ],
                 "background": np.r_[np.zeros(self.n_circuit + hk.n, bool), np.ones(bg.n, bool)],
                 "qubit": np.r_[genes["qubit"].to_numpy(), np.full(extra, -1)],
                 "theta": np.r_[genes["theta"].to_numpy(), np.full(extra, np.nan)],
@@ -108,14 +117,15 @@ class _Layout:
 def _check_calibrated_options(**given: Any) -> None:
     """A fitted design brings its own library sizes and cell-type shares: refuse the
     options that would contradict them, or that it cannot take."""
-    default = {"library_size": None, "tissue": None, "engine": "memory",
-               "sampler_options": None}
+    default = {"library_size": None, "tissue": None, "engine": "memory", "sampler_options": None}
     wrong = sorted(k for k, v in given.items() if k not in default or v != default[k])
     if wrong:
-        raise ValueError(f"{wrong[0]}: not available for a fitted design (qs.sim.fit_design): "
-                         "it brings its own library sizes and cell-type shares and runs in "
-                         "memory; allowed: n_cells, sampler, rng, batches, batch_scale, "
-                         "chunk_size, progress")
+        raise ValueError(
+            f"{wrong[0]}: not available for a fitted design (qs.sim.fit_design): "
+            "it brings its own library sizes and cell-type shares and runs in "
+            "memory; allowed: n_cells, sampler, rng, batches, batch_scale, "
+            "chunk_size, progress"
+        )
 
 
 def _check_library_size(value: Any, types: list[str]) -> float | dict[str, float] | None:
@@ -127,10 +137,11 @@ def _check_library_size(value: Any, types: list[str]) -> float | dict[str, float
         unknown = sorted(set(value) - set(types))
         missing = [t for t in types if t not in value]
         if unknown or missing:
-            raise ValueError(f"library_size: a mapping needs one sd per cell type {types}; "
-                             f"unknown {unknown}, missing {missing}")
-        return {t: check_finite(f"library_size[{t!r}]", value[t], low=0.0, high=2.0)
-                for t in types}
+            raise ValueError(
+                f"library_size: a mapping needs one sd per cell type {types}; "
+                f"unknown {unknown}, missing {missing}"
+            )
+        return {t: check_finite(f"library_size[{t!r}]", value[t], low=0.0, high=2.0) for t in types}
     return check_finite("library_size", value, low=0.0, high=2.0)
 
 
@@ -139,14 +150,20 @@ def _check_batches(batches: Any) -> list[str] | None:
         return None
     if isinstance(batches, (int, np.integer)) and not isinstance(batches, bool):
         return [f"batch{i}" for i in range(check_positive_int("batches", batches))]
-    if isinstance(batches, (Sequence, np.ndarray)) and not isinstance(batches, str) \
-            and np.ndim(batches) == 1 and len(batches) > 0:
+    if (
+        isinstance(batches, (Sequence, np.ndarray))
+        and not isinstance(batches, str)
+        and np.ndim(batches) == 1
+        and len(batches) > 0
+    ):
         names = [str(b) for b in batches]
         if len(set(names)) != len(names):
             raise ValueError(f"batches: batch names must be unique, got {names}")
         return names
-    raise ValueError(f"batches: expected None, a number of batches >= 1 or a list of batch "
-                     f"names, got {batches!r}")
+    raise ValueError(
+        f"batches: expected None, a number of batches >= 1 or a list of batch "
+        f"names, got {batches!r}"
+    )
 
 
 ENGINES = ("memory", "dask")
@@ -229,19 +246,40 @@ def simulate(
     """
     check_choice("engine", engine, ENGINES)
     if isinstance(design, CalibratedDesign):
-        _check_calibrated_options(library_size=library_size, tissue=tissue, engine=engine,
-                                  sampler_options=sampler_options, **sampler_kwargs)
-        return design.simulate(n_cells, rng=rng, sampler=sampler, batches=batches,
-                               batch_scale=batch_scale, chunk_size=chunk_size, progress=progress)
-    run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
-                     batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
-                     sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
-                     for_workers=engine == "dask", tissue=tissue)
+        _check_calibrated_options(
+            library_size=library_size,
+            tissue=tissue,
+            engine=engine,
+            sampler_options=sampler_options,
+            **sampler_kwargs,
+        )
+        return design.simulate(
+            n_cells,
+            rng=rng,
+            sampler=sampler,
+            batches=batches,
+            batch_scale=batch_scale,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    run = Simulation(
+        design,
+        n_cells,
+        sampler=sampler,
+        rng=rng,
+        batches=batches,
+        batch_scale=batch_scale,
+        library_size=library_size,
+        chunk_size=chunk_size,
+        sampler_options=sampler_options,
+        sampler_kwargs=sampler_kwargs,
+        for_workers=engine == "dask",
+        tissue=tissue,
+    )
     return _as_anndata(run, engine, progress)
 
 
-def _as_anndata(run: Simulation, engine: str = "memory",
-                progress: bool | None = None) -> AnnData:
+def _as_anndata(run: Simulation, engine: str = "memory", progress: bool | None = None) -> AnnData:
     """The data of a prepared simulation, in memory or as lazy dask arrays."""
     import anndata as ad
 
@@ -252,8 +290,15 @@ def _as_anndata(run: Simulation, engine: str = "memory",
     else:
         X, binary = run.in_memory(progress)
     obsm, obsp = run.cell_annotations()
-    return ad.AnnData(X=X, obs=run.obs(), var=run.layout.var(), layers={"binary": binary},
-                      obsm=obsm or None, obsp=obsp or None, uns={"qsimcells": run.uns()})
+    return ad.AnnData(
+        X=X,
+        obs=run.obs(),
+        var=run.layout.var(),
+        layers={"binary": binary},
+        obsm=obsm or None,
+        obsp=obsp or None,
+        uns={"qsimcells": run.uns()},
+    )
 
 
 class Simulation:
@@ -267,13 +312,23 @@ class Simulation:
     a column share the factor; default: a column of its own).
     """
 
-    def __init__(self, design: CellCircuit, n_cells: int, *, sampler: str = "auto",
-                 rng: RngLike = None, batches: int | Sequence[str] | None = None,
-                 batch_scale: float = 0.3, library_size: float | dict[str, float] | None = None,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 sampler_options: dict[str, Any] | None = None,
-                 sampler_kwargs: dict[str, Any] | None = None, for_workers: bool = False,
-                 tissue: Tissue | None = None, batch_columns: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        design: CellCircuit,
+        n_cells: int,
+        *,
+        sampler: str = "auto",
+        rng: RngLike = None,
+        batches: int | Sequence[str] | None = None,
+        batch_scale: float = 0.3,
+        library_size: float | dict[str, float] | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        sampler_options: dict[str, Any] | None = None,
+        sampler_kwargs: dict[str, Any] | None = None,
+        for_workers: bool = False,
+        tissue: Tissue | None = None,
+        batch_columns: np.ndarray | None = None,
+    ) -> None:
         from ..samplers import resolve_sampler
 
         if not isinstance(design, CellCircuit):
@@ -287,17 +342,21 @@ class Simulation:
         if sampler_options is not None and not isinstance(sampler_options, dict):
             raise TypeError("sampler_options: expected a dict of options or None")
         if sampler_kwargs and sampler == "auto":  # most likely a misspelt argument of simulate
-            raise TypeError(f"simulate: unexpected keyword argument(s) {sorted(sampler_kwargs)}; "
-                            "other keywords are sampler options, which need a named sampler "
-                            "(e.g. sampler='aer')")
+            raise TypeError(
+                f"simulate: unexpected keyword argument(s) {sorted(sampler_kwargs)}; "
+                "other keywords are sampler options, which need a named sampler "
+                "(e.g. sampler='aer')"
+            )
         twice = sorted(set(sampler_options or {}) & set(sampler_kwargs))
         if twice:
-            raise ValueError(f"sampler_options: {twice} also given as keyword arguments; give "
-                             "each option once")
+            raise ValueError(
+                f"sampler_options: {twice} also given as keyword arguments; give each option once"
+            )
         options = {**(sampler_options or {}), **sampler_kwargs}
         if tissue is not None and not isinstance(tissue, Tissue):
-            raise TypeError(f"tissue: expected a qs.sim.Tissue or None, got "
-                            f"{type(tissue).__name__}")
+            raise TypeError(
+                f"tissue: expected a qs.sim.Tissue or None, got {type(tissue).__name__}"
+            )
         if for_workers:
             _check_runs_in_workers(sampler)
 
@@ -306,8 +365,12 @@ class Simulation:
         self.sampler, self.info = resolve_sampler(self.circuit, sampler=sampler, **options)
         if for_workers:
             _check_pickles(self.sampler, self.info.name)
-        logger.info("simulate: %d cells per type with sampler %r (%s)", self.n_cells,
-                    self.info.name, self.info.reason)
+        logger.info(
+            "simulate: %d cells per type with sampler %r (%s)",
+            self.n_cells,
+            self.info.name,
+            self.info.reason,
+        )
 
         self.root = seed_sequence(rng)
         setup_seq, *self.chunk_seeds = child_seeds(self.root, 1 + self.n_chunks)
@@ -319,22 +382,35 @@ class Simulation:
         batch_of_niche = setup.integers(len(names), size=self.n_cells) if names else None
         # one factor per gene: a fitted design's qubits of one gene share their column
         columns = np.arange(self.layout.n_vars) if batch_columns is None else batch_columns
-        batch_factor = (np.exp(setup.normal(0.0, self.batch_scale,
-                                            size=(len(names), int(columns.max()) + 1)))[:, columns]
-                        if names else None)
-        sd = (np.array([library_size[t] for t in self.layout.types])
-              if isinstance(library_size, dict) else library_size)
-        size_factor = (np.exp(setup.normal(-sd**2 / 2, sd, size=(self.n_cells, n_types)))
-                       if library_size is not None else None)
+        batch_factor = (
+            np.exp(setup.normal(0.0, self.batch_scale, size=(len(names), int(columns.max()) + 1)))[
+                :, columns
+            ]
+            if names
+            else None
+        )
+        sd = (
+            np.array([library_size[t] for t in self.layout.types])
+            if isinstance(library_size, dict)
+            else library_size
+        )
+        size_factor = (
+            np.exp(setup.normal(-(sd**2) / 2, sd, size=(self.n_cells, n_types)))
+            if library_size is not None
+            else None
+        )
         self.tissue = tissue
         # last of the set-up draws, so the placement leaves every other draw as it was
-        centres, self.spatial = (tissue.place_niches(self.n_cells, n_types, setup) if tissue
-                                 else (None, None))
+        centres, self.spatial = (
+            tissue.place_niches(self.n_cells, n_types, setup) if tissue else (None, None)
+        )
         self.domain = tissue.domain_of(centres) if tissue and tissue.domains else None
-        self.lr = _Couplings.draw(design, self.layout.types, tissue, self.spatial, self.domain,
-                                  setup)
-        self.effects = _Effects(batch_of_niche, batch_factor, size_factor,
-                                None if self.lr is None else self.lr.active)
+        self.lr = _Couplings.draw(
+            design, self.layout.types, tissue, self.spatial, self.domain, setup
+        )
+        self.effects = _Effects(
+            batch_of_niche, batch_factor, size_factor, None if self.lr is None else self.lr.active
+        )
         self._circuits: dict[bytes, Any] = {}  # circuit of each pattern of acting LR gates
         self.switched = self._switched_circuit()
         self.table = NBTable(self.layout.mu, self.layout.r) if not self.effects else None
@@ -366,8 +442,9 @@ class Simulation:
         n_obs = n_niches * self.n_types
         max_X, max_binary = self._max_entries(n_niches)
         expected_binary = int(n_niches * layout.p_on.sum())
-        X = CSRBuilder(n_obs, layout.n_vars, np.int32, max_X,
-                       expected_binary + n_obs * layout.n_extra)
+        X = CSRBuilder(
+            n_obs, layout.n_vars, np.int32, max_X, expected_binary + n_obs * layout.n_extra
+        )
         binary = CSRBuilder(n_obs, layout.n_vars, None, max_binary, expected_binary)
         return X, binary
 
@@ -385,19 +462,29 @@ class Simulation:
             plan.lr = dataclasses.replace(plan.lr, probability=None, active=None)
         return plan
 
-    def fill(self, chunk: int, X: CSRBuilder, binary: CSRBuilder,
-             effects: _Effects | None = None) -> None:
+    def fill(
+        self, chunk: int, X: CSRBuilder, binary: CSRBuilder, effects: _Effects | None = None
+    ) -> None:
         """Draw the cells of ``chunk`` and append their rows to the two builders (``effects``:
         the chunk's own, default :meth:`chunk_effects`)."""
         start, stop = self.niches(chunk)
         effects = self.chunk_effects(chunk) if effects is None else effects
-        bits_rng, counts_rng = (np.random.default_rng(s)
-                              for s in child_seeds(self.chunk_seeds[chunk], 2))
+        bits_rng, counts_rng = (
+            np.random.default_rng(s) for s in child_seeds(self.chunk_seeds[chunk], 2)
+        )
         bits = self._bits(stop - start, effects.lr_active, bits_rng)
         block = max(1, _BLOCK_ENTRIES // (self.n_types * self.layout.width))
         for first in range(0, stop - start, block):
-            _count_block(bits[first:first + block], first, self.layout, self.table,
-                         effects, counts_rng, X, binary)
+            _count_block(
+                bits[first : first + block],
+                first,
+                self.layout,
+                self.table,
+                effects,
+                counts_rng,
+                X,
+                binary,
+            )
 
     def _switched_circuit(self) -> Any:
         """With couplings in space and a sampler that takes per-shot bits (``given``, as the
@@ -409,8 +496,9 @@ class Simulation:
         supports = getattr(self.sampler, "supports", None)
         return switched if supports is None or supports(switched) is None else None
 
-    def _bits(self, shots: int, lr_active: np.ndarray | None,
-              rng: np.random.Generator) -> np.ndarray:
+    def _bits(
+        self, shots: int, lr_active: np.ndarray | None, rng: np.random.Generator
+    ) -> np.ndarray:
         """The shots of a chunk. With couplings in space, the switch of each ligand-receptor
         gate is given shot by shot (:meth:`_switched_circuit`), or else the niches of each
         pattern of acting gates come from the circuit of that pattern (one circuit per distinct
@@ -418,8 +506,12 @@ class Simulation:
         from ..samplers._bits import validate_bits
 
         def sample(circuit: Any, n: int, **given: Any) -> np.ndarray:
-            return validate_bits(self.sampler.sample(circuit, n, rng=rng, **given), n,
-                                 circuit.num_qubits, self.info.name)
+            return validate_bits(
+                self.sampler.sample(circuit, n, rng=rng, **given),
+                n,
+                circuit.num_qubits,
+                self.info.name,
+            )
 
         if lr_active is None:
             return sample(self.circuit, shots)
@@ -443,8 +535,9 @@ class Simulation:
             self._circuits[key] = design.to_qiskit(measure=True)
         return self._circuits[key]
 
-    def chunk(self, chunk: int, effects: _Effects | None = None
-              ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    def chunk(
+        self, chunk: int, effects: _Effects | None = None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """``(X, binary)`` CSR rows of one chunk, exactly the rows :meth:`in_memory` has there."""
         start, stop = self.niches(chunk)
         X, binary = self._builders(stop - start)
@@ -456,8 +549,12 @@ class Simulation:
         from tqdm.auto import tqdm
 
         X, binary = self._builders(self.n_cells)
-        for chunk in tqdm(range(self.n_chunks), desc="simulate", unit="chunk",
-                          disable=(not progress) if progress is not None else None):
+        for chunk in tqdm(
+            range(self.n_chunks),
+            desc="simulate",
+            unit="chunk",
+            disable=(not progress) if progress is not None else None,
+        ):
             self.fill(chunk, X, binary)
         return X.finish(), binary.finish()
 
@@ -468,9 +565,12 @@ class Simulation:
         niche = np.repeat(np.arange(start, stop), len(types))
         type_codes = np.arange(len(types), dtype=_codes_dtype(len(types)))
         obs = pd.DataFrame(
-            {"cell_type": pd.Categorical.from_codes(np.tile(type_codes, stop - start),
-                                                    categories=types),
-             "niche": niche},
+            {
+                "cell_type": pd.Categorical.from_codes(
+                    np.tile(type_codes, stop - start), categories=types
+                ),
+                "niche": niche,
+            },
             index=pd.Index([f"{t}_{i}" for i in range(start, stop) for t in types]),
         )
         if names:
@@ -516,8 +616,11 @@ class Simulation:
             uns["tissue"] = self.tissue.as_dict()
         if self.lr is not None:
             uns["lr_active_edges"] = np.asarray(self.lr.names(self.design), dtype=object)
-            uns["lr_sampling"] = ("per-shot switch qubits" if self.switched is not None
-                                  else "one circuit per pattern of acting gates")
+            uns["lr_sampling"] = (
+                "per-shot switch qubits"
+                if self.switched is not None
+                else "one circuit per pattern of acting gates"
+            )
         return uns
 
 
@@ -537,7 +640,8 @@ def _check_runs_in_workers(sampler: str) -> None:
         raise ValueError(
             f"sampler: {sampler!r} needs credentials or quantum hardware and cannot run in a "
             "dask worker; use engine='memory' for it, or a sampler that runs locally "
-            "(e.g. 'exact', 'statevector', 'aer')")
+            "(e.g. 'exact', 'statevector', 'aer')"
+        )
 
 
 def _check_pickles(sampler: Any, name: str) -> None:
@@ -546,9 +650,11 @@ def _check_pickles(sampler: Any, name: str) -> None:
 
     try:
         pickle.dumps(sampler)
-    except Exception as err:  # noqa: BLE001 - any failure means it cannot travel
-        raise ValueError(f"sampler: {name!r} cannot be sent to a dask worker ({type(err).__name__}:"
-                         f" {err}); use engine='memory'") from None
+    except Exception as err:
+        raise ValueError(
+            f"sampler: {name!r} cannot be sent to a dask worker ({type(err).__name__}:"
+            f" {err}); use engine='memory'"
+        ) from None
 
 
 @dataclass
@@ -562,9 +668,15 @@ class _Couplings:
     active: np.ndarray  # (niches, gates) bool: the gate acts in that niche
 
     @classmethod
-    def draw(cls, design: CellCircuit, types: list[str], tissue: Tissue | None,
-             spatial: np.ndarray | None, domain: np.ndarray | None,
-             rng: np.random.Generator) -> _Couplings | None:
+    def draw(
+        cls,
+        design: CellCircuit,
+        types: list[str],
+        tissue: Tissue | None,
+        spatial: np.ndarray | None,
+        domain: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> _Couplings | None:
         if tissue is None or tissue.interaction_length is None:
             return None
         edges = design.edges
@@ -605,8 +717,9 @@ class _Couplings:
             cols.append(base + b)
             values.append(self.probability[:, k])
         n = n_niches * n_types
-        pairs = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows),
-                                                        np.concatenate(cols))), shape=(n, n))
+        pairs = sp.csr_matrix(
+            (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
         pairs.eliminate_zeros()  # niches where communication is switched off
         return pairs
 
@@ -625,11 +738,16 @@ class _Effects:
 
     def rows(self, start: int, stop: int) -> _Effects:
         """The effects of niches ``[start, stop)``, indexed from 0."""
+
         def part(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[start:stop]
 
-        return _Effects(part(self.batch_of_niche), self.batch_factor, part(self.size_factor),
-                        part(self.lr_active))
+        return _Effects(
+            part(self.batch_of_niche),
+            self.batch_factor,
+            part(self.size_factor),
+            part(self.lr_active),
+        )
 
     def scale(self, niche: np.ndarray, cell_type: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Multiplier of the mean of each entry."""
@@ -641,9 +759,16 @@ class _Effects:
         return out
 
 
-def _count_block(bits: np.ndarray, first_niche: int, layout: _Layout, table: NBTable | None,
-                 effects: _Effects, rng: np.random.Generator, X: CSRBuilder,
-                 binary: CSRBuilder) -> None:
+def _count_block(
+    bits: np.ndarray,
+    first_niche: int,
+    layout: _Layout,
+    table: NBTable | None,
+    effects: _Effects,
+    rng: np.random.Generator,
+    X: CSRBuilder,
+    binary: CSRBuilder,
+) -> None:
     """Counts and bits of the cells of a block of niches, appended to the two builders
     (``first_niche``: the block's first niche in the rows of ``effects``)."""
     expressed = layout.expressed(bits)
@@ -660,7 +785,10 @@ def _count_block(bits: np.ndarray, first_niche: int, layout: _Layout, table: NBT
     binary.append(np.compress(cols < layout.n_circuit, cols), per_row - layout.n_extra)
     keep = values > 0  # an ON gene can still draw a zero count
     last_entry = np.cumsum(per_row) - 1  # of each row; -1 while no row has entries yet
-    kept_so_far = (np.cumsum(keep)[np.maximum(last_entry, 0)] * (last_entry >= 0)
-                   if keep.size else np.zeros_like(last_entry))
+    kept_so_far = (
+        np.cumsum(keep)[np.maximum(last_entry, 0)] * (last_entry >= 0)
+        if keep.size
+        else np.zeros_like(last_entry)
+    )
     kept_per_row = np.diff(kept_so_far, prepend=0)
     X.append(np.compress(keep, cols), kept_per_row, np.compress(keep, values))

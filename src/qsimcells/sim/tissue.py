@@ -77,8 +77,10 @@ class Tissue:
         else:
             centres = np.array(self.layout, dtype=float, copy=True)
             if centres.ndim != 2 or centres.shape[1] != 2 or centres.shape[0] == 0:
-                raise ValueError(f"layout: niche centres must have shape (n_niches, 2), got "
-                                 f"shape {centres.shape}; or choose one of {list(LAYOUTS)}")
+                raise ValueError(
+                    f"layout: niche centres must have shape (n_niches, 2), got "
+                    f"shape {centres.shape}; or choose one of {list(LAYOUTS)}"
+                )
             if not np.isfinite(centres).all():
                 raise ValueError("layout: niche centres must be finite (no NaN or inf)")
             centres.setflags(write=False)
@@ -86,13 +88,18 @@ class Tissue:
         spacing = check_finite("spacing", self.spacing, low=0.0, low_open=True)
         radius = check_finite("contact_radius", self.contact_radius, low=0.0, low_open=True)
         if self.given is None and radius > spacing:
-            raise ValueError(f"contact_radius: {radius} is larger than spacing ({spacing}); "
-                             "niches would overlap, choose contact_radius <= spacing")
+            raise ValueError(
+                f"contact_radius: {radius} is larger than spacing ({spacing}); "
+                "niches would overlap, choose contact_radius <= spacing"
+            )
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "contact_radius", radius)
         if self.interaction_length is not None:
-            object.__setattr__(self, "interaction_length", check_finite(
-                "interaction_length", self.interaction_length, low=0.0, low_open=True))
+            object.__setattr__(
+                self,
+                "interaction_length",
+                check_finite("interaction_length", self.interaction_length, low=0.0, low_open=True),
+            )
         object.__setattr__(self, "domains", _check_domains(self.domains))
         names = self.domain_names
         chosen = self.interacting_domains
@@ -101,8 +108,10 @@ class Tissue:
             for name in chosen:
                 check_choice("interacting_domains", name, names)
             if self.interaction_length is None:
-                raise ValueError("interacting_domains: needs interaction_length (communication "
-                                 "in space); give both, or neither")
+                raise ValueError(
+                    "interacting_domains: needs interaction_length (communication "
+                    "in space); give both, or neither"
+                )
             chosen = tuple(chosen)
         object.__setattr__(self, "interacting_domains", chosen)
 
@@ -141,15 +150,18 @@ class Tissue:
         """``(n_niches, 2)`` niche centres in micrometres."""
         if self.given is not None:
             if self.given.shape[0] != n_niches:
-                raise ValueError(f"layout: {self.given.shape[0]} niche centres given for "
-                                 f"{n_niches} niches (n_cells); give one centre per niche")
+                raise ValueError(
+                    f"layout: {self.given.shape[0]} niche centres given for "
+                    f"{n_niches} niches (n_cells); give one centre per niche"
+                )
             return np.array(self.given)
         if self.layout == "poisson":
             return _poisson_disc(n_niches, self.spacing, rng)
         return _lattice(n_niches, self.spacing, hexagonal=self.layout == "hex")
 
-    def place_niches(self, n_niches: int, n_types: int, rng: np.random.Generator
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def place_niches(
+        self, n_niches: int, n_types: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(n_niches, 2)`` niche centres and ``(n_niches * n_types, 2)`` cell coordinates,
         niche-major like the rows of :func:`~qsimcells.sim.simulate`: each cell uniform in the
         disc of diameter ``contact_radius`` around its niche's centre."""
@@ -162,45 +174,66 @@ class Tissue:
 
     def key(self) -> str:
         """A string that differs between tissues that place or couple differently."""
-        given = (None if self.given is None
-                 else hashlib.sha256(np.ascontiguousarray(self.given).tobytes()).hexdigest())
-        return repr((self.layout if given is None else given, self.spacing,
-                     self.contact_radius, self.interaction_length, self.domains,
-                     self.interacting_domains))
+        given = (
+            None
+            if self.given is None
+            else hashlib.sha256(np.ascontiguousarray(self.given).tobytes()).hexdigest()
+        )
+        return repr(
+            (
+                self.layout if given is None else given,
+                self.spacing,
+                self.contact_radius,
+                self.interaction_length,
+                self.domains,
+                self.interacting_domains,
+            )
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The settings for ``uns["qsimcells"]["tissue"]`` (h5ad-safe)."""
-        return {"layout": "given" if self.given is not None else self.layout,
-                "spacing": self.spacing, "contact_radius": self.contact_radius,
-                "interaction_length": (math.nan if self.interaction_length is None
-                                       else self.interaction_length),
-                "domains": {name: np.array([x, y, r]) for name, x, y, r in self.domains},
-                "interacting_domains": np.asarray(
-                    self.interacting_domains or self.domain_names, dtype=object),
-                "units": "micrometre"}
+        return {
+            "layout": "given" if self.given is not None else self.layout,
+            "spacing": self.spacing,
+            "contact_radius": self.contact_radius,
+            "interaction_length": (
+                math.nan if self.interaction_length is None else self.interaction_length
+            ),
+            "domains": {name: np.array([x, y, r]) for name, x, y, r in self.domains},
+            "interacting_domains": np.asarray(
+                self.interacting_domains or self.domain_names, dtype=object
+            ),
+            "units": "micrometre",
+        }
 
 
 def _check_domains(domains: Any) -> tuple[tuple[str, float, float, float], ...]:
     """``{name: (x, y, radius)}`` as a tuple of ``(name, x, y, radius)``, checked."""
     if domains is None:
         return ()
-    if isinstance(domains, tuple) and all(isinstance(d, tuple) and len(d) == 4
-                                          for d in domains):  # already checked
+    if isinstance(domains, tuple) and all(
+        isinstance(d, tuple) and len(d) == 4 for d in domains
+    ):  # already checked
         domains = {d[0]: d[1:] for d in domains}
     if not isinstance(domains, dict):
-        raise TypeError(f"domains: expected a dict {{name: (x, y, radius)}}, got "
-                        f"{type(domains).__name__}")
+        raise TypeError(
+            f"domains: expected a dict {{name: (x, y, radius)}}, got {type(domains).__name__}"
+        )
     checked = []
     for name, disc in domains.items():
         if not isinstance(name, str) or not name or name == OUTSIDE:
-            raise ValueError(f"domains: a domain name must be a non-empty string other than "
-                             f"{OUTSIDE!r}, got {name!r}")
+            raise ValueError(
+                f"domains: a domain name must be a non-empty string other than "
+                f"{OUTSIDE!r}, got {name!r}"
+            )
         values = list(disc) if isinstance(disc, (list, tuple, np.ndarray)) else []
         if len(values) != 3:
-            raise ValueError(f"domains[{name!r}]: expected (x, y, radius) in micrometres, got "
-                             f"{disc!r}")
-        x, y = (check_finite(f"domains[{name!r}].{a}", v) for a, v in zip("xy", values[:2],
-                                                                         strict=True))
+            raise ValueError(
+                f"domains[{name!r}]: expected (x, y, radius) in micrometres, got {disc!r}"
+            )
+        x, y = (
+            check_finite(f"domains[{name!r}].{a}", v) for a, v in zip("xy", values[:2], strict=True)
+        )
         radius = check_finite(f"domains[{name!r}].radius", values[2], low=0.0, low_open=True)
         checked.append((name, x, y, radius))
     return tuple(checked)

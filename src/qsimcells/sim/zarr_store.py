@@ -17,6 +17,7 @@ replaces each file by rename, so a kill never leaves a half-written chunk file b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
@@ -116,19 +116,35 @@ def simulate_to_zarr(
     if n_ahead is not None:
         check_positive_int("n_ahead", n_ahead)
     partial = target.with_name(target.name + PARTIAL_SUFFIX)
-    run = Simulation(design, n_cells, sampler=sampler, rng=rng, batches=batches,
-                     batch_scale=batch_scale, library_size=library_size, chunk_size=chunk_size,
-                     sampler_options=sampler_options, sampler_kwargs=sampler_kwargs,
-                     for_workers=True, tissue=tissue)
+    run = Simulation(
+        design,
+        n_cells,
+        sampler=sampler,
+        rng=rng,
+        batches=batches,
+        batch_scale=batch_scale,
+        library_size=library_size,
+        chunk_size=chunk_size,
+        sampler_options=sampler_options,
+        sampler_kwargs=sampler_kwargs,
+        for_workers=True,
+        tissue=tissue,
+    )
     identity = _fingerprint(run)
     done = _resume_point(partial, identity, run, overwrite)
     if done:
-        logger.info("simulate_to_zarr: resuming %s after %d of %d chunks", partial, done,
-                    run.n_chunks)
+        logger.info(
+            "simulate_to_zarr: resuming %s after %d of %d chunks", partial, done, run.n_chunks
+        )
 
     heap = _GlibcHeap()
-    bar = tqdm(total=run.n_chunks, initial=done, desc="simulate_to_zarr", unit="chunk",
-               disable=(not progress) if progress is not None else None)
+    bar = tqdm(
+        total=run.n_chunks,
+        initial=done,
+        desc="simulate_to_zarr",
+        unit="chunk",
+        disable=(not progress) if progress is not None else None,
+    )
     root = None
     with bar:
         for chunk, (X, binary) in _computed(run, range(done, run.n_chunks), n_ahead):
@@ -136,7 +152,7 @@ def simulate_to_zarr(
                 root = _create(partial, run, X, binary)
             else:
                 root = root if root is not None else zarr.open_group(partial, mode="r+")
-                for key, matrix in zip(_MATRICES, (X, binary)):
+                for key, matrix in zip(_MATRICES, (X, binary), strict=True):
                     ad.io.sparse_dataset(root[key]).append(matrix)
                 _append_frame(root["obs"], run.obs(*run.niches(chunk)))
             del X, binary
@@ -157,11 +173,13 @@ def _check_target(store: Any, overwrite: bool) -> Path:
         raise TypeError(f"overwrite: expected True or False, got {overwrite!r}")
     target = Path(store).expanduser().absolute()
     if target.exists() and not target.is_dir():
-        raise ValueError(f"store: {str(target)!r} is an existing file, not a zarr store; choose "
-                         "another path")
+        raise ValueError(
+            f"store: {str(target)!r} is an existing file, not a zarr store; choose another path"
+        )
     if target.exists() and not overwrite:
-        raise FileExistsError(f"store: {str(target)!r} already exists; pass overwrite=True to "
-                              "replace it")
+        raise FileExistsError(
+            f"store: {str(target)!r} already exists; pass overwrite=True to replace it"
+        )
     if not target.parent.is_dir():
         raise ValueError(f"store: the folder {str(target.parent)!r} does not exist")
     if not os.access(target.parent, os.W_OK):
@@ -194,16 +212,13 @@ def _write_progress(partial: Path, identity: dict[str, Any], chunks_done: int) -
     os.replace(tmp, path)
 
 
-def _resume_point(partial: Path, identity: dict[str, Any], run: Simulation,
-                  overwrite: bool) -> int:
+def _resume_point(partial: Path, identity: dict[str, Any], run: Simulation, overwrite: bool) -> int:
     """Chunks already complete in ``partial`` (0 for a fresh start); refuses a foreign one."""
     if not partial.exists():
         return 0
     record = None
-    try:
+    with contextlib.suppress(OSError, ValueError):
         record = json.loads((partial / PROGRESS_FILE).read_text())
-    except (OSError, ValueError):
-        pass
     if record is not None and record.get("identity") == identity:
         done = int(record["chunks_done"])
         if done > 0:
@@ -211,12 +226,16 @@ def _resume_point(partial: Path, identity: dict[str, Any], run: Simulation,
             return done
     elif not overwrite:
         theirs = (record or {}).get("identity", {})
-        hint = (f" (it was written with seed {theirs['seed']}: pass rng={theirs['seed']} "
-                "with the same settings to finish it)"
-                if theirs.get("seed") and theirs.get("seed") != identity["seed"] else "")
+        hint = (
+            f" (it was written with seed {theirs['seed']}: pass rng={theirs['seed']} "
+            "with the same settings to finish it)"
+            if theirs.get("seed") and theirs.get("seed") != identity["seed"]
+            else ""
+        )
         raise FileExistsError(
             f"store: an unfinished store of a different simulation is at {str(partial)!r}"
-            f"{hint}; remove it or pass overwrite=True to start again")
+            f"{hint}; remove it or pass overwrite=True to start again"
+        )
     shutil.rmtree(partial)  # nothing complete in it, or overwrite=True
     return 0
 
@@ -232,8 +251,10 @@ def _truncate(partial: Path, run: Simulation, chunks_done: int) -> None:
         group = root[key]
         indptr = group["indptr"]
         if indptr.shape[0] < rows + 1:
-            raise ValueError(f"store: the unfinished store at {str(partial)!r} is damaged "
-                             f"({key} has fewer rows than its progress record); remove it")
+            raise ValueError(
+                f"store: the unfinished store at {str(partial)!r} is damaged "
+                f"({key} has fewer rows than its progress record); remove it"
+            )
         indptr.resize((rows + 1,))
         nnz = int(indptr[rows])
         group["data"].resize((nnz,))
@@ -247,8 +268,9 @@ def _truncate(partial: Path, run: Simulation, chunks_done: int) -> None:
 # computing chunks ahead of the writer
 
 
-def _computed(run: Simulation, chunks: range, n_ahead: int | None
-              ) -> Iterator[tuple[int, tuple[sp.csr_matrix, sp.csr_matrix]]]:
+def _computed(
+    run: Simulation, chunks: range, n_ahead: int | None
+) -> Iterator[tuple[int, tuple[sp.csr_matrix, sp.csr_matrix]]]:
     """``(chunk, (X, binary))`` in chunk order, computed up to ``n_ahead`` chunks ahead."""
     client = _current_client()
     if client is not None:
@@ -256,14 +278,18 @@ def _computed(run: Simulation, chunks: range, n_ahead: int | None
         # the cell effects
         plan = client.scatter(run.shared(), broadcast=True)
         submit = lambda chunk: client.submit(  # noqa: E731
-            compute_chunk, plan, chunk, run.chunk_effects(chunk), pure=False)
+            compute_chunk, plan, chunk, run.chunk_effects(chunk), pure=False
+        )
         ahead = n_ahead or sum(client.nthreads().values()) + 1
         pool = None
     else:
         from concurrent.futures import ThreadPoolExecutor
 
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            (os.cpu_count() or 1)
+        threads = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else (os.cpu_count() or 1)
+        )
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qsimcells-chunk")
         submit = lambda chunk: pool.submit(run.chunk, chunk)  # noqa: E731
         ahead = n_ahead or threads + 1
@@ -350,8 +376,9 @@ def _create(partial: Path, run: Simulation, X: sp.csr_matrix, binary: sp.csr_mat
     if partial.exists():
         shutil.rmtree(partial)
     root = zarr.open_group(partial, mode="w-", zarr_format=ad.settings.zarr_write_format)
-    first = ad.AnnData(obs=run.obs(*run.niches(0)), var=run.layout.var(),
-                       uns={"qsimcells": run.uns()})
+    first = ad.AnnData(
+        obs=run.obs(*run.niches(0)), var=run.layout.var(), uns={"qsimcells": run.uns()}
+    )
     ad.io.write_elem(root, "/", first)
     # reopen: a zarr group caches its attributes, and anndata wrote the root's through another
     root = zarr.open_group(partial, mode="r+")
@@ -362,8 +389,14 @@ def _create(partial: Path, run: Simulation, X: sp.csr_matrix, binary: sp.csr_mat
     obsm, obsp = run.cell_annotations()  # all rows: placed before any chunk was drawn
     for group, elems in (("obsm", obsm), ("obsp", obsp)):
         for name, value in elems.items():
-            ad.io.write_elem(root[group], name, value, dataset_kwargs=chunks if sp.issparse(
-                value) else {"chunks": (ZARR_CHUNK, *value.shape[1:])})
+            ad.io.write_elem(
+                root[group],
+                name,
+                value,
+                dataset_kwargs=chunks
+                if sp.issparse(value)
+                else {"chunks": (ZARR_CHUNK, *value.shape[1:])},
+            )
     return root
 
 
@@ -373,8 +406,9 @@ def _frame_arrays(group: Any) -> list[Any]:
     arrays = []
     for name in [group.attrs["_index"], *group.attrs["column-order"]]:
         member = group[name]
-        arrays.append(member["codes"] if member.attrs.get("encoding-type") == "categorical"
-                      else member)
+        arrays.append(
+            member["codes"] if member.attrs.get("encoding-type") == "categorical" else member
+        )
     return arrays
 
 
@@ -384,9 +418,12 @@ def _append_frame(group: Any, frame: pd.DataFrame) -> None:
     ``append`` does)."""
     columns = [group.attrs["_index"], *group.attrs["column-order"]]
     values = [frame.index.to_numpy()] + [
-        frame[c].cat.codes.to_numpy() if isinstance(frame[c].dtype, pd.CategoricalDtype)
-        else frame[c].to_numpy() for c in columns[1:]]
-    for array, new in zip(_frame_arrays(group), values):
+        frame[c].cat.codes.to_numpy()
+        if isinstance(frame[c].dtype, pd.CategoricalDtype)
+        else frame[c].to_numpy()
+        for c in columns[1:]
+    ]
+    for array, new in zip(_frame_arrays(group), values, strict=True):
         old = array.shape[0]
         array.resize((old + len(new),))
         array[old:] = new
@@ -401,9 +438,11 @@ def _finish(partial: Path, target: Path, run: Simulation, overwrite: bool) -> Pa
     for key in _MATRICES:
         shape = tuple(root[key].attrs["shape"])
         if shape != (n_obs, run.layout.n_vars) or root[key]["indptr"].shape[0] != n_obs + 1:
-            raise RuntimeError(f"simulate_to_zarr: {key} has shape {shape}, expected "
-                               f"{(n_obs, run.layout.n_vars)}; the store at {str(partial)!r} is "
-                               "kept for inspection")
+            raise RuntimeError(
+                f"simulate_to_zarr: {key} has shape {shape}, expected "
+                f"{(n_obs, run.layout.n_vars)}; the store at {str(partial)!r} is "
+                "kept for inspection"
+            )
     if any(a.shape[0] != n_obs for a in _frame_arrays(root["obs"])):
         raise RuntimeError(f"simulate_to_zarr: obs does not have {n_obs} rows")
     for name, array in root["obsm"].arrays():  # the tissue's, written with chunk 0
@@ -416,8 +455,10 @@ def _finish(partial: Path, target: Path, run: Simulation, overwrite: bool) -> Pa
     old = None
     if target.exists():  # overwrite=True was checked at the start
         if not overwrite:
-            raise FileExistsError(f"store: {str(target)!r} appeared while writing; the new store "
-                                  f"is kept at {str(partial)!r}")
+            raise FileExistsError(
+                f"store: {str(target)!r} appeared while writing; the new store "
+                f"is kept at {str(partial)!r}"
+            )
         old = target.with_name(f"{target.name}.replaced-{os.getpid()}")
         os.rename(target, old)
     os.rename(partial, target)

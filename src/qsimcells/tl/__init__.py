@@ -30,15 +30,37 @@ from .grn import correlation_network, score_network, true_network
 from .linear_baseline import linear_baseline
 from .reference import ReferenceComparison, compare_to_reference
 from .spikes import independent_surrogate, js_divergence, spike_statistics
-from .vcc import (VCCResult, cell_mean_baseline, participation_ratio, perturbation_similarity,
-                  vcc_metrics, vcc_scaled_scores)
+from .vcc import (
+    VCCResult,
+    cell_mean_baseline,
+    participation_ratio,
+    perturbation_similarity,
+    vcc_metrics,
+    vcc_scaled_scores,
+)
 
-__all__ = ["ReferenceComparison", "VCCResult", "cell_mean_baseline", "cellchat",
-           "communication_shift", "compare_to_reference",
-           "correlation_network", "linear_baseline", "participation_ratio", "perturbation_similarity", "qbmvae",
-           "score_communication", "score_network", "true_communication", "true_network",
-           "vcc_metrics", "vcc_scaled_scores",
-           "spike_statistics", "independent_surrogate", "js_divergence"]
+__all__ = [
+    "ReferenceComparison",
+    "VCCResult",
+    "cell_mean_baseline",
+    "cellchat",
+    "communication_shift",
+    "compare_to_reference",
+    "correlation_network",
+    "independent_surrogate",
+    "js_divergence",
+    "linear_baseline",
+    "participation_ratio",
+    "perturbation_similarity",
+    "qbmvae",
+    "score_communication",
+    "score_network",
+    "spike_statistics",
+    "true_communication",
+    "true_network",
+    "vcc_metrics",
+    "vcc_scaled_scores",
+]
 
 
 #: tools that train a model: they live in the model layer and are named here by module path,

@@ -22,6 +22,8 @@ def gene_indices(adata: Any, genes: Iterable[str], field: str) -> np.ndarray:
     names = [str(g) for g in genes]
     missing = [g for g in names if g not in adata.var_names]
     if missing:
-        raise MissingKeyError(f"{field}: gene(s) {missing} not in adata.var_names "
-                       f"(first genes: {list(adata.var_names[:10])})")
+        raise MissingKeyError(
+            f"{field}: gene(s) {missing} not in adata.var_names "
+            f"(first genes: {list(adata.var_names[:10])})"
+        )
     return np.asarray(adata.var_names.get_indexer(names), dtype=np.int64)

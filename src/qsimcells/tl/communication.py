@@ -29,7 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._utils import MissingKeyError, RngLike, as_generator, check_choice, check_finite, seed_sequence
+from .._utils import (
+    MissingKeyError,
+    RngLike,
+    as_generator,
+    check_choice,
+    check_finite,
+    seed_sequence,
+)
 from ._preprocess import check_adata, counts, gene_indices, group_labels, log_normalize
 
 __all__ = ["cellchat", "communication_shift"]
@@ -155,8 +162,10 @@ def cellchat(
     table, pairs_from = _resolve_pairs(adata, pairs, resource)
     X = counts(adata, layer)
     if X.nnz == 0 or not (X.data > 0).any():
-        raise ValueError(f"{'X' if layer is None else f'layers[{layer!r}]'}: every count is "
-                         "zero; nothing to normalise")
+        raise ValueError(
+            f"{'X' if layer is None else f'layers[{layer!r}]'}: every count is "
+            "zero; nothing to normalise"
+        )
     if isinstance(rng, np.random.Generator):
         gen, seed_info = rng, "Generator"
     else:
@@ -174,15 +183,23 @@ def cellchat(
     groups = [str(g) for g in labels.cat.categories]
     codes = np.asarray(labels.cat.codes, dtype=np.int16 if len(groups) < 2**15 else np.int32)
     sizes = np.bincount(codes, minlength=len(groups))
-    empty = [g for g, n in zip(groups, sizes) if n == 0]
+    empty = [g for g, n in zip(groups, sizes, strict=True) if n == 0]
     if empty:
-        warnings.warn(f"cellchat: group(s) {empty} of obs[{groupby!r}] have no cells; their "
-                      "rows get prob and pval NaN", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"cellchat: group(s) {empty} of obs[{groupby!r}] have no cells; their "
+            "rows get prob and pval NaN",
+            UserWarning,
+            stacklevel=2,
+        )
     if n_perms and np.count_nonzero(sizes) < 2:
-        warnings.warn(f"cellchat: obs[{groupby!r}] has fewer than 2 non-empty groups, so "
-                      "permuting the labels changes nothing: every permutation ties the "
-                      "observed value, the strict rule gives pval = 0 and the p-values are "
-                      "meaningless", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"cellchat: obs[{groupby!r}] has fewer than 2 non-empty groups, so "
+            "permuting the labels changes nothing: every permutation ties the "
+            "observed value, the strict rule gives pval = 0 and the p-values are "
+            "meaningless",
+            UserWarning,
+            stacklevel=2,
+        )
 
     gene_pos = {g: i for i, g in enumerate(genes)}
     lig = table["ligand"].map(gene_pos).to_numpy()
@@ -194,8 +211,9 @@ def cellchat(
         """Group aggregates, shape (permutations, groups, genes)."""
         out = np.empty((perm_codes.shape[0], len(groups), len(genes)))
         for j in range(len(genes)):
-            out[:, :, j] = _group_aggregate(sorted_values[j], perm_codes[:, orders[j]], sizes,
-                                            mean, trim)
+            out[:, :, j] = _group_aggregate(
+                sorted_values[j], perm_codes[:, orders[j]], sizes, mean, trim
+            )
         return out
 
     def probability(s: np.ndarray) -> np.ndarray:
@@ -215,7 +233,7 @@ def cellchat(
             perm_codes = np.stack([gen.permutation(codes) for _ in range(m)])
             s = stats(perm_codes)
             for start in range(0, m, sub):
-                exceed += (probability(s[start:start + sub]) > prob).sum(axis=0)
+                exceed += (probability(s[start : start + sub]) > prob).sum(axis=0)
             done += m
         pval = exceed / n_perms
         pval[prob == 0] = 1.0
@@ -225,35 +243,49 @@ def cellchat(
 
     # -- assemble the table -----------------------------------------------------------------
     n_g, n_p = len(groups), len(table)
-    src, tgt, pair = (a.ravel() for a in np.meshgrid(np.arange(n_g), np.arange(n_g),
-                                                     np.arange(n_p), indexing="ij"))
-    df = pd.DataFrame({
-        "source": pd.Categorical.from_codes(src, categories=groups),
-        "target": pd.Categorical.from_codes(tgt, categories=groups),
-        "ligand": table["ligand"].to_numpy()[pair],
-        "receptor": table["receptor"].to_numpy()[pair],
-        "prob": prob.ravel(),
-        "pval": pval.ravel(),
-        "ligand_mean": observed[0][src, lig[pair]],
-        "receptor_mean": observed[0][tgt, rec[pair]],
-    })
+    src, tgt, pair = (
+        a.ravel()
+        for a in np.meshgrid(np.arange(n_g), np.arange(n_g), np.arange(n_p), indexing="ij")
+    )
+    df = pd.DataFrame(
+        {
+            "source": pd.Categorical.from_codes(src, categories=groups),
+            "target": pd.Categorical.from_codes(tgt, categories=groups),
+            "ligand": table["ligand"].to_numpy()[pair],
+            "receptor": table["receptor"].to_numpy()[pair],
+            "prob": prob.ravel(),
+            "pval": pval.ravel(),
+            "ligand_mean": observed[0][src, lig[pair]],
+            "receptor_mean": observed[0][tgt, rec[pair]],
+        }
+    )
     for extra in ("pathway", "name"):
         if extra in table:
             df[extra] = table[extra].to_numpy()[pair]
     df = df.sort_values(KEYS, kind="stable").reset_index(drop=True)
 
-    params = {"groupby": groupby, "mean": mean, "trim": trim, "k": k, "n_perms": n_perms,
-              "seed": seed_info, "pairs_from": pairs_from, "data_max": data_max,
-              "layer": "X" if layer is None else layer}
-    logger.info("cellchat: %d pairs x %d groups^2, %s mean, %d permutations", n_p, n_g, mean,
-                n_perms)
+    params = {
+        "groupby": groupby,
+        "mean": mean,
+        "trim": trim,
+        "k": k,
+        "n_perms": n_perms,
+        "seed": seed_info,
+        "pairs_from": pairs_from,
+        "data_max": data_max,
+        "layer": "X" if layer is None else layer,
+    }
+    logger.info(
+        "cellchat: %d pairs x %d groups^2, %s mean, %d permutations", n_p, n_g, mean, n_perms
+    )
     if not copy:
         adata.uns[key_added] = {"results": df, "params": params}
     return df
 
 
-def _group_aggregate(values: np.ndarray, perm_codes: np.ndarray, sizes: np.ndarray, mean: str,
-                     trim: float) -> np.ndarray:
+def _group_aggregate(
+    values: np.ndarray, perm_codes: np.ndarray, sizes: np.ndarray, mean: str, trim: float
+) -> np.ndarray:
     """Per-group truncated mean or trimean of one gene for many label vectors.
 
     ``values`` are the gene's values sorted ascending, ``perm_codes`` (permutations, cells) the
@@ -267,10 +299,10 @@ def _group_aggregate(values: np.ndarray, perm_codes: np.ndarray, sizes: np.ndarr
     for g, n in enumerate(sizes.tolist()):
         if n == 0:
             continue
-        block = grouped[:, offsets[g]:offsets[g + 1]]
+        block = grouped[:, offsets[g] : offsets[g + 1]]
         if mean == "truncated":
-            cut = int(math.floor(n * trim))  # R: lo <- floor(n * trim) + 1; hi <- n + 1 - lo
-            out[:, g] = block[:, cut:n - cut].sum(axis=1) / (n - 2 * cut)
+            cut = math.floor(n * trim)  # R: lo <- floor(n * trim) + 1; hi <- n + 1 - lo
+            out[:, g] = block[:, cut : n - cut].sum(axis=1) / (n - 2 * cut)
         else:
             q25, q50, q75 = (_quantile7(block, q) for q in (0.25, 0.5, 0.75))
             out[:, g] = (q25 + 2.0 * q50 + q75) / 4.0
@@ -281,7 +313,7 @@ def _quantile7(block: np.ndarray, q: float) -> np.ndarray:
     """R's type-7 quantile of each row of an ascending ``block`` (numpy's linear rule)."""
     n = block.shape[1]
     h = (n - 1) * q
-    lo = int(math.floor(h))
+    lo = math.floor(h)
     hi = min(lo + 1, n - 1)
     t = h - lo
     a, b = block[:, lo], block[:, hi]
@@ -298,47 +330,71 @@ def _resolve_pairs(adata: Any, pairs: Any, resource: Any) -> tuple[pd.DataFrame,
             try:
                 from liana.resource import select_resource
             except ImportError as err:
-                raise ImportError(f"resource: loading the resource {resource!r} by name needs "
-                                  "liana (pip install liana); or pass pairs= or a resource "
-                                  "DataFrame") from err
-            table, origin = _pair_table(select_resource(resource), "resource"), \
-                f"resource:{resource}"
+                raise ImportError(
+                    f"resource: loading the resource {resource!r} by name needs "
+                    "liana (pip install liana); or pass pairs= or a resource "
+                    "DataFrame"
+                ) from err
+            table, origin = (
+                _pair_table(select_resource(resource), "resource"),
+                f"resource:{resource}",
+            )
         elif isinstance(resource, pd.DataFrame):
             table, origin = _pair_table(resource, "resource"), "resource:DataFrame"
         else:
-            raise TypeError("resource: expected a liana resource name or a DataFrame with "
-                            f"columns ligand, receptor, got {type(resource).__name__}")
+            raise TypeError(
+                "resource: expected a liana resource name or a DataFrame with "
+                f"columns ligand, receptor, got {type(resource).__name__}"
+            )
         n = len(table)
         # a name with "_" is a complex unless that exact name is a gene of the data
         complex_ = pd.Series(False, index=table.index)
         for side in ("ligand", "receptor"):
-            complex_ |= table[side].str.contains("_", regex=False) \
-                & ~table[side].isin(adata.var_names)
+            complex_ |= table[side].str.contains("_", regex=False) & ~table[side].isin(
+                adata.var_names
+            )
         present = table["ligand"].isin(adata.var_names) & table["receptor"].isin(adata.var_names)
         table = table[~complex_ & present].reset_index(drop=True)
-        logger.info("cellchat: %d of %d resource pairs kept (%d complexes skipped)", len(table),
-                    n, int(complex_.sum()))
+        logger.info(
+            "cellchat: %d of %d resource pairs kept (%d complexes skipped)",
+            len(table),
+            n,
+            int(complex_.sum()),
+        )
         if table.empty:
-            raise ValueError(f"resource: none of its {n} pairs has both genes in "
-                             f"adata.var_names (complexes skipped; first genes: "
-                             f"{list(adata.var_names[:10])})")
+            raise ValueError(
+                f"resource: none of its {n} pairs has both genes in "
+                f"adata.var_names (complexes skipped; first genes: "
+                f"{list(adata.var_names[:10])})"
+            )
         return table, origin
     if pairs is None:
-        design = adata.uns.get("qsimcells", {}).get("design", {}) \
-            if isinstance(adata.uns.get("qsimcells"), dict) else {}
+        design = (
+            adata.uns.get("qsimcells", {}).get("design", {})
+            if isinstance(adata.uns.get("qsimcells"), dict)
+            else {}
+        )
         edges = design.get("edges") if isinstance(design, dict) else None
         if edges is not None and not isinstance(edges, pd.DataFrame):
             edges = pd.DataFrame(edges)
         if edges is None or "kind" not in edges:
-            raise ValueError("pairs: none given and adata.uns['qsimcells']['design'] has no "
-                             "edge table; pass pairs=[(ligand, receptor), ...] or resource=")
+            raise ValueError(
+                "pairs: none given and adata.uns['qsimcells']['design'] has no "
+                "edge table; pass pairs=[(ligand, receptor), ...] or resource="
+            )
         lr = edges[edges["kind"] == "ligand_receptor"]
         if lr.empty:
-            raise ValueError("pairs: none given and the design in adata.uns['qsimcells'] has "
-                             "no ligand-receptor edges; pass pairs=[(ligand, receptor), ...] "
-                             "or resource=")
-        table = pd.DataFrame({"ligand": lr["source"].astype(str).to_numpy(),
-                              "receptor": lr["target"].astype(str).to_numpy()})
+            raise ValueError(
+                "pairs: none given and the design in adata.uns['qsimcells'] has "
+                "no ligand-receptor edges; pass pairs=[(ligand, receptor), ...] "
+                "or resource="
+            )
+        table = pd.DataFrame(
+            {
+                "ligand": lr["source"].astype(str).to_numpy(),
+                "receptor": lr["target"].astype(str).to_numpy(),
+            }
+        )
         origin = "design"
     else:
         table, origin = _pair_table(pairs, "pairs"), "pairs"
@@ -351,20 +407,26 @@ def _pair_table(pairs: Any, field: str) -> pd.DataFrame:
     if isinstance(pairs, pd.DataFrame):
         missing = {"ligand", "receptor"} - set(pairs.columns)
         if missing:
-            raise ValueError(f"{field}: the table needs columns 'ligand' and 'receptor' "
-                             f"(missing {sorted(missing)}; has {list(pairs.columns)})")
+            raise ValueError(
+                f"{field}: the table needs columns 'ligand' and 'receptor' "
+                f"(missing {sorted(missing)}; has {list(pairs.columns)})"
+            )
         keep = ["ligand", "receptor"] + [c for c in ("pathway", "name") if c in pairs.columns]
         table = pairs[keep].copy()
     elif isinstance(pairs, (str, bytes)) or not isinstance(pairs, (Sequence, np.ndarray)):
-        raise TypeError(f"{field}: expected a list of (ligand, receptor) tuples or a DataFrame "
-                        f"with columns ligand, receptor, got {type(pairs).__name__}")
+        raise TypeError(
+            f"{field}: expected a list of (ligand, receptor) tuples or a DataFrame "
+            f"with columns ligand, receptor, got {type(pairs).__name__}"
+        )
     else:
         rows = list(pairs)
         for i, row in enumerate(rows):
-            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)) \
-                    or len(row) != 2:
-                raise ValueError(f"{field}[{i}]: expected a (ligand, receptor) pair, got "
-                                 f"{row!r}")
+            if (
+                isinstance(row, (str, bytes))
+                or not isinstance(row, (Sequence, np.ndarray))
+                or len(row) != 2
+            ):
+                raise ValueError(f"{field}[{i}]: expected a (ligand, receptor) pair, got {row!r}")
         table = pd.DataFrame(rows, columns=["ligand", "receptor"], dtype=object)
     if table.empty:
         raise ValueError(f"{field}: no ligand-receptor pairs given")
@@ -382,22 +444,27 @@ def _results(obj: Any, key: str, field: str) -> pd.DataFrame:
     else:
         uns = getattr(obj, "uns", None)
         if uns is None:
-            raise TypeError(f"{field}: expected an AnnData or a result DataFrame of "
-                            f"qs.tl.cellchat, got {type(obj).__name__}")
+            raise TypeError(
+                f"{field}: expected an AnnData or a result DataFrame of "
+                f"qs.tl.cellchat, got {type(obj).__name__}"
+            )
         entry = uns.get(key)
         if not isinstance(entry, dict) or "results" not in entry:
-            raise MissingKeyError(f"{field}: adata.uns[{key!r}]['results'] not found; run "
-                           f"qs.tl.cellchat(adata, groupby=..., key_added={key!r}) first "
-                           f"(uns keys: {sorted(uns)})")
+            raise MissingKeyError(
+                f"{field}: adata.uns[{key!r}]['results'] not found; run "
+                f"qs.tl.cellchat(adata, groupby=..., key_added={key!r}) first "
+                f"(uns keys: {sorted(uns)})"
+            )
         df = entry["results"]
-    missing = set(KEYS + ["prob", "pval"]) - set(df.columns)
+    missing = set([*KEYS, "prob", "pval"]) - set(df.columns)
     if missing:
         raise ValueError(f"{field}: the results lack columns {sorted(missing)}")
     return df
 
 
-def communication_shift(ref: Any, alt: Any, *, key: str = "cellchat", min_prob: float = 0.0
-                        ) -> pd.DataFrame:
+def communication_shift(
+    ref: Any, alt: Any, *, key: str = "cellchat", min_prob: float = 0.0
+) -> pd.DataFrame:
     """Change of the communication probability between two datasets (the paper's Table 3).
 
     Parameters
@@ -431,8 +498,9 @@ def communication_shift(ref: Any, alt: Any, *, key: str = "cellchat", min_prob: 
             out[c] = out[c].astype(str)
         return out
 
-    merged = keyed(a, ["prob", "pval", *extra]).merge(keyed(b, ["prob", "pval"]), on=KEYS,
-                                                      how="inner", suffixes=("_ref", "_alt"))
+    merged = keyed(a, ["prob", "pval", *extra]).merge(
+        keyed(b, ["prob", "pval"]), on=KEYS, how="inner", suffixes=("_ref", "_alt")
+    )
     p_ref = merged["prob_ref"].to_numpy(dtype=float)
     p_alt = merged["prob_alt"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):

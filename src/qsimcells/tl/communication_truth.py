@@ -34,8 +34,9 @@ PVALUES = ("pval", "pvalues", "cellphone_pvals", "cellchat_pvals")
 _ALIASES = {"ligand_complex": "ligand", "receptor_complex": "receptor"}
 
 
-def true_communication(adata: Any, *, groupby: str = "cell_type",
-                       region_key: str | None = None) -> pd.DataFrame:
+def true_communication(
+    adata: Any, *, groupby: str = "cell_type", region_key: str | None = None
+) -> pd.DataFrame:
     """The programmed ligand-receptor communication of a simulation, per region.
 
     Parameters
@@ -62,8 +63,10 @@ def true_communication(adata: Any, *, groupby: str = "cell_type",
     labels = group_labels(adata, groupby).astype(str).to_numpy()
     gates = true_network(adata, kind="ligand_receptor")
     if gates.empty:
-        raise ValueError("adata: the design in uns['qsimcells'] has no ligand-receptor edges, "
-                         "so there is no communication to score")
+        raise ValueError(
+            "adata: the design in uns['qsimcells'] has no ligand-receptor edges, "
+            "so there is no communication to score"
+        )
     gene_type = adata.var["cell_type"].astype(str)  # simulate's: each circuit gene's type
     active = _active_per_cell(adata, gates)
     if region_key is None:
@@ -98,8 +101,10 @@ def _active_per_cell(adata: Any, gates: pd.DataFrame) -> np.ndarray | None:
     names = [str(n) for n in adata.uns["qsimcells"].get("lr_active_edges", [])]
     active = np.asarray(adata.obsm["lr_active"], dtype=bool)
     if active.shape[1] != len(names):
-        raise ValueError(f"adata: obsm['lr_active'] has {active.shape[1]} columns but "
-                         f"uns['qsimcells']['lr_active_edges'] names {len(names)} gates")
+        raise ValueError(
+            f"adata: obsm['lr_active'] has {active.shape[1]} columns but "
+            f"uns['qsimcells']['lr_active_edges'] names {len(names)} gates"
+        )
     out = np.zeros((adata.n_obs, len(gates)), dtype=bool)
     for k, (s, t) in enumerate(zip(gates["source"], gates["target"], strict=True)):
         cols = [j for j, n in enumerate(names) if n == f"{s}->{t}"]
@@ -175,8 +180,10 @@ def score_communication(
     alpha = check_finite("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
     min_active = check_finite("min_active", min_active, low=0.0, high=1.0, high_open=True)
     if region_key is not None and region_key not in adata.obs:
-        raise MissingKeyError(f"region_key: {region_key!r} is not a column of adata.obs; available: "
-                       f"{list(adata.obs.columns)}")
+        raise MissingKeyError(
+            f"region_key: {region_key!r} is not a column of adata.obs; available: "
+            f"{list(adata.obs.columns)}"
+        )
     table = _long_table(result, region_key)
     score, pval = _score_columns(table, score, pval)
     for side in ("ligand", "receptor"):
@@ -186,14 +193,19 @@ def score_communication(
         table[c] = table[c].astype(str)
     if table.duplicated(keys).any():
         first = table[table.duplicated(keys)].iloc[0][keys].tolist()
-        raise ValueError(f"result: rows are repeated for {keys} (first: {first}); give one "
-                         "row per pair and region")
+        raise ValueError(
+            f"result: rows are repeated for {keys} (first: {first}); give one "
+            "row per pair and region"
+        )
     values = pd.to_numeric(table[score], errors="coerce").to_numpy(dtype=float)
     if score.endswith("_rank"):
         values = -values
-    table = table[keys].assign(score=values,
-                               pval=(pd.to_numeric(table[pval], errors="coerce")
-                                     .to_numpy(dtype=float) if pval else np.nan))
+    table = table[keys].assign(
+        score=values,
+        pval=(
+            pd.to_numeric(table[pval], errors="coerce").to_numpy(dtype=float) if pval else np.nan
+        ),
+    )
 
     truth = true_communication(adata, groupby=groupby, region_key=region_key)
     for c in keys:
@@ -212,32 +224,51 @@ def score_communication(
     def metrics(part: pd.DataFrame) -> dict[str, Any]:
         y, called = part["true"].to_numpy(), part["called"].to_numpy(dtype=bool)
         tp, n_called, n_true = int((y & called).sum()), int(called.sum()), int(y.sum())
-        return {"n_rows": len(part), "n_true": n_true, "n_called": n_called,
-                "precision": tp / n_called if pval and n_called else float("nan"),
-                "recall": tp / n_true if pval and n_true else float("nan"),
-                "aupr": _average_precision(y, part["score"].to_numpy(dtype=float))}
+        return {
+            "n_rows": len(part),
+            "n_true": n_true,
+            "n_called": n_called,
+            "precision": tp / n_called if pval and n_called else float("nan"),
+            "recall": tp / n_true if pval and n_true else float("nan"),
+            "aupr": _average_precision(y, part["score"].to_numpy(dtype=float)),
+        }
 
-    pairs = pd.DataFrame([{"ligand": lig, "receptor": rec, **metrics(part)}
-                          for (lig, rec), part in rows.groupby(["ligand", "receptor"],
-                                                               sort=True)])
+    pairs = pd.DataFrame(
+        [
+            {"ligand": lig, "receptor": rec, **metrics(part)}
+            for (lig, rec), part in rows.groupby(["ligand", "receptor"], sort=True)
+        ]
+    )
     overall = metrics(rows)
-    logger.info("score_communication: %d rows, %d true, AUPR %.3f", overall["n_rows"],
-                overall["n_true"], overall["aupr"])
-    return {**{k: overall[k] for k in ("precision", "recall", "aupr")},
-            **{k: overall[k] for k in ("n_true", "n_called", "n_rows")},
-            "score": score, "pval": pval, "pairs": pairs, "rows": rows}
+    logger.info(
+        "score_communication: %d rows, %d true, AUPR %.3f",
+        overall["n_rows"],
+        overall["n_true"],
+        overall["aupr"],
+    )
+    return {
+        **{k: overall[k] for k in ("precision", "recall", "aupr")},
+        **{k: overall[k] for k in ("n_true", "n_called", "n_rows")},
+        "score": score,
+        "pval": pval,
+        "pairs": pairs,
+        "rows": rows,
+    }
 
 
 def _long_table(result: Any, region_key: str | None) -> pd.DataFrame:
     """Any accepted result as one long table with ``source, target, ligand, receptor``."""
     if isinstance(result, Mapping) and not _is_ligrec(result):
         if region_key is None:
-            raise ValueError("result: a {region: result} dict needs region_key, the obs column "
-                             "of the regions")
+            raise ValueError(
+                "result: a {region: result} dict needs region_key, the obs column of the regions"
+            )
         if not result:
             raise ValueError("result: the {region: result} dict is empty")
-        parts = [_long_table(part, None).assign(**{region_key: region})
-                 for region, part in result.items()]
+        parts = [
+            _long_table(part, None).assign(**{region_key: region})
+            for region, part in result.items()
+        ]
         return pd.concat(parts, ignore_index=True)
     if _is_ligrec(result):
         table = _ligrec_table(result)
@@ -246,26 +277,33 @@ def _long_table(result: Any, region_key: str | None) -> pd.DataFrame:
         table = result.drop(columns=[c for c in aliased if c in result.columns])
         table = table.rename(columns=_ALIASES)
     else:
-        raise TypeError("result: expected a DataFrame (qs.tl.cellchat, liana), the dict of "
-                        "squidpy.gr.ligrec or a {region: result} dict, got "
-                        f"{type(result).__name__}")
+        raise TypeError(
+            "result: expected a DataFrame (qs.tl.cellchat, liana), the dict of "
+            "squidpy.gr.ligrec or a {region: result} dict, got "
+            f"{type(result).__name__}"
+        )
     missing = [c for c in KEYS if c not in table.columns]
     if missing:
-        raise ValueError(f"result: the table lacks columns {missing} (has "
-                         f"{list(table.columns)})")
+        raise ValueError(f"result: the table lacks columns {missing} (has {list(table.columns)})")
     if region_key is not None and region_key not in table.columns:
-        raise ValueError(f"result: region_key {region_key!r} is not a column of the table; "
-                         "add it, or pass a {region: result} dict")
+        raise ValueError(
+            f"result: region_key {region_key!r} is not a column of the table; "
+            "add it, or pass a {region: result} dict"
+        )
     return table
 
 
 def _is_ligrec(result: Any) -> bool:
-    return isinstance(result, Mapping) and "means" in result \
+    return (
+        isinstance(result, Mapping)
+        and "means" in result
         and isinstance(result["means"], pd.DataFrame)
+    )
 
 
 def _ligrec_table(result: Mapping[str, Any]) -> pd.DataFrame:
     """squidpy's ligrec dict (interactions x cluster pairs) as a long table."""
+
     def long(frame: pd.DataFrame, name: str) -> pd.Series:
         dense = frame.sparse.to_dense() if hasattr(frame, "sparse") else frame
         return dense.stack(list(range(dense.columns.nlevels)), future_stack=True).rename(name)
@@ -278,17 +316,21 @@ def _ligrec_table(result: Mapping[str, Any]) -> pd.DataFrame:
     return table
 
 
-def _score_columns(table: pd.DataFrame, score: str | None, pval: str | None
-                   ) -> tuple[str, str | None]:
+def _score_columns(
+    table: pd.DataFrame, score: str | None, pval: str | None
+) -> tuple[str, str | None]:
     for field, name in (("score", score), ("pval", pval)):
         if name is not None and name not in table.columns:
-            raise ValueError(f"{field}: {name!r} is not a column of the result (has "
-                             f"{list(table.columns)})")
+            raise ValueError(
+                f"{field}: {name!r} is not a column of the result (has {list(table.columns)})"
+            )
     if score is None:
         score = next((c for c in SCORES if c in table.columns), None)
         if score is None:
-            raise ValueError(f"score: the result has none of the score columns {list(SCORES)}; "
-                             f"name one of {list(table.columns)}")
+            raise ValueError(
+                f"score: the result has none of the score columns {list(SCORES)}; "
+                f"name one of {list(table.columns)}"
+            )
     if pval is None:
         pval = next((c for c in PVALUES if c in table.columns), None)
     return score, pval
@@ -311,6 +353,11 @@ def _to_var_names(names: pd.Series, var_names: pd.Index, field: str) -> pd.Serie
             out.append(name)
             unknown.append(name)
     if unknown:
-        logger.info("score_communication: %d %s name(s) not in var_names (e.g. %s); their rows "
-                    "count as false", len(unknown), field, unknown[0])
+        logger.info(
+            "score_communication: %d %s name(s) not in var_names (e.g. %s); their rows "
+            "count as false",
+            len(unknown),
+            field,
+            unknown[0],
+        )
     return pd.Series(out, index=names.index, dtype=object)

@@ -75,23 +75,28 @@ def true_network(data: AnnData | CellCircuit, *, kind: str | None = None) -> pd.
         check_adata(data, "data")
         record = data.uns.get("qsimcells")
         if not isinstance(record, Mapping) or "design" not in record:
-            raise ValueError("data: adata.uns['qsimcells']['design'] not found, so this AnnData "
-                             "carries no qsimcells ground truth (simulate it with "
-                             "qs.sim.simulate, or pass the truth explicitly)")
+            raise ValueError(
+                "data: adata.uns['qsimcells']['design'] not found, so this AnnData "
+                "carries no qsimcells ground truth (simulate it with "
+                "qs.sim.simulate, or pass the truth explicitly)"
+            )
         try:  # rebuilding validates the stored tables, also after an h5ad round trip
             design = CellCircuit.from_dict(record["design"])
         except (TypeError, ValueError, KeyError) as err:
-            raise ValueError(f"data: adata.uns['qsimcells']['design'] is not a valid design: "
-                             f"{err}") from err
+            raise ValueError(
+                f"data: adata.uns['qsimcells']['design'] is not a valid design: {err}"
+            ) from err
     edges = design.edges
-    table = pd.DataFrame({
-        "source": edges["source"].astype(object),
-        "target": edges["target"].astype(object),
-        "sign": edges["sign"].astype(object),
-        "kind": edges["kind"].astype(object),
-        "angle": edges["weight"].astype(float),
-        "order": np.arange(len(edges), dtype=np.int64),
-    })
+    table = pd.DataFrame(
+        {
+            "source": edges["source"].astype(object),
+            "target": edges["target"].astype(object),
+            "sign": edges["sign"].astype(object),
+            "kind": edges["kind"].astype(object),
+            "angle": edges["weight"].astype(float),
+            "order": np.arange(len(edges), dtype=np.int64),
+        }
+    )
     if kind is not None:
         table = table[table["kind"] == kind].reset_index(drop=True)
     return table
@@ -112,8 +117,10 @@ def _flag_column(adata: AnnData, column: str) -> np.ndarray:
 
     bad = [v for v in pd.unique(present.to_numpy()) if not boolean_like(v)]
     if bad:
-        raise ValueError(f"var[{column!r}]: expected a boolean column (True/False), got "
-                         f"non-boolean value(s) {bad[:5]!r} (dtype {adata.var[column].dtype})")
+        raise ValueError(
+            f"var[{column!r}]: expected a boolean column (True/False), got "
+            f"non-boolean value(s) {bad[:5]!r} (dtype {adata.var[column].dtype})"
+        )
     mask = np.zeros(adata.n_vars, dtype=bool)
     mask[values.notna().to_numpy()] = present.astype(bool).to_numpy(dtype=bool)
     return mask
@@ -205,14 +212,16 @@ def correlation_network(
     check_choice("method", method, METHODS)
     threshold = check_finite("threshold", threshold, low=0.0, high=1.0)
     if not isinstance(exclude_housekeeping, (bool, np.bool_)):
-        raise TypeError(f"exclude_housekeeping: expected True or False, got "
-                        f"{exclude_housekeeping!r}")
+        raise TypeError(
+            f"exclude_housekeeping: expected True or False, got {exclude_housekeeping!r}"
+        )
     key = f"{method}_network" if key_added is None else key_added
     if not isinstance(key, str) or not key:
         raise TypeError(f"key_added: expected a non-empty string or None, got {key_added!r}")
     if adata.n_obs < 3:
-        raise ValueError(f"adata: a correlation across cells needs at least 3 cells, got "
-                         f"{adata.n_obs}")
+        raise ValueError(
+            f"adata: a correlation across cells needs at least 3 cells, got {adata.n_obs}"
+        )
     if genes is None:
         idx = _default_genes(adata, bool(exclude_housekeeping))
     else:
@@ -224,9 +233,11 @@ def correlation_network(
             raise ValueError(f"genes: repeated gene names {dupes}")
         idx = np.sort(gene_indices(adata, names, "genes"))
     if idx.size < 2:
-        raise ValueError(f"genes: a network needs at least 2 analysed genes, got {idx.size} "
-                         f"(genes={None if genes is None else list(genes)!r}, "
-                         f"exclude_housekeeping={bool(exclude_housekeeping)})")
+        raise ValueError(
+            f"genes: a network needs at least 2 analysed genes, got {idx.size} "
+            f"(genes={None if genes is None else list(genes)!r}, "
+            f"exclude_housekeeping={bool(exclude_housekeeping)})"
+        )
     X = counts(adata, layer)  # checks finiteness and signs
 
     # normalise over all genes first: the library size includes the housekeeping genes
@@ -245,35 +256,52 @@ def correlation_network(
     analysed = var_names[idx]
     if constant.any():
         bad = [str(g) for g in analysed[constant]]
-        warnings.warn(f"correlation_network: gene(s) {bad} are constant across cells (e.g. "
-                      "never expressed); their correlation is undefined: NaN in "
-                      f"varp[{key!r}] and no edges", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"correlation_network: gene(s) {bad} are constant across cells (e.g. "
+            "never expressed); their correlation is undefined: NaN in "
+            f"varp[{key!r}] and no edges",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     iu, ju = np.triu_indices(idx.size, k=1)
     r = R[iu, ju]
     keep = np.abs(r) > threshold  # NaN compares False: a constant gene never gets an edge
     iu, ju, r = iu[keep], ju[keep], r[keep]
     order = np.argsort(-np.abs(r), kind="stable")  # ties stay in var order of the pairs
-    edges = pd.DataFrame({
-        "source": pd.Series(analysed[iu[order]], dtype=object),
-        "target": pd.Series(analysed[ju[order]], dtype=object),
-        "weight": r[order],
-        "abs_weight": np.abs(r[order]),
-    })
+    edges = pd.DataFrame(
+        {
+            "source": pd.Series(analysed[iu[order]], dtype=object),
+            "target": pd.Series(analysed[ju[order]], dtype=object),
+            "weight": r[order],
+            "abs_weight": np.abs(r[order]),
+        }
+    )
     full = np.full((adata.n_vars, adata.n_vars), np.nan)
     full[np.ix_(idx, idx)] = R
 
-    logger.info("correlation_network: %s on %d genes x %d cells, %d edges with |r| > %g",
-                method, idx.size, adata.n_obs, len(edges), threshold)
+    logger.info(
+        "correlation_network: %s on %d genes x %d cells, %d edges with |r| > %g",
+        method,
+        idx.size,
+        adata.n_obs,
+        len(edges),
+        threshold,
+    )
     out = adata.copy() if copy else adata
     out.varp[key] = full
     out.uns[key] = {
         "edges": edges,
         "genes": np.asarray(analysed, dtype=object),
         "constant_genes": np.asarray(analysed[constant], dtype=object),
-        "params": {"method": method, "threshold": threshold,
-                   "exclude_housekeeping": bool(exclude_housekeeping), "layer": layer,
-                   "genes_given": genes is not None, "directed": False},
+        "params": {
+            "method": method,
+            "threshold": threshold,
+            "exclude_housekeeping": bool(exclude_housekeeping),
+            "layer": layer,
+            "genes_given": genes is not None,
+            "directed": False,
+        },
     }
     return out if copy else None
 
@@ -289,20 +317,25 @@ def _edge_table(edges: Any, field: str) -> pd.DataFrame:
     if isinstance(edges, pd.DataFrame):
         table = edges
     elif isinstance(edges, (str, bytes)) or not isinstance(edges, Iterable):
-        raise TypeError(f"{field}: expected a DataFrame with columns source/TF, target and "
-                        f"optionally weight/importance, got {type(edges).__name__}")
+        raise TypeError(
+            f"{field}: expected a DataFrame with columns source/TF, target and "
+            f"optionally weight/importance, got {type(edges).__name__}"
+        )
     else:
         rows = [tuple(e) for e in edges]
         if any(len(e) not in (2, 3) for e in rows):
             raise ValueError(f"{field}: expected (source, target[, weight]) tuples")
-        table = pd.DataFrame([e if len(e) == 3 else (*e, 1.0) for e in rows],
-                             columns=["source", "target", "weight"])
+        table = pd.DataFrame(
+            [e if len(e) == 3 else (*e, 1.0) for e in rows], columns=["source", "target", "weight"]
+        )
     src = _pick(table.columns, _SOURCE_COLUMNS)
     tgt = _pick(table.columns, _TARGET_COLUMNS)
     if src is None or tgt is None:
-        raise ValueError(f"{field}: the table needs a source column (one of "
-                         f"{list(_SOURCE_COLUMNS)}) and a 'target' column; got columns "
-                         f"{list(table.columns)}")
+        raise ValueError(
+            f"{field}: the table needs a source column (one of "
+            f"{list(_SOURCE_COLUMNS)}) and a 'target' column; got columns "
+            f"{list(table.columns)}"
+        )
     wcol = _pick(table.columns, _WEIGHT_COLUMNS)
     if wcol is None:
         weight = np.ones(len(table))
@@ -311,13 +344,19 @@ def _edge_table(edges: Any, field: str) -> pd.DataFrame:
         numeric = pd.to_numeric(column, errors="coerce")
         bad = column[numeric.isna() & column.notna()]
         if len(bad):
-            raise ValueError(f"{field}: the weight column {wcol!r} must be numeric, got "
-                             f"dtype {column.dtype} with non-numeric value(s) "
-                             f"{list(pd.unique(bad.astype(object)))[:5]!r}")
+            raise ValueError(
+                f"{field}: the weight column {wcol!r} must be numeric, got "
+                f"dtype {column.dtype} with non-numeric value(s) "
+                f"{list(pd.unique(bad.astype(object)))[:5]!r}"
+            )
         weight = numeric.to_numpy(dtype=float)
-    return pd.DataFrame({"source": table[src].astype(str).to_numpy(dtype=object),
-                         "target": table[tgt].astype(str).to_numpy(dtype=object),
-                         "weight": weight})
+    return pd.DataFrame(
+        {
+            "source": table[src].astype(str).to_numpy(dtype=object),
+            "target": table[tgt].astype(str).to_numpy(dtype=object),
+            "weight": weight,
+        }
+    )
 
 
 def _truth_table(truth: Any) -> pd.DataFrame:
@@ -448,8 +487,10 @@ def score_network(
         raise TypeError(f"directed: expected True or False, got {directed!r}")
     directed = bool(directed)
     if (key is None) == (edges is None):
-        raise ValueError("key, edges: give either key (a network stored in adata.uns) or "
-                         "edges (an edge table), not both and not neither")
+        raise ValueError(
+            "key, edges: give either key (a network stored in adata.uns) or "
+            "edges (an edge table), not both and not neither"
+        )
     if adata is None and (key is not None or truth is None):
         raise ValueError("adata: needed unless both edges and truth are given")
     if adata is not None:
@@ -465,14 +506,17 @@ def score_network(
     if key is not None:
         stored = adata.uns.get(key)
         if not isinstance(stored, Mapping) or "edges" not in stored:
-            networks = [k for k, v in adata.uns.items() if isinstance(v, Mapping)
-                        and "edges" in v]
-            raise MissingKeyError(f"key: {key!r} is not a network in adata.uns (expected "
-                           f"uns[{key!r}]['edges'], e.g. from correlation_network); networks "
-                           f"found: {networks}")
+            networks = [k for k, v in adata.uns.items() if isinstance(v, Mapping) and "edges" in v]
+            raise MissingKeyError(
+                f"key: {key!r} is not a network in adata.uns (expected "
+                f"uns[{key!r}]['edges'], e.g. from correlation_network); networks "
+                f"found: {networks}"
+            )
         if directed and not bool(dict(stored.get("params", {})).get("directed", False)):
-            raise ValueError(f"directed: the network uns[{key!r}] is undirected (a correlation "
-                             "network); score it with directed=False")
+            raise ValueError(
+                f"directed: the network uns[{key!r}] is undirected (a correlation "
+                "network); score it with directed=False"
+            )
         inferred = _edge_table(stored["edges"], f"uns[{key!r}]['edges']")
         if genes is None and "genes" in stored:
             genes = [str(g) for g in np.asarray(stored["genes"]).ravel()]
@@ -511,15 +555,24 @@ def score_network(
             best[p] = (s, t, w)
         elif abs(np.nan_to_num(w)) > abs(np.nan_to_num(best[p][2])):
             best[p] = (*best[p][:2], w)
-    truth_rows = [(str(s), str(t)) for s, t in truth_table[["source", "target"]].itertuples(
-        index=False) if str(s) != str(t)]
+    truth_rows = [
+        (str(s), str(t))
+        for s, t in truth_table[["source", "target"]].itertuples(index=False)
+        if str(s) != str(t)
+    ]
     # the programmed sign of each pair (+1 activation, -1 repression; 0 when mixed or unknown)
-    signs = (truth_table["sign"].map({"activation": 1, "+": 1, 1: 1, "repression": -1,
-                                       "-": -1, -1: -1}).fillna(0).to_numpy()
-             if "sign" in truth_table.columns else np.zeros(len(truth_table)))
+    signs = (
+        truth_table["sign"]
+        .map({"activation": 1, "+": 1, 1: 1, "repression": -1, "-": -1, -1: -1})
+        .fillna(0)
+        .to_numpy()
+        if "sign" in truth_table.columns
+        else np.zeros(len(truth_table))
+    )
     truth_sign: dict[tuple[str, str], int] = {}
-    for (s, t), sg in zip(truth_table[["source", "target"]].astype(str).itertuples(index=False),
-                          signs):
+    for (s, t), sg in zip(
+        truth_table[["source", "target"]].astype(str).itertuples(index=False), signs, strict=True
+    ):
         p = pair(s, t)
         truth_sign[p] = int(sg) if truth_sign.get(p, sg) == sg else 0
     truth_pairs = list(dict.fromkeys(pair(s, t) for s, t in truth_rows))
@@ -554,8 +607,13 @@ def score_network(
     # -- cell types of the genes (qs.sim: var["cell_type"]) ---------------------------------
     cell_type: dict[str, Any] | None = None
     if adata is not None and "cell_type" in adata.var.columns:
-        cell_type = dict(zip((str(g) for g in adata.var_names),
-                             adata.var["cell_type"].astype(object)))
+        cell_type = dict(
+            zip(
+                (str(g) for g in adata.var_names),
+                adata.var["cell_type"].astype(object),
+                strict=True,
+            )
+        )
 
     def same_type(s: str, t: str) -> bool | None:
         """Both genes in one cell type; None when unknown. Housekeeping and background genes
@@ -592,24 +650,61 @@ def score_network(
             status = "indirect"
         else:
             status = "spurious"
-        agrees = (bool(np.sign(w) == truth_sign[p])
-                  if p in truth_set and truth_sign.get(p, 0) != 0 and np.isfinite(w) else None)
+        agrees = (
+            bool(np.sign(w) == truth_sign[p])
+            if p in truth_set and truth_sign.get(p, 0) != 0 and np.isfinite(w)
+            else None
+        )
         rows.append((s, t, w, True, p in truth_set, True, same_type(s, t), agrees, status))
     for p in truth_pairs:
         if p not in best:
             s, t = p if directed else next((a, b) for a, b in truth_rows if pair(a, b) == p)
-            rows.append((s, t, np.nan, False, True, s in position and t in position,
-                         same_type(s, t), None, "missed"))
-    report = pd.DataFrame(rows, columns=["source", "target", "weight", "inferred", "programmed",
-                                         "analysed", "same_cell_type", "sign_agrees", "status"])
-    report = report.astype({"source": object, "target": object, "weight": float,
-                            "inferred": bool, "programmed": bool, "analysed": bool,
-                            "same_cell_type": "boolean", "sign_agrees": "boolean",
-                            "status": object})
+            rows.append(
+                (
+                    s,
+                    t,
+                    np.nan,
+                    False,
+                    True,
+                    s in position and t in position,
+                    same_type(s, t),
+                    None,
+                    "missed",
+                )
+            )
+    report = pd.DataFrame(
+        rows,
+        columns=[
+            "source",
+            "target",
+            "weight",
+            "inferred",
+            "programmed",
+            "analysed",
+            "same_cell_type",
+            "sign_agrees",
+            "status",
+        ],
+    )
+    report = report.astype(
+        {
+            "source": object,
+            "target": object,
+            "weight": float,
+            "inferred": bool,
+            "programmed": bool,
+            "analysed": bool,
+            "same_cell_type": "boolean",
+            "sign_agrees": "boolean",
+            "status": object,
+        }
+    )
     inferred_first = report.assign(_abs=report["weight"].abs().fillna(-1.0))
-    report = (inferred_first.sort_values(["inferred", "_abs"], ascending=[False, False],
-                                         kind="stable")
-              .drop(columns="_abs").reset_index(drop=True))
+    report = (
+        inferred_first.sort_values(["inferred", "_abs"], ascending=[False, False], kind="stable")
+        .drop(columns="_abs")
+        .reset_index(drop=True)
+    )
 
     # -- metrics ----------------------------------------------------------------------------
     n_inferred = len(best)
@@ -624,8 +719,7 @@ def score_network(
     scored_truth = [p for p in truth_pairs if p[0] in position and p[1] in position]
     within = [p for p in scored_truth if same_type(*p) is True]
     n_cross = sum(1 for p in scored_truth if same_type(*p) is False)
-    recall_within = (sum(1 for p in within if p in best) / len(within) if within
-                     else float("nan"))
+    recall_within = sum(1 for p in within if p in best) / len(within) if within else float("nan")
     result: dict[str, Any] = {
         "precision": float(precision),
         "recall": float(recall),
@@ -643,8 +737,11 @@ def score_network(
     }
     n_outside = int((~report["analysed"]).sum())
     if n_outside:
-        logger.info("score_network: %d programmed edge(s) involve genes outside the candidates "
-                    "and are left out of the metrics", n_outside)
+        logger.info(
+            "score_network: %d programmed edge(s) involve genes outside the candidates "
+            "and are left out of the metrics",
+            n_outside,
+        )
     if key is not None:
         adata.uns[key]["score"] = dict(result)
     return result

@@ -27,10 +27,18 @@ from .vcc import _Profile
 __all__ = ["linear_baseline"]
 
 
-def linear_baseline(adata: Any, *, like: Any, perturbation_key: str = "perturbation",
-                    control: str = "control", layer: str | None = None,
-                    normalize: bool | None = None, n_components: int = 10,
-                    ridge: float = 0.1, zero_knockouts: bool = False) -> Any:
+def linear_baseline(
+    adata: Any,
+    *,
+    like: Any,
+    perturbation_key: str = "perturbation",
+    control: str = "control",
+    layer: str | None = None,
+    normalize: bool | None = None,
+    n_components: int = 10,
+    ridge: float = 0.1,
+    zero_knockouts: bool = False,
+) -> Any:
     """Predict the perturbations of ``like`` with the linear baseline fitted on ``adata``.
 
     Parameters
@@ -73,15 +81,20 @@ def linear_baseline(adata: Any, *, like: Any, perturbation_key: str = "perturbat
         raise ValueError("like.var_names: the genes differ from adata.var_names")
     genes = pd.Index(adata.var_names.astype(str))
     for field, profile in (("adata", source), ("like", target)):
-        unknown = sorted({g for label in profile.perturbations for g in label.split("+")
-                          if g not in genes})
+        unknown = sorted(
+            {g for label in profile.perturbations for g in label.split("+") if g not in genes}
+        )
         if unknown:
-            raise ValueError(f"{field}.obs[{perturbation_key!r}]: perturbations must name genes "
-                             f"of var_names ('G1' or 'G1+G5'); not genes: {unknown[:10]}")
+            raise ValueError(
+                f"{field}.obs[{perturbation_key!r}]: perturbations must name genes "
+                f"of var_names ('G1' or 'G1+G5'); not genes: {unknown[:10]}"
+            )
     train = source.perturbations
     if n_components > len(train):
-        raise ValueError(f"n_components: {n_components} is more than the {len(train)} training "
-                         "perturbations; choose at most that many")
+        raise ValueError(
+            f"n_components: {n_components} is more than the {len(train)} training "
+            "perturbations; choose at most that many"
+        )
 
     Y = np.stack([source.mean(p) for p in train], axis=1)  # genes x perturbations
     b = Y.mean(axis=1, keepdims=True)
@@ -93,8 +106,9 @@ def linear_baseline(adata: Any, *, like: Any, perturbation_key: str = "perturbat
 
     P = np.stack([embed(p) for p in train])  # perturbations x K
     eye = np.eye(n_components)
-    W = (np.linalg.solve(G.T @ G + ridge * eye, G.T @ (Y - b) @ P)
-         @ np.linalg.inv(P.T @ P + ridge * eye))
+    W = np.linalg.solve(G.T @ G + ridge * eye, G.T @ (Y - b) @ P) @ np.linalg.inv(
+        P.T @ P + ridge * eye
+    )
 
     blocks, labels = [], []
     for label in target.perturbations:
@@ -107,11 +121,19 @@ def linear_baseline(adata: Any, *, like: Any, perturbation_key: str = "perturbat
     control_cells = target.rows(control)
     blocks.append(control_cells)
     labels += [control] * control_cells.shape[0]
-    obs = pd.DataFrame({perturbation_key: pd.Categorical(labels)},
-                       index=pd.Index([f"linear_{i}" for i in range(len(labels))]))
-    out = ad.AnnData(X=np.vstack(blocks).astype(np.float32), obs=obs,
-                     var=pd.DataFrame(index=adata.var_names.copy()))
-    out.uns["linear_baseline"] = {"n_components": n_components, "ridge": ridge,
-                                  "trained_on": np.asarray(train, dtype=object),
-                                  "zero_knockouts": zero_knockouts}
+    obs = pd.DataFrame(
+        {perturbation_key: pd.Categorical(labels)},
+        index=pd.Index([f"linear_{i}" for i in range(len(labels))]),
+    )
+    out = ad.AnnData(
+        X=np.vstack(blocks).astype(np.float32),
+        obs=obs,
+        var=pd.DataFrame(index=adata.var_names.copy()),
+    )
+    out.uns["linear_baseline"] = {
+        "n_components": n_components,
+        "ridge": ridge,
+        "trained_on": np.asarray(train, dtype=object),
+        "zero_knockouts": zero_knockouts,
+    }
     return out

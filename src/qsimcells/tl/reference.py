@@ -58,11 +58,13 @@ class ReferenceComparison:
 
     def value(self, statistic: str, metric: str) -> float:
         """One entry of :attr:`table`."""
-        rows = self.table[(self.table["statistic"] == statistic)
-                          & (self.table["metric"] == metric)]
+        rows = self.table[(self.table["statistic"] == statistic) & (self.table["metric"] == metric)]
         if rows.empty:
-            raise ValueError(f"statistic, metric: ({statistic!r}, {metric!r}) is not in the "
-                             f"table; available: {list(zip(self.table['statistic'], self.table['metric'], strict=True))}")
+            raise ValueError(
+                f"statistic, metric: ({statistic!r}, {metric!r}) is not in the "
+                "table; available: "
+                f"{list(zip(self.table['statistic'], self.table['metric'], strict=True))}"
+            )
         return float(rows["value"].iloc[0])
 
 
@@ -116,13 +118,17 @@ def compare_to_reference(
     max_cells = check_positive_int("max_cells", max_cells)
     shared = [g for g in adata.var_names if g in set(reference.var_names)]
     if len(shared) < 2:
-        raise ValueError(f"reference: shares {len(shared)} genes with adata (at least 2 are "
-                         "needed); compare data over the same genes")
+        raise ValueError(
+            f"reference: shares {len(shared)} genes with adata (at least 2 are "
+            "needed); compare data over the same genes"
+        )
     if groupby is not None:
         for name, data in (("adata", adata), ("reference", reference)):
             if groupby not in data.obs:
-                raise ValueError(f"groupby: {groupby!r} is not a column of {name}.obs; give "
-                                 "the cell-type column, or None")
+                raise ValueError(
+                    f"groupby: {groupby!r} is not a column of {name}.obs; give "
+                    "the cell-type column, or None"
+                )
     sim = counts(adata, layer)[:, adata.var_names.get_indexer(shared)]
     real = counts(reference, reference_layer)[:, reference.var_names.get_indexer(shared)]
 
@@ -132,42 +138,64 @@ def compare_to_reference(
         a, b = per_gene[f"{stat}_simulated"], per_gene[f"{stat}_reference"]
         if stat != "zero_fraction":
             a, b = np.log10(a + 1e-3), np.log10(b + 1e-3)
-        rows += [(stat, "ks", float(stats.ks_2samp(a, b).statistic)),
-                 (stat, "wasserstein", float(stats.wasserstein_distance(a, b))),
-                 (stat, "mae", float(np.abs(a - b).mean()))]
-    library = {"simulated": np.asarray(sim.sum(axis=1)).ravel(),
-               "reference": np.asarray(real.sum(axis=1)).ravel()}
+        rows += [
+            (stat, "ks", float(stats.ks_2samp(a, b).statistic)),
+            (stat, "wasserstein", float(stats.wasserstein_distance(a, b))),
+            (stat, "mae", float(np.abs(a - b).mean())),
+        ]
+    library = {
+        "simulated": np.asarray(sim.sum(axis=1)).ravel(),
+        "reference": np.asarray(real.sum(axis=1)).ravel(),
+    }
     la, lb = (np.log10(library[k] + 1) for k in ("simulated", "reference"))
-    rows += [("library_size", "ks", float(stats.ks_2samp(la, lb).statistic)),
-             ("library_size", "wasserstein", float(stats.wasserstein_distance(la, lb)))]
+    rows += [
+        ("library_size", "ks", float(stats.ks_2samp(la, lb).statistic)),
+        ("library_size", "wasserstein", float(stats.wasserstein_distance(la, lb))),
+    ]
 
-    top = np.sort(np.argsort(-per_gene["mean_reference"].to_numpy(), kind="stable")
-                  [:n_correlation_genes])
+    top = np.sort(
+        np.argsort(-per_gene["mean_reference"].to_numpy(), kind="stable")[:n_correlation_genes]
+    )
     lsim, lreal = log_normalize(sim), log_normalize(real)
     corr_sim, corr_real = _correlation(lsim[:, top]), _correlation(lreal[:, top])
     rows.append(("correlation", "mae", _pair_mae(corr_sim, corr_real)))
     if groupby is not None:
-        types = [t for t in pd.unique(reference.obs[groupby].astype(str))
-                 if (adata.obs[groupby].astype(str) == t).sum() > 2
-                 and (reference.obs[groupby].astype(str) == t).sum() > 2]
-        errors = [_pair_mae(_correlation(lsim[np.flatnonzero(adata.obs[groupby].astype(str)
-                                                             == t)][:, top]),
-                            _correlation(lreal[np.flatnonzero(reference.obs[groupby].astype(str)
-                                                              == t)][:, top]))
-                  for t in types]
+        types = [
+            t
+            for t in pd.unique(reference.obs[groupby].astype(str))
+            if (adata.obs[groupby].astype(str) == t).sum() > 2
+            and (reference.obs[groupby].astype(str) == t).sum() > 2
+        ]
+        errors = [
+            _pair_mae(
+                _correlation(lsim[np.flatnonzero(adata.obs[groupby].astype(str) == t)][:, top]),
+                _correlation(
+                    lreal[np.flatnonzero(reference.obs[groupby].astype(str) == t)][:, top]
+                ),
+            )
+            for t in types
+        ]
         errors = [e for e in errors if np.isfinite(e)]
-        rows.append(("correlation_within_types", "mae",
-                     float(np.mean(errors)) if errors else float("nan")))
-    rows += _knn_rows(lsim, lreal, adata, reference, groupby, n_neighbors, n_pcs, max_cells,
-                      as_generator(rng))
+        rows.append(
+            ("correlation_within_types", "mae", float(np.mean(errors)) if errors else float("nan"))
+        )
+    rows += _knn_rows(
+        lsim, lreal, adata, reference, groupby, n_neighbors, n_pcs, max_cells, as_generator(rng)
+    )
     table = pd.DataFrame.from_records(rows, columns=["statistic", "metric", "value"])
-    return ReferenceComparison(table=table, per_gene=per_gene, library=library,
-                               correlation={"genes": [shared[i] for i in top],
-                                            "simulated": corr_sim, "reference": corr_real})
+    return ReferenceComparison(
+        table=table,
+        per_gene=per_gene,
+        library=library,
+        correlation={
+            "genes": [shared[i] for i in top],
+            "simulated": corr_sim,
+            "reference": corr_real,
+        },
+    )
 
 
-def _per_gene(sim: sparse.csr_matrix, real: sparse.csr_matrix, genes: list[str]
-              ) -> pd.DataFrame:
+def _per_gene(sim: sparse.csr_matrix, real: sparse.csr_matrix, genes: list[str]) -> pd.DataFrame:
     out = {}
     for name, X in (("simulated", sim), ("reference", real)):
         mean = np.asarray(X.mean(axis=0)).ravel()
@@ -192,9 +220,17 @@ def _pair_mae(a: np.ndarray, b: np.ndarray) -> float:
     return float(d.mean()) if d.size else float("nan")
 
 
-def _knn_rows(lsim: sparse.csr_matrix, lreal: sparse.csr_matrix, adata: Any, reference: Any,
-              groupby: str | None, k: int, n_pcs: int, max_cells: int,
-              gen: np.random.Generator) -> list[tuple[str, str, float]]:
+def _knn_rows(
+    lsim: sparse.csr_matrix,
+    lreal: sparse.csr_matrix,
+    adata: Any,
+    reference: Any,
+    groupby: str | None,
+    k: int,
+    n_pcs: int,
+    max_cells: int,
+    gen: np.random.Generator,
+) -> list[tuple[str, str, float]]:
     """Two-sample kNN AUC in the joint PCA space, and cell-type recognition."""
     from scipy.spatial import cKDTree
 
@@ -223,10 +259,16 @@ def _knn_rows(lsim: sparse.csr_matrix, lreal: sparse.csr_matrix, adata: Any, ref
         tree = cKDTree(emb[n:])
         _, to_real = tree.query(emb[:n], k=k)
         _, within = tree.query(emb[n:], k=k + 1)
-        rows.append(("knn", "cell_type_accuracy",
-                     float((_vote(real_types[to_real]) == sim_types).mean())))
-        rows.append(("knn", "cell_type_accuracy_reference",
-                     float((_vote(real_types[within[:, 1:]]) == real_types).mean())))
+        rows.append(
+            ("knn", "cell_type_accuracy", float((_vote(real_types[to_real]) == sim_types).mean()))
+        )
+        rows.append(
+            (
+                "knn",
+                "cell_type_accuracy_reference",
+                float((_vote(real_types[within[:, 1:]]) == real_types).mean()),
+            )
+        )
         rows.append(("knn", "cell_type_accuracy_gap", abs(rows[-2][2] - rows[-1][2])))
     return rows
 

@@ -37,8 +37,9 @@ def js_divergence(p: Any, q: Any) -> float:
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
     if p.shape != q.shape or p.ndim != 1:
-        raise ValueError(f"p, q: expected two 1-D vectors of one length, got {p.shape} and "
-                         f"{q.shape}")
+        raise ValueError(
+            f"p, q: expected two 1-D vectors of one length, got {p.shape} and {q.shape}"
+        )
     if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
         raise ValueError("p, q: must be non-negative with a positive sum")
     p, q = p / p.sum(), q / q.sum()
@@ -91,22 +92,30 @@ def _covariance(bins: np.ndarray) -> np.ndarray:
 
 
 def _k_probability(bins: np.ndarray) -> np.ndarray:
-    return np.bincount(bins.sum(axis=1).astype(np.int64), minlength=bins.shape[1] + 1) \
-        / bins.shape[0]
+    return (
+        np.bincount(bins.sum(axis=1).astype(np.int64), minlength=bins.shape[1] + 1) / bins.shape[0]
+    )
 
 
-def _autocorrelogram(bits: np.ndarray, n_units: int, n_timesteps: int, max_lag: int
-                     ) -> np.ndarray:
+def _autocorrelogram(bits: np.ndarray, n_units: int, n_timesteps: int, max_lag: int) -> np.ndarray:
     """``P(x_t = 1 and x_{t + tau} = 1)`` of one unit, averaged over units and bin pairs."""
     trains = bits.reshape(bits.shape[0], n_timesteps, n_units).astype(np.float64)
-    return np.array([(trains[:, : n_timesteps - lag] * trains[:, lag:]).mean()
-                     for lag in range(max_lag + 1)])
+    return np.array(
+        [(trains[:, : n_timesteps - lag] * trains[:, lag:]).mean() for lag in range(max_lag + 1)]
+    )
 
 
-def spike_statistics(real: Any, generated: Any, *, n_units: int | None = None,
-                     n_timesteps: int | None = None, layer: str | None = None,
-                     max_states: int = 4096, max_lag: int | None = None,
-                     bin_size: float | None = None) -> dict[str, Any]:
+def spike_statistics(
+    real: Any,
+    generated: Any,
+    *,
+    n_units: int | None = None,
+    n_timesteps: int | None = None,
+    layer: str | None = None,
+    max_states: int = 4096,
+    max_lag: int | None = None,
+    bin_size: float | None = None,
+) -> dict[str, Any]:
     """Compare generated binary activity with real activity (SpiQGAN's Fig. 2 and Fig. 3).
 
     Parameters
@@ -156,10 +165,14 @@ def spike_statistics(real: Any, generated: Any, *, n_units: int | None = None,
     max_states = check_positive_int("max_states", max_states)
     max_lag = n_timesteps - 1 if max_lag is None else int(max_lag)
     if not 0 <= max_lag < n_timesteps:
-        raise ValueError(f"max_lag: must lie in [0, n_timesteps - 1] = [0, {n_timesteps - 1}], "
-                         f"got {max_lag}")
-    scale = 1.0 if bin_size is None else 1.0 / check_finite("bin_size", bin_size, low=0.0,
-                                                           low_open=True)
+        raise ValueError(
+            f"max_lag: must lie in [0, n_timesteps - 1] = [0, {n_timesteps - 1}], got {max_lag}"
+        )
+    scale = (
+        1.0
+        if bin_size is None
+        else 1.0 / check_finite("bin_size", bin_size, low=0.0, low_open=True)
+    )
 
     if n_units * n_timesteps <= 24 and 2 ** (n_units * n_timesteps) <= max_states:
         scope = "sample"
@@ -168,8 +181,14 @@ def spike_statistics(real: Any, generated: Any, *, n_units: int | None = None,
     elif n_units <= 24 and 2**n_units <= max_states:
         scope = "timestep"
         steps = [slice(t * n_units, (t + 1) * n_units) for t in range(n_timesteps)]
-        js = float(np.mean([js_divergence(state_distribution(a[:, s]),
-                                          state_distribution(b[:, s])) for s in steps]))
+        js = float(
+            np.mean(
+                [
+                    js_divergence(state_distribution(a[:, s]), state_distribution(b[:, s]))
+                    for s in steps
+                ]
+            )
+        )
         p = state_distribution(_per_bin(a, n_units, n_timesteps))
         q = state_distribution(_per_bin(b, n_units, n_timesteps))
     else:
@@ -177,18 +196,32 @@ def spike_statistics(real: Any, generated: Any, *, n_units: int | None = None,
 
     bins_a, bins_b = _per_bin(a, n_units, n_timesteps), _per_bin(b, n_units, n_timesteps)
     out: dict[str, Any] = {
-        "n_units": n_units, "n_timesteps": n_timesteps, "n_real": a.shape[0],
-        "n_generated": b.shape[0], "js": js, "js_scope": scope,
+        "n_units": n_units,
+        "n_timesteps": n_timesteps,
+        "n_real": a.shape[0],
+        "n_generated": b.shape[0],
+        "js": js,
+        "js_scope": scope,
         "states": {"real": p, "generated": q},
-        "firing_rate": {"real": scale * _firing_rate(bins_a),
-                        "generated": scale * _firing_rate(bins_b)},
-        "covariance": {"pairs": np.stack(np.triu_indices(n_units, 1), axis=1),
-                       "real": _covariance(bins_a), "generated": _covariance(bins_b)},
-        "k_probability": {"k": np.arange(n_units + 1), "real": _k_probability(bins_a),
-                          "generated": _k_probability(bins_b)},
-        "autocorrelogram": {"lag": np.arange(max_lag + 1),
-                            "real": _autocorrelogram(a, n_units, n_timesteps, max_lag),
-                            "generated": _autocorrelogram(b, n_units, n_timesteps, max_lag)},
+        "firing_rate": {
+            "real": scale * _firing_rate(bins_a),
+            "generated": scale * _firing_rate(bins_b),
+        },
+        "covariance": {
+            "pairs": np.stack(np.triu_indices(n_units, 1), axis=1),
+            "real": _covariance(bins_a),
+            "generated": _covariance(bins_b),
+        },
+        "k_probability": {
+            "k": np.arange(n_units + 1),
+            "real": _k_probability(bins_a),
+            "generated": _k_probability(bins_b),
+        },
+        "autocorrelogram": {
+            "lag": np.arange(max_lag + 1),
+            "real": _autocorrelogram(a, n_units, n_timesteps, max_lag),
+            "generated": _autocorrelogram(b, n_units, n_timesteps, max_lag),
+        },
     }
 
     def mae(key: str) -> float:
@@ -196,16 +229,19 @@ def spike_statistics(real: Any, generated: Any, *, n_units: int | None = None,
         return float(np.abs(x - y).mean()) if x.size else 0.0
 
     out["summary"] = {
-        "js": js, "firing_rate_mae": mae("firing_rate"), "covariance_mae": mae("covariance"),
-        "k_probability_tvd": 0.5 * float(np.abs(out["k_probability"]["real"]
-                                                 - out["k_probability"]["generated"]).sum()),
+        "js": js,
+        "firing_rate_mae": mae("firing_rate"),
+        "covariance_mae": mae("covariance"),
+        "k_probability_tvd": 0.5
+        * float(np.abs(out["k_probability"]["real"] - out["k_probability"]["generated"]).sum()),
         "autocorrelogram_mae": mae("autocorrelogram"),
     }
     return out
 
 
-def independent_surrogate(data: Any, n_samples: int | None = None, *, layer: str | None = None,
-                          rng: RngLike = None) -> np.ndarray:
+def independent_surrogate(
+    data: Any, n_samples: int | None = None, *, layer: str | None = None, rng: RngLike = None
+) -> np.ndarray:
     """The independent-units baseline: every column an independent Bernoulli with the data's
     rate in that column (same firing rates, no correlations in space or time).
 

@@ -49,8 +49,15 @@ from scipy import sparse
 from .._utils import MissingKeyError, check_choice, check_finite, layer_matrix
 from ._preprocess import check_adata
 
-__all__ = ["VCCResult", "cell_mean_baseline", "log_expression", "participation_ratio",
-           "perturbation_similarity", "vcc_metrics", "vcc_scaled_scores"]
+__all__ = [
+    "VCCResult",
+    "cell_mean_baseline",
+    "log_expression",
+    "participation_ratio",
+    "perturbation_similarity",
+    "vcc_metrics",
+    "vcc_scaled_scores",
+]
 
 #: cell-eval's FDR threshold for a differentially expressed gene
 VCC_FDR = 0.05
@@ -61,23 +68,28 @@ METRICS = ("des", "pds", "mae")
 
 
 # -- input handling ----------------------------------------------------------------------------
-def _raw_matrix(adata: Any, layer: str | None, field: str
-                ) -> tuple[sparse.csr_matrix | np.ndarray, bool]:
+def _raw_matrix(
+    adata: Any, layer: str | None, field: str
+) -> tuple[sparse.csr_matrix | np.ndarray, bool]:
     """The matrix as float64 (CSR if sparse) and whether it was stored as integers."""
     X = layer_matrix(adata, layer, field)
     if X is None:
         raise ValueError(f"{field}: X is empty (None)")
     integer = np.issubdtype(X.dtype, np.integer) or X.dtype == bool
-    X = sparse.csr_matrix(X, dtype=np.float64) if sparse.issparse(X) else \
-        np.asarray(X, dtype=np.float64)
+    X = (
+        sparse.csr_matrix(X, dtype=np.float64)
+        if sparse.issparse(X)
+        else np.asarray(X, dtype=np.float64)
+    )
     values = X.data if sparse.issparse(X) else X
     if not np.isfinite(values).all():
         raise ValueError(f"{field}: the expression matrix contains NaN or infinite values")
     return X, integer
 
 
-def log_expression(adata: Any, *, layer: str | None = None, normalize: bool | None = None,
-                   field: str = "adata") -> sparse.csr_matrix | np.ndarray:
+def log_expression(
+    adata: Any, *, layer: str | None = None, normalize: bool | None = None, field: str = "adata"
+) -> sparse.csr_matrix | np.ndarray:
     """The expression cell-eval scores: counts normalised and log1p-transformed, or log1p data
     as they are (cell-eval's ``_convert_to_normlog``).
 
@@ -111,8 +123,9 @@ def log_expression(adata: Any, *, layer: str | None = None, normalize: bool | No
         normalize = not has_decimals
     if normalize:
         if values.size and values.min() < 0:
-            raise ValueError(f"{field}: counts must be >= 0 to be normalised, found "
-                             f"{values.min():.3g}")
+            raise ValueError(
+                f"{field}: counts must be >= 0 to be normalised, found {values.min():.3g}"
+            )
         totals = np.asarray(X.sum(axis=1)).ravel()
         # scanpy's normalize_total: the median over all cells for CSR, over non-empty ones
         # for a dense matrix
@@ -129,12 +142,16 @@ def log_expression(adata: Any, *, layer: str | None = None, normalize: bool | No
     if has_decimals:  # cell-eval's validation of log1p data
         low, high = float(values.min()), float(values.max())
         if low < 0:
-            raise ValueError(f"{field}: log1p-normalised expression must be >= 0, found {low:.3g} "
-                             "(clip predictions at 0, as counts cannot be negative)")
+            raise ValueError(
+                f"{field}: log1p-normalised expression must be >= 0, found {low:.3g} "
+                "(clip predictions at 0, as counts cannot be negative)"
+            )
         if high >= _LOG1P_MAX:
-            raise ValueError(f"{field}: values up to {high:.3g} are not log1p-normalised "
-                             f"(expected < {_LOG1P_MAX}); give counts as integers or "
-                             "log1p(normalised) data")
+            raise ValueError(
+                f"{field}: values up to {high:.3g} are not log1p-normalised "
+                f"(expected < {_LOG1P_MAX}); give counts as integers or "
+                "log1p(normalised) data"
+            )
     return X
 
 
@@ -148,24 +165,38 @@ class _Profile:
     control: str
 
     @classmethod
-    def build(cls, adata: Any, key: str, control: str, layer: str | None,
-              normalize: bool | None, field: str) -> _Profile:
+    def build(
+        cls,
+        adata: Any,
+        key: str,
+        control: str,
+        layer: str | None,
+        normalize: bool | None,
+        field: str,
+    ) -> _Profile:
         check_adata(adata, field)
         if not isinstance(key, str) or key not in adata.obs:
-            raise MissingKeyError(f"perturbation_key: {key!r} is not a column of {field}.obs; "
-                           f"available: {list(adata.obs.columns)}")
+            raise MissingKeyError(
+                f"perturbation_key: {key!r} is not a column of {field}.obs; "
+                f"available: {list(adata.obs.columns)}"
+            )
         raw = adata.obs[key]
         if raw.isna().any():
-            raise ValueError(f"{field}.obs[{key!r}]: {int(raw.isna().sum())} cells have no "
-                             "perturbation label")
+            raise ValueError(
+                f"{field}.obs[{key!r}]: {int(raw.isna().sum())} cells have no perturbation label"
+            )
         labels = raw.astype(str).to_numpy()
         names, inverse = np.unique(labels, return_inverse=True)
         if control not in names:
-            raise ValueError(f"control: {control!r} is not a label of {field}.obs[{key!r}]; "
-                             f"labels: {list(names[:12])}")
+            raise ValueError(
+                f"control: {control!r} is not a label of {field}.obs[{key!r}]; "
+                f"labels: {list(names[:12])}"
+            )
         if len(names) < 2:
-            raise ValueError(f"{field}.obs[{key!r}]: only the control {control!r}; a screen "
-                             "needs perturbed cells")
+            raise ValueError(
+                f"{field}.obs[{key!r}]: only the control {control!r}; a screen "
+                "needs perturbed cells"
+            )
         groups = {str(n): np.flatnonzero(inverse == i) for i, n in enumerate(names)}
         X = log_expression(adata, layer=layer, normalize=normalize, field=field)
         return cls(X, labels, groups, control)
@@ -183,26 +214,35 @@ class _Profile:
         return np.asarray(self.X[self.groups[label]].mean(axis=0)).ravel()
 
 
-def _check_pair(pred: _Profile, real: _Profile, pred_genes: pd.Index, real_genes: pd.Index,
-                field: str) -> None:
+def _check_pair(
+    pred: _Profile, real: _Profile, pred_genes: pd.Index, real_genes: pd.Index, field: str
+) -> None:
     if not pred_genes.equals(real_genes):
         pred_set, real_set = set(pred_genes), set(real_genes)
         if pred_set == real_set:
-            raise ValueError(f"{field}.var_names: the same genes as real in another order; "
-                             f"reorder with {field}[:, real.var_names]")
+            raise ValueError(
+                f"{field}.var_names: the same genes as real in another order; "
+                f"reorder with {field}[:, real.var_names]"
+            )
         missing = [g for g in real_genes if g not in pred_set][:10]
         extra = [g for g in pred_genes if g not in real_set][:10]
-        raise ValueError(f"{field}.var_names: the genes differ from real.var_names (missing "
-                         f"{missing}, extra {extra}); predict the same genes in the same order")
+        raise ValueError(
+            f"{field}.var_names: the genes differ from real.var_names (missing "
+            f"{missing}, extra {extra}); predict the same genes in the same order"
+        )
     extra = sorted(set(pred.groups) - set(real.groups))
     if extra:
-        raise ValueError(f"{field}: perturbations {extra[:10]} are not in real; score only "
-                         "perturbations with real cells")
+        raise ValueError(
+            f"{field}: perturbations {extra[:10]} are not in real; score only "
+            "perturbations with real cells"
+        )
     missing = sorted(set(real.groups) - set(pred.groups))
     if missing:
-        raise ValueError(f"{field}: real perturbations {missing[:10]} have no predicted cells; "
-                         "predict them or subset real to the predicted perturbations plus the "
-                         "control")
+        raise ValueError(
+            f"{field}: real perturbations {missing[:10]} have no predicted cells; "
+            "predict them or subset real to the predicted perturbations plus the "
+            "control"
+        )
 
 
 # -- the three metrics -------------------------------------------------------------------------
@@ -252,9 +292,16 @@ def _de_genes(pert: np.ndarray, ctrl: np.ndarray, fdr_threshold: float) -> np.nd
     return significant[np.argsort(-size, kind="stable")]
 
 
-def _score(pred: _Profile, real: _Profile, genes: np.ndarray, fdr_threshold: float,
-           exclude_target_gene: bool, real_de: dict[str, np.ndarray] | None,
-           progress: bool | None, desc: str) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def _score(
+    pred: _Profile,
+    real: _Profile,
+    genes: np.ndarray,
+    fdr_threshold: float,
+    exclude_target_gene: bool,
+    real_de: dict[str, np.ndarray] | None,
+    progress: bool | None,
+    desc: str,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Per-perturbation DES, PDS and MAE of ``pred`` against ``real``."""
     from scipy.spatial.distance import cdist
     from tqdm.auto import tqdm
@@ -267,8 +314,14 @@ def _score(pred: _Profile, real: _Profile, genes: np.ndarray, fdr_threshold: flo
     real_ctrl, pred_ctrl = real.rows(real.control), pred.rows(pred.control)
 
     rows, de_cache = [], dict(real_de or {})
-    for i, p in enumerate(tqdm(perts, desc=desc, unit="perturbation",
-                               disable=(not progress) if progress is not None else None)):
+    for i, p in enumerate(
+        tqdm(
+            perts,
+            desc=desc,
+            unit="perturbation",
+            disable=(not progress) if progress is not None else None,
+        )
+    ):
         if p not in de_cache:
             de_cache[p] = _de_genes(real.rows(p), real_ctrl, fdr_threshold)
         real_top = de_cache[p]
@@ -276,11 +329,19 @@ def _score(pred: _Profile, real: _Profile, genes: np.ndarray, fdr_threshold: flo
         k = real_top.size
         des = np.intersect1d(real_top, pred_top[:k]).size / k if k else 0.0
         keep = genes != p if exclude_target_gene else np.ones(genes.size, dtype=bool)
-        distance = cdist(real_effect[:, keep], pred_effect[i:i + 1, keep], "cityblock").ravel()
+        distance = cdist(real_effect[:, keep], pred_effect[i : i + 1, keep], "cityblock").ravel()
         rank = int(np.flatnonzero(np.argsort(distance) == i)[0])  # cell-eval's argsort
-        rows.append({"perturbation": p, "des": des, "pds": 1.0 - rank / len(perts),
-                     "mae": float(np.mean(np.abs(pred_means[p] - real_means[p]))),
-                     "pds_rank": rank, "n_de_real": k, "n_de_pred": int(pred_top.size)})
+        rows.append(
+            {
+                "perturbation": p,
+                "des": des,
+                "pds": 1.0 - rank / len(perts),
+                "mae": float(np.mean(np.abs(pred_means[p] - real_means[p]))),
+                "pds_rank": rank,
+                "n_de_real": k,
+                "n_de_pred": int(pred_top.size),
+            }
+        )
     return pd.DataFrame(rows).set_index("perturbation"), de_cache
 
 
@@ -306,12 +367,15 @@ def vcc_scaled_scores(model: Mapping[str, float], baseline: Mapping[str, float])
     user = np.array([model[m] for m in METRICS], dtype=np.float64)
     base = np.array([baseline[m] for m in METRICS], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = np.r_[(user[:2] - base[:2]) / (1.0 - base[:2]),  # best value 1: des, pds
-                       1.0 - user[2:] / base[2:]]  # best value 0: mae
+        scaled = np.r_[
+            (user[:2] - base[:2]) / (1.0 - base[:2]),  # best value 1: des, pds
+            1.0 - user[2:] / base[2:],
+        ]  # best value 0: mae
     scaled[np.isnan(scaled)] = 0.0
     scaled = np.clip(scaled, 0.0, None)
-    return pd.Series(np.r_[scaled, scaled.mean()],
-                     index=["des_scaled", "pds_scaled", "mae_scaled", "score"])
+    return pd.Series(
+        np.r_[scaled, scaled.mean()], index=["des_scaled", "pds_scaled", "mae_scaled", "score"]
+    )
 
 
 @dataclass(frozen=True)
@@ -352,9 +416,15 @@ def _baseline_profile(real: _Profile, source: _Profile | None = None) -> _Profil
     return _Profile(X, labels, groups, real.control)
 
 
-def cell_mean_baseline(adata: Any, *, perturbation_key: str = "perturbation",
-                       control: str = "control", layer: str | None = None,
-                       normalize: bool | None = None, like: Any = None) -> Any:
+def cell_mean_baseline(
+    adata: Any,
+    *,
+    perturbation_key: str = "perturbation",
+    control: str = "control",
+    layer: str | None = None,
+    normalize: bool | None = None,
+    like: Any = None,
+) -> Any:
     """The VCC's cell-mean baseline prediction (cell-eval ``build_base_mean_adata``).
 
     Every perturbed cell is predicted as the mean, over the perturbations of ``adata`` (the
@@ -382,13 +452,18 @@ def cell_mean_baseline(adata: Any, *, perturbation_key: str = "perturbation",
     import anndata as ad
 
     source = _Profile.build(adata, perturbation_key, control, layer, normalize, "adata")
-    target = source if like is None else _Profile.build(like, perturbation_key, control, layer,
-                                                        normalize, "like")
+    target = (
+        source
+        if like is None
+        else _Profile.build(like, perturbation_key, control, layer, normalize, "like")
+    )
     if like is not None and not like.var_names.equals(adata.var_names):
         raise ValueError("like.var_names: the genes differ from adata.var_names")
     base = _baseline_profile(target, source)
-    obs = pd.DataFrame({perturbation_key: pd.Categorical(base.labels)},
-                       index=pd.Index([f"baseline_{i}" for i in range(base.labels.size)]))
+    obs = pd.DataFrame(
+        {perturbation_key: pd.Categorical(base.labels)},
+        index=pd.Index([f"baseline_{i}" for i in range(base.labels.size)]),
+    )
     return ad.AnnData(X=base.X, obs=obs, var=pd.DataFrame(index=adata.var_names.copy()))
 
 
@@ -448,10 +523,8 @@ def vcc_metrics(
     if normalize is not None and not isinstance(normalize, bool):
         raise TypeError(f"normalize: expected None, True or False, got {normalize!r}")
     if not isinstance(exclude_target_gene, bool):
-        raise TypeError(f"exclude_target_gene: expected True or False, got "
-                        f"{exclude_target_gene!r}")
-    fdr_threshold = check_finite("fdr_threshold", fdr_threshold, low=0.0, high=1.0,
-                                 low_open=True)
+        raise TypeError(f"exclude_target_gene: expected True or False, got {exclude_target_gene!r}")
+    fdr_threshold = check_finite("fdr_threshold", fdr_threshold, low=0.0, high=1.0, low_open=True)
     if isinstance(baseline, str):
         check_choice("baseline", baseline, ["cell_mean"])
     elif baseline is not None:
@@ -461,8 +534,9 @@ def vcc_metrics(
     pred_p = _Profile.build(pred, *args, "pred")
     _check_pair(pred_p, real_p, pred.var_names, real.var_names, "pred")
     genes = np.asarray(real.var_names.astype(str))
-    table, real_de = _score(pred_p, real_p, genes, fdr_threshold, exclude_target_gene, None,
-                            progress, "vcc_metrics")
+    table, real_de = _score(
+        pred_p, real_p, genes, fdr_threshold, exclude_target_gene, None, progress, "vcc_metrics"
+    )
     summary = table[list(METRICS)].mean()
     base_table = None
     if baseline is not None:
@@ -471,11 +545,24 @@ def vcc_metrics(
         else:
             base_p = _Profile.build(baseline, *args, "baseline")
             _check_pair(base_p, real_p, baseline.var_names, real.var_names, "baseline")
-        base_table, _ = _score(base_p, real_p, genes, fdr_threshold, exclude_target_gene,
-                               real_de, progress, "vcc_metrics (baseline)")
+        base_table, _ = _score(
+            base_p,
+            real_p,
+            genes,
+            fdr_threshold,
+            exclude_target_gene,
+            real_de,
+            progress,
+            "vcc_metrics (baseline)",
+        )
         base_summary = base_table[list(METRICS)].mean()
-        summary = pd.concat([summary, base_summary.add_suffix("_baseline"),
-                             vcc_scaled_scores(summary, base_summary)])
+        summary = pd.concat(
+            [
+                summary,
+                base_summary.add_suffix("_baseline"),
+                vcc_scaled_scores(summary, base_summary),
+            ]
+        )
     return VCCResult(table, base_table, summary)
 
 
@@ -498,16 +585,19 @@ def participation_ratio(outputs: Any) -> float:
     """
     X = np.asarray(outputs, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 1:
-        raise ValueError(f"outputs: expected a (n_samples >= 2, n_features) array, got shape "
-                         f"{X.shape}")
+        raise ValueError(
+            f"outputs: expected a (n_samples >= 2, n_features) array, got shape {X.shape}"
+        )
     if not np.isfinite(X).all():
         raise ValueError("outputs: contains NaN or infinite values")
     # covariance eigenvalues are the squared singular values of the centred data / (n - 1)
     singular = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)
     eig = singular**2
     if eig.sum() <= 0:
-        raise ValueError("outputs: every row is the same (zero variance), so the participation "
-                         "ratio is undefined")
+        raise ValueError(
+            "outputs: every row is the same (zero variance), so the participation "
+            "ratio is undefined"
+        )
     return float(eig.sum() ** 2 / np.sum(eig**2))
 
 
@@ -545,18 +635,22 @@ def perturbation_similarity(
     profile = _Profile.build(adata, perturbation_key, control, layer, normalize, "adata")
     perts = profile.perturbations
     if len(perts) < 2:
-        raise ValueError(f"adata.obs[{perturbation_key!r}]: at least two perturbations are "
-                         f"needed for a between-perturbation similarity, got {perts}")
+        raise ValueError(
+            f"adata.obs[{perturbation_key!r}]: at least two perturbations are "
+            f"needed for a between-perturbation similarity, got {perts}"
+        )
     ctrl = profile.mean(control)
     delta = np.vstack([profile.mean(p) - ctrl for p in perts])
     if metric == "pearson":
         delta = delta - delta.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(delta, axis=1)
-    flat = [p for p, n in zip(perts, norms) if not n > 0]
+    flat = [p for p, n in zip(perts, norms, strict=True) if not n > 0]
     if flat:
-        raise ValueError(f"adata: perturbations {flat[:10]} have a constant delta profile "
-                         f"(all {'equal' if metric == 'pearson' else 'zero'}), so their "
-                         f"{metric} similarity is undefined")
+        raise ValueError(
+            f"adata: perturbations {flat[:10]} have a constant delta profile "
+            f"(all {'equal' if metric == 'pearson' else 'zero'}), so their "
+            f"{metric} similarity is undefined"
+        )
     unit = delta / norms[:, None]
     sims = unit @ unit.T
     upper = np.triu_indices(len(perts), 1)

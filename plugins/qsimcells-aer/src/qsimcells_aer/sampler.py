@@ -20,8 +20,15 @@ from qsimcells.circuits import check_qubit_reuse
 logger = logging.getLogger(__name__)
 
 #: Aer simulation methods that sample measurements (``unitary`` and ``superop`` do not).
-METHODS = ("automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state",
-           "extended_stabilizer", "tensor_network")
+METHODS = (
+    "automatic",
+    "statevector",
+    "density_matrix",
+    "stabilizer",
+    "matrix_product_state",
+    "extended_stabilizer",
+    "tensor_network",
+)
 #: The largest number of shots given to Aer in one run (bounds the memory of the bit strings).
 SHOTS_PER_RUN = 1_000_000
 
@@ -54,9 +61,15 @@ class AerSampler:
         each call seeds the transpiler and the simulator.
     """
 
-    def __init__(self, method: str = "automatic", noise_model: Any = None, device: str = "CPU",
-                 optimization_level: int = 1, qubit_reuse: bool | str = "auto",
-                 **backend_options: Any) -> None:
+    def __init__(
+        self,
+        method: str = "automatic",
+        noise_model: Any = None,
+        device: str = "CPU",
+        optimization_level: int = 1,
+        qubit_reuse: bool | str = "auto",
+        **backend_options: Any,
+    ) -> None:
         from qiskit_aer import AerSimulator
 
         check_choice("method", method, METHODS)
@@ -65,8 +78,10 @@ class AerSampler:
         seeds = sorted({"seed", "seed_simulator", "seed_transpiler"} & set(backend_options))
         if seeds:  # one name for randomness in qsimcells: rng (a fixed simulator seed would
             # also repeat the same bits in every chunk of qs.sim.simulate)
-            raise ValueError(f"{seeds[0]}: not an option; pass rng= to sample_bits / simulate, "
-                             "which seeds Aer's transpiler and simulator for every call")
+            raise ValueError(
+                f"{seeds[0]}: not an option; pass rng= to sample_bits / simulate, "
+                "which seeds Aer's transpiler and simulator for every call"
+            )
         devices = AerSimulator().available_devices()
         check_choice("device", device, devices)
         self.method, self.device = method, device
@@ -89,8 +104,10 @@ class AerSampler:
             from qiskit_aer.noise import NoiseModel
 
             if not isinstance(noise_model, NoiseModel):
-                raise TypeError("noise_model: expected None, a qiskit_aer.noise.NoiseModel or a "
-                                f"fake backend name, got {type(noise_model).__name__}")
+                raise TypeError(
+                    "noise_model: expected None, a qiskit_aer.noise.NoiseModel or a "
+                    f"fake backend name, got {type(noise_model).__name__}"
+                )
             self.fake_backend = None
             self.simulator = AerSimulator(noise_model=noise_model, **options)
 
@@ -112,10 +129,15 @@ class AerSampler:
         from qsimcells.circuits import fit_to_device
 
         if self.fake_backend is None:
-            return fit_to_device(circuit, circuit.num_qubits, "the simulator",
-                                 qubit_reuse=self.qubit_reuse)
-        return fit_to_device(circuit, self.fake_backend.num_qubits, self.fake_backend.name,
-                             qubit_reuse=self.qubit_reuse)
+            return fit_to_device(
+                circuit, circuit.num_qubits, "the simulator", qubit_reuse=self.qubit_reuse
+            )
+        return fit_to_device(
+            circuit,
+            self.fake_backend.num_qubits,
+            self.fake_backend.name,
+            qubit_reuse=self.qubit_reuse,
+        )
 
     def sample(self, circuit: Any, shots: int, *, rng: np.random.Generator) -> np.ndarray:
         from qiskit.transpiler import generate_preset_pass_manager
@@ -130,13 +152,18 @@ class AerSampler:
             raise ValueError(f"sampler: 'aer' cannot sample this circuit: {err}") from None
         # measurements are in the circuit before mapping, so routing cannot reorder the clbits
         pass_manager = generate_preset_pass_manager(
-            optimization_level=self.optimization_level, backend=self.simulator,
-            seed_transpiler=int(rng.integers(2**31)))
+            optimization_level=self.optimization_level,
+            backend=self.simulator,
+            seed_transpiler=int(rng.integers(2**31)),
+        )
         compiled = pass_manager.run(measured)
         if self.fake_backend is not None:
             self.last_layout = final_measurement_map(compiled, circuit.num_qubits)
-            logger.info("aer: qubit i of the circuit read on device qubit %s of %s",
-                        self.last_layout, self.fake_backend.name)
+            logger.info(
+                "aer: qubit i of the circuit read on device qubit %s of %s",
+                self.last_layout,
+                self.fake_backend.name,
+            )
         sampler = SamplerV2.from_backend(self.simulator, seed=int(rng.integers(2**31)))
         parts = []
         for start in range(0, shots, SHOTS_PER_RUN):

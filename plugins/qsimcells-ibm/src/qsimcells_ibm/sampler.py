@@ -43,8 +43,14 @@ import numpy as np
 from qsimcells._utils import check_choice
 from qsimcells.circuits import check_qubit_reuse, final_measurement_map
 
-__all__ = ["CHANNELS", "MODES", "IBMConnectionError", "IBMCredentialsError", "IBMSampler",
-           "UnknownBackendError"]
+__all__ = [
+    "CHANNELS",
+    "MODES",
+    "IBMConnectionError",
+    "IBMCredentialsError",
+    "IBMSampler",
+    "UnknownBackendError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +65,17 @@ SEED_TRANSPILER = 1_234_567
 FALLBACK_MAX_SHOTS = 100_000
 _FAKE_PREFIX = "fake_"
 _DEFAULT_CLOUD_URL = "https://cloud.ibm.com"
-_OPTIONS = ("backend", "mode", "optimization_level", "max_shots_per_job", "noise",
-            "qubit_reuse", "channel", "instance", "connect_timeout")
+_OPTIONS = (
+    "backend",
+    "mode",
+    "optimization_level",
+    "max_shots_per_job",
+    "noise",
+    "qubit_reuse",
+    "channel",
+    "instance",
+    "connect_timeout",
+)
 _NO_CREDENTIALS = (
     "no IBM Quantum credentials found{for_channel}: save an account once with "
     "QiskitRuntimeService.save_account(channel='ibm_quantum_platform', token=..., "
@@ -115,8 +130,11 @@ def _known_secrets(channel: str | None) -> set[str]:
     try:
         from qiskit_ibm_runtime.accounts.storage import read_config
 
-        secrets |= {str(acc.get("token") or "") for acc in read_config(_account_file()).values()
-                    if isinstance(acc, dict)}
+        secrets |= {
+            str(acc.get("token") or "")
+            for acc in read_config(_account_file()).values()
+            if isinstance(acc, dict)
+        }
     except Exception:  # a missing or broken config file holds no tokens to scrub
         pass
     try:
@@ -155,8 +173,12 @@ def _unreachable(account: Any, timeout: float) -> str | None:
     drops packets; this probe fails within ``timeout`` instead.
     """
     env_proxies = urllib.request.getproxies()
-    if (getattr(account, "proxies", None) or getattr(account, "private_endpoint", False)
-            or "https" in env_proxies or "all" in env_proxies):
+    if (
+        getattr(account, "proxies", None)
+        or getattr(account, "private_endpoint", False)
+        or "https" in env_proxies
+        or "all" in env_proxies
+    ):
         return None  # a proxy or private endpoint decides reachability; a probe proves nothing
     cloud = urlparse(getattr(account, "url", None) or _DEFAULT_CLOUD_URL)
     iam = urlparse(os.environ.get("IAM_URL") or f"https://iam.{cloud.hostname}")
@@ -203,8 +225,9 @@ def _runtime_sampler(mode: Any) -> Any:
     with warnings.catch_warnings():
         # deprecated since 0.50 in favour of the client-side executor sampler, which 0.40-0.49
         # lack; SamplerV2 runs the same jobs across the whole supported range
-        warnings.filterwarnings("ignore", message=".*SamplerV2 class is deprecated",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*SamplerV2 class is deprecated", category=DeprecationWarning
+        )
         return SamplerV2(mode=mode)
 
 
@@ -255,25 +278,41 @@ class IBMSampler:
     connects before :meth:`supports` or :meth:`sample`.
     """
 
-    def __init__(self, backend: str | None = None, *, mode: str = "batch",
-                 optimization_level: int = 1, max_shots_per_job: int | None = None,
-                 noise: bool = True, qubit_reuse: bool | str = "auto",
-                 channel: str | None = None, instance: str | None = None,
-                 connect_timeout: float | None = 10.0, **unknown: Any) -> None:
+    def __init__(
+        self,
+        backend: str | None = None,
+        *,
+        mode: str = "batch",
+        optimization_level: int = 1,
+        max_shots_per_job: int | None = None,
+        noise: bool = True,
+        qubit_reuse: bool | str = "auto",
+        channel: str | None = None,
+        instance: str | None = None,
+        connect_timeout: float | None = 10.0,
+        **unknown: Any,
+    ) -> None:
         if unknown:
             _reject_unknown(unknown)
         if not isinstance(backend, str) or not backend.strip():
-            raise ValueError(f"backend: expected a device name such as 'ibm_brisbane' or a fake "
-                             f"backend such as 'fake_manila', got {backend!r}")
+            raise ValueError(
+                f"backend: expected a device name such as 'ibm_brisbane' or a fake "
+                f"backend such as 'fake_manila', got {backend!r}"
+            )
         check_choice("mode", mode, MODES)
         if isinstance(optimization_level, bool) or optimization_level not in (0, 1, 2, 3):
-            raise ValueError(f"optimization_level: {optimization_level!r} is not allowed; "
-                             "choose one of [0, 1, 2, 3]")
+            raise ValueError(
+                f"optimization_level: {optimization_level!r} is not allowed; "
+                "choose one of [0, 1, 2, 3]"
+            )
         if max_shots_per_job is not None and (
-                isinstance(max_shots_per_job, bool)
-                or not isinstance(max_shots_per_job, (int, np.integer)) or max_shots_per_job < 1):
-            raise ValueError(f"max_shots_per_job: expected a positive integer or None, got "
-                             f"{max_shots_per_job!r}")
+            isinstance(max_shots_per_job, bool)
+            or not isinstance(max_shots_per_job, (int, np.integer))
+            or max_shots_per_job < 1
+        ):
+            raise ValueError(
+                f"max_shots_per_job: expected a positive integer or None, got {max_shots_per_job!r}"
+            )
         if not isinstance(noise, bool):
             raise ValueError(f"noise: expected True or False, got {noise!r}")
         check_qubit_reuse(qubit_reuse)
@@ -282,10 +321,15 @@ class IBMSampler:
         if instance is not None and (not isinstance(instance, str) or not instance.strip()):
             raise ValueError(f"instance: expected an instance CRN or name, got {instance!r}")
         if connect_timeout is not None and (
-                isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float))
-                or not math.isfinite(connect_timeout) or connect_timeout <= 0):
-            raise ValueError(f"connect_timeout: expected a positive number of seconds or None, "
-                             f"got {connect_timeout!r}")
+            isinstance(connect_timeout, bool)
+            or not isinstance(connect_timeout, (int, float))
+            or not math.isfinite(connect_timeout)
+            or connect_timeout <= 0
+        ):
+            raise ValueError(
+                f"connect_timeout: expected a positive number of seconds or None, "
+                f"got {connect_timeout!r}"
+            )
 
         self.backend_name = backend
         self.mode = mode
@@ -310,13 +354,17 @@ class IBMSampler:
         if self.is_fake:
             for field, value in (("channel", channel), ("instance", instance)):
                 if value is not None:
-                    raise ValueError(f"{field}: only for real backends; {backend!r} is a fake "
-                                     "backend and runs offline without an account")
+                    raise ValueError(
+                        f"{field}: only for real backends; {backend!r} is a fake "
+                        "backend and runs offline without an account"
+                    )
             self._check_max_shots(self.backend)  # offline and cheap: validate the name now
         elif not noise:
-            raise ValueError(f"noise: False (an ideal simulation) is only for fake backends; "
-                             f"{backend!r} is a real device. Use a 'fake_...' backend, or the "
-                             "'aer' or 'statevector' samplers")
+            raise ValueError(
+                f"noise: False (an ideal simulation) is only for fake backends; "
+                f"{backend!r} is a real device. Use a 'fake_...' backend, or the "
+                "'aer' or 'statevector' samplers"
+            )
 
     # -- properties and protocol -------------------------------------------------------------
 
@@ -390,10 +438,16 @@ class IBMSampler:
         per_job = self.max_shots_per_job or _max_shots(device)
         sizes = [min(per_job, shots - start) for start in range(0, shots, per_job)]
         seeds = _job_seeds(rng, len(sizes))
-        logger.info("ibm: %d shots on %s in %d job(s), %s mode%s", shots, self.backend_name,
-                    len(sizes), self.mode,
-                    "" if not self.is_fake else
-                    f", local testing mode ({'noisy' if self.noise else 'ideal Aer'})")
+        logger.info(
+            "ibm: %d shots on %s in %d job(s), %s mode%s",
+            shots,
+            self.backend_name,
+            len(sizes),
+            self.mode,
+            ""
+            if not self.is_fake
+            else f", local testing mode ({'noisy' if self.noise else 'ideal Aer'})",
+        )
         if self.is_fake:
             from qiskit_aer import AerSimulator
 
@@ -401,8 +455,10 @@ class IBMSampler:
             target = device if self.noise else AerSimulator()
             bits = self._run(target, compiled, sizes, seeds, seeded=True)
         else:
-            bits = self._scrubbed(lambda: self._run(device, compiled, sizes, seeds, seeded=False),
-                                  "running on IBM Quantum")
+            bits = self._scrubbed(
+                lambda: self._run(device, compiled, sizes, seeds, seeded=False),
+                "running on IBM Quantum",
+            )
         return bits
 
     # -- internals ---------------------------------------------------------------------------
@@ -410,16 +466,19 @@ class IBMSampler:
     def _check_max_shots(self, device: Any) -> None:
         limit = _max_shots(device)
         if self.max_shots_per_job is not None and self.max_shots_per_job > limit:
-            raise ValueError(f"max_shots_per_job: {self.max_shots_per_job} exceeds the "
-                             f"maximum of {limit} shots per job on {self.backend_name}")
+            raise ValueError(
+                f"max_shots_per_job: {self.max_shots_per_job} exceeds the "
+                f"maximum of {limit} shots per job on {self.backend_name}"
+            )
 
     def _fit(self, circuit: Any, device: Any) -> Any:
         """The circuit measured into ``qsimcells_final``, narrowed by qubit reuse when asked or
         needed; a ``ValueError`` when it cannot fit the device."""
         from qsimcells.circuits import fit_to_device
 
-        return fit_to_device(circuit, device.num_qubits, self.backend_name,
-                             qubit_reuse=self.qubit_reuse)
+        return fit_to_device(
+            circuit, device.num_qubits, self.backend_name, qubit_reuse=self.qubit_reuse
+        )
 
     def _compile(self, measured: Any, n_qubits: int, device: Any) -> Any:
         """``measured`` (from :meth:`_fit`) mapped to the device's ISA; the last one is reused
@@ -429,18 +488,25 @@ class IBMSampler:
         if self._compiled is not None and self._compiled[0] == measured:
             return self._compiled[1]
         pass_manager = generate_preset_pass_manager(
-            optimization_level=self.optimization_level, backend=device,
-            seed_transpiler=SEED_TRANSPILER)
+            optimization_level=self.optimization_level,
+            backend=device,
+            seed_transpiler=SEED_TRANSPILER,
+        )
         compiled = pass_manager.run(measured)
         physical = final_measurement_map(compiled, n_qubits)
         self.last_layout, self.last_circuit = physical, compiled
         self._compiled = (measured, compiled)
-        logger.info("ibm: logical qubits 0..%d of the circuit run on physical qubits %s of %s",
-                    n_qubits - 1, physical, self.backend_name)
+        logger.info(
+            "ibm: logical qubits 0..%d of the circuit run on physical qubits %s of %s",
+            n_qubits - 1,
+            physical,
+            self.backend_name,
+        )
         return compiled
 
-    def _run(self, target: Any, compiled: Any, sizes: list[int], seeds: list[int], *,
-             seeded: bool) -> np.ndarray:
+    def _run(
+        self, target: Any, compiled: Any, sizes: list[int], seeds: list[int], *, seeded: bool
+    ) -> np.ndarray:
         """Submit one job per chunk inside the execution mode, then collect in order."""
         from qiskit_ibm_runtime import Batch, Session
         from tqdm.auto import tqdm
@@ -450,9 +516,9 @@ class IBMSampler:
 
         context = {"batch": Batch, "session": Session}.get(self.mode)
         parts: list[np.ndarray] = []
-        with (context(backend=target) if context else nullcontext(target)) as mode:
+        with context(backend=target) if context else nullcontext(target) as mode:
             jobs = []
-            for size, seed in zip(sizes, seeds):
+            for size, seed in zip(sizes, seeds, strict=True):
                 sampler = _runtime_sampler(mode)
                 if seeded:
                     sampler.options.simulator.seed_simulator = seed
@@ -460,13 +526,22 @@ class IBMSampler:
             self.last_job_ids = [job.job_id() for job in jobs]
             self.last_seeds = list(seeds) if seeded else []
             # tqdm disables itself when stderr is not a terminal (disable=None)
-            for job, size in zip(tqdm(jobs, desc=f"ibm {self.backend_name}", unit="job",
-                                      disable=None if len(jobs) > 1 else True), sizes):
+            for job, size in zip(
+                tqdm(
+                    jobs,
+                    desc=f"ibm {self.backend_name}",
+                    unit="job",
+                    disable=None if len(jobs) > 1 else True,
+                ),
+                sizes,
+                strict=True,
+            ):
                 result = job.result()
                 bits = bitarray_to_bits(getattr(result[0].data, FINAL_REGISTER))
                 if bits.shape[0] != size:
-                    raise RuntimeError(f"job {job.job_id()} returned {bits.shape[0]} shots, "
-                                       f"expected {size}")
+                    raise RuntimeError(
+                        f"job {job.job_id()} returned {bits.shape[0]} shots, expected {size}"
+                    )
                 parts.append(bits)
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
@@ -484,20 +559,25 @@ class IBMSampler:
         if self.connect_timeout is not None:
             reason = _unreachable(account, self.connect_timeout)
             if reason:
-                raise IBMConnectionError(f"{reason}; check the network (or a proxy: "
-                                         "HTTPS_PROXY), or pass connect_timeout=None to let the "
-                                         "runtime try anyway")
+                raise IBMConnectionError(
+                    f"{reason}; check the network (or a proxy: "
+                    "HTTPS_PROXY), or pass connect_timeout=None to let the "
+                    "runtime try anyway"
+                )
         del account
         # the runtime discovers the same account again from the same file and environment,
         # so the token never passes through this module
-        service = QiskitRuntimeService(channel=self.channel, instance=self.instance,
-                                       filename=_account_file())
+        service = QiskitRuntimeService(
+            channel=self.channel, instance=self.instance, filename=_account_file()
+        )
         try:
             device = service.backend(self.backend_name)
         except QiskitBackendNotFoundError:
             names = sorted(b.name for b in service.backends())
-            raise UnknownBackendError(f"backend: {self.backend_name!r} is not available to this "
-                                      f"account; available: {names}") from None
+            raise UnknownBackendError(
+                f"backend: {self.backend_name!r} is not available to this "
+                f"account; available: {names}"
+            ) from None
         self._check_max_shots(device)
         logger.info("ibm: connected to %s (%d qubits)", self.backend_name, device.num_qubits)
         return device
@@ -518,8 +598,9 @@ class IBMSampler:
             # instance name echoes a secret
             problem = type(failure)(_scrub(str(failure), secrets))
         else:
-            problem = IBMConnectionError(f"{what} ({self.backend_name!r}) failed: "
-                                         f"{_describe(failure, secrets)}")
+            problem = IBMConnectionError(
+                f"{what} ({self.backend_name!r}) failed: {_describe(failure, secrets)}"
+            )
         del failure
         problem.__cause__ = problem.__context__ = None
         raise problem from None
@@ -527,10 +608,13 @@ class IBMSampler:
 
 def _reject_unknown(unknown: dict[str, Any]) -> None:
     # names only: a value passed by mistake (a token) must not end up in a message
-    secretish = sorted(k for k in unknown if any(s in k.lower() for s in ("token", "key",
-                                                                          "secret", "password")))
+    secretish = sorted(
+        k for k in unknown if any(s in k.lower() for s in ("token", "key", "secret", "password"))
+    )
     if secretish:
-        raise ValueError(f"{secretish[0]}: credentials are never sampler options (options are "
-                         "stored in adata.uns); save an account with "
-                         "QiskitRuntimeService.save_account(...) or set QISKIT_IBM_TOKEN")
+        raise ValueError(
+            f"{secretish[0]}: credentials are never sampler options (options are "
+            "stored in adata.uns); save an account with "
+            "QiskitRuntimeService.save_account(...) or set QISKIT_IBM_TOKEN"
+        )
     raise TypeError(f"unexpected option(s) {sorted(unknown)}; allowed: {list(_OPTIONS)}")

@@ -48,27 +48,42 @@ class NealSampler:
         Visit spins in random order instead of sequentially.
     """
 
-    def __init__(self, num_sweeps: int | None = None, *,
-                 beta_schedule: str | Sequence[float] | None = None,
-                 beta_min: float | None = None, acceptance: str = "gibbs",
-                 randomize_order: bool = False) -> None:
-        self.num_sweeps = None if num_sweeps is None else check_positive_int("num_sweeps",
-                                                                               num_sweeps)
+    def __init__(
+        self,
+        num_sweeps: int | None = None,
+        *,
+        beta_schedule: str | Sequence[float] | None = None,
+        beta_min: float | None = None,
+        acceptance: str = "gibbs",
+        randomize_order: bool = False,
+    ) -> None:
+        self.num_sweeps = (
+            None if num_sweeps is None else check_positive_int("num_sweeps", num_sweeps)
+        )
         if isinstance(beta_schedule, str):
             check_choice("beta_schedule", beta_schedule, SCHEDULES)
         elif beta_schedule is not None:
             schedule = np.asarray(beta_schedule, dtype=np.float64)
-            if schedule.ndim != 1 or schedule.size == 0 or not np.isfinite(schedule).all() \
-                    or (schedule <= 0).any():
-                raise ValueError("beta_schedule: a custom schedule must be a non-empty sequence "
-                                 f"of positive finite inverse temperatures, or one of {SCHEDULES}")
+            if (
+                schedule.ndim != 1
+                or schedule.size == 0
+                or not np.isfinite(schedule).all()
+                or (schedule <= 0).any()
+            ):
+                raise ValueError(
+                    "beta_schedule: a custom schedule must be a non-empty sequence "
+                    f"of positive finite inverse temperatures, or one of {SCHEDULES}"
+                )
             if num_sweeps is not None:
-                raise ValueError("num_sweeps: a custom beta_schedule already fixes the sweeps "
-                                 "(one per entry); leave num_sweeps unset")
+                raise ValueError(
+                    "num_sweeps: a custom beta_schedule already fixes the sweeps "
+                    "(one per entry); leave num_sweeps unset"
+                )
             beta_schedule = schedule
         self.beta_schedule = beta_schedule
-        self.beta_min = (None if beta_min is None
-                         else check_finite("beta_min", beta_min, low=0.0, low_open=True))
+        self.beta_min = (
+            None if beta_min is None else check_finite("beta_min", beta_min, low=0.0, low_open=True)
+        )
         check_choice("acceptance", acceptance, list(ACCEPTANCE))
         self.acceptance = acceptance
         if not isinstance(randomize_order, (bool, np.bool_)):
@@ -77,12 +92,17 @@ class NealSampler:
 
     def schedule(self, beta: float, *, warm: bool) -> np.ndarray:
         """The inverse temperature of every sweep; the last one is always ``beta``."""
-        kind = self.beta_schedule if self.beta_schedule is not None else (
-            "constant" if warm else "geometric")
+        kind = (
+            self.beta_schedule
+            if self.beta_schedule is not None
+            else ("constant" if warm else "geometric")
+        )
         if not isinstance(kind, str):
             if not np.isclose(kind[-1], beta, rtol=1e-9, atol=0.0):
-                raise ValueError(f"beta_schedule: a custom schedule must end at beta = {beta}, "
-                                 f"it ends at {kind[-1]}")
+                raise ValueError(
+                    f"beta_schedule: a custom schedule must end at beta = {beta}, "
+                    f"it ends at {kind[-1]}"
+                )
             return kind
         sweeps = self.num_sweeps or (100 if warm else 1000)
         if kind == "constant":
@@ -91,13 +111,23 @@ class NealSampler:
         if low > beta:
             raise ValueError(f"beta_min: {low} must not exceed beta = {beta}")
         n_anneal = sweeps // 2
-        ramp = (np.geomspace(low, beta, n_anneal) if kind == "geometric"
-                else np.linspace(low, beta, n_anneal))
+        ramp = (
+            np.geomspace(low, beta, n_anneal)
+            if kind == "geometric"
+            else np.linspace(low, beta, n_anneal)
+        )
         return np.concatenate([ramp, np.full(sweeps - n_anneal, beta)])
 
-    def sample(self, h: np.ndarray, W: np.ndarray, num_reads: int, *, beta: float,
-               rng: np.random.Generator, initial_states: np.ndarray | None = None
-               ) -> np.ndarray:
+    def sample(
+        self,
+        h: np.ndarray,
+        W: np.ndarray,
+        num_reads: int,
+        *,
+        beta: float,
+        rng: np.random.Generator,
+        initial_states: np.ndarray | None = None,
+    ) -> np.ndarray:
         import dimod
         from dwave.samplers import SimulatedAnnealingSampler
 
@@ -106,12 +136,19 @@ class NealSampler:
         bqm = dimod.BinaryQuadraticModel(h, np.triu(W, 1), 0.0, dimod.BINARY)
         kwargs: dict[str, Any] = {}
         if initial_states is not None:
-            kwargs = {"initial_states": (initial_states.astype(np.int8), list(range(n))),
-                      "initial_states_generator": "none"}
+            kwargs = {
+                "initial_states": (initial_states.astype(np.int8), list(range(n))),
+                "initial_states_generator": "none",
+            }
         result = SimulatedAnnealingSampler().sample(
-            bqm, num_reads=num_reads, beta_schedule_type="custom",
+            bqm,
+            num_reads=num_reads,
+            beta_schedule_type="custom",
             beta_schedule=self.schedule(beta, warm=initial_states is not None),
-            seed=int(rng.integers(2**31 - 1)), randomize_order=self.randomize_order,
-            proposal_acceptance_criteria=ACCEPTANCE[self.acceptance], **kwargs)
+            seed=int(rng.integers(2**31 - 1)),
+            randomize_order=self.randomize_order,
+            proposal_acceptance_criteria=ACCEPTANCE[self.acceptance],
+            **kwargs,
+        )
         columns = [result.variables.index(v) for v in range(n)]
         return result.record.sample[:, columns].astype(np.uint8)

@@ -12,5 +12,4 @@ class ZeroSampler:
 
 @hookimpl
 def qsimcells_circuit_samplers():
-    return [CircuitSamplerSpec("twin", factory="qsimcells_twin_a.plugin:ZeroSampler",
-                               exact=False)]
+    return [CircuitSamplerSpec("twin", factory="qsimcells_twin_a.plugin:ZeroSampler", exact=False)]

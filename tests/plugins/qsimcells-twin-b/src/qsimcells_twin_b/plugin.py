@@ -13,7 +13,7 @@ class OneSampler:
 
 @hookimpl
 def qsimcells_circuit_samplers():
-    return [CircuitSamplerSpec("twin", factory="qsimcells_twin_b.plugin:OneSampler",
-                               exact=False),
-            CircuitSamplerSpec("ghost", factory="qsimcells_twin_b.missing:Sampler",
-                               exact=False)]
+    return [
+        CircuitSamplerSpec("twin", factory="qsimcells_twin_b.plugin:OneSampler", exact=False),
+        CircuitSamplerSpec("ghost", factory="qsimcells_twin_b.missing:Sampler", exact=False),
+    ]
