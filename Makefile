@@ -11,7 +11,7 @@ TEST_PLUGIN_SOURCES := $(wildcard tests/plugins/*/pyproject.toml tests/plugins/*
 RESULTS ?= results
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint typecheck docs bench clean
+.PHONY: venv demo test lint docs bench clean
 
 venv: $(STAMP)
 
@@ -38,14 +38,11 @@ test: $(STAMP) $(TEST_PLUGINS)/.stamp
 	QSIMCELLS_TEST_PLUGINS=$(abspath $(TEST_PLUGINS)) $(PY) -m pytest -n $(PYTEST_WORKERS) \
 		tests $(addsuffix /tests,$(PLUGIN_DIRS))
 
-# ruff (lint and format) on everything; CI runs it before the tests (.ci/run)
+# ruff (lint and format) on everything and mypy on the package and the plugins (settings in
+# pyproject.toml); CI runs it before the tests (.ci/run)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check
 	$(VENV)/bin/ruff format --check
-
-# mypy on the package and the plugins (settings in pyproject.toml); not yet part of `lint`:
-# it still has findings to fix (issue 28)
-typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
 docs: $(STAMP)

@@ -369,7 +369,7 @@ def design_command(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
-    def common(default: object) -> argparse.ArgumentParser:
+    def common(default: object) -> _OneLineParser:
         """--debug and --quiet, before or after the command (``default`` SUPPRESS after it,
         so that the command's copy does not undo the one given before it)."""
         options = _OneLineParser(add_help=False)
@@ -388,13 +388,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qsimcells {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     after = common(argparse.SUPPRESS)
-    add = sub.add_parser
 
-    def add_parser(name: str, **kwargs: object) -> argparse.ArgumentParser:
-        return add(name, parents=[after], **kwargs)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[after])  # every command takes them
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]  # every command takes them
-    p_demo = sub.add_parser("demo", help="simulate the paper's two cases into a folder")
+    p_demo = command("demo", help="simulate the paper's two cases into a folder")
     p_demo.add_argument("--out", type=Path, default=Path("results"))
     p_demo.add_argument("--n-cells", type=int, default=2000, help="cells per cell type")
     p_demo.add_argument("--seed", type=int, default=0)
@@ -405,7 +403,7 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="CellChat permutations for the p-values (at least 1)",
     )
-    p_sim = sub.add_parser("simulate", help="simulate a design file or a preset to .h5ad or .zarr")
+    p_sim = command("simulate", help="simulate a design file or a preset to .h5ad or .zarr")
     p_sim.add_argument(
         "design",
         metavar="DESIGN",
@@ -433,7 +431,7 @@ def _parser() -> argparse.ArgumentParser:
         help="FILE.h5ad or FILE.zarr (default simulated.h5ad)",
     )
     p_sim.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p_design = sub.add_parser("design", help="write a preset as a design file, or check one")
+    p_design = command("design", help="write a preset as a design file, or check one")
     p_design.add_argument(
         "preset",
         metavar="PRESET",
@@ -450,7 +448,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="validate FILE and report every problem with its field",
     )
-    sub.add_parser("plugins", help="list the registered samplers and generators")
+    command("plugins", help="list the registered samplers and generators")
     return parser
 
 

@@ -115,7 +115,8 @@ def _schedule(circuit: QuantumCircuit) -> tuple[list[tuple[str, Any, list[int]]]
     for k, wires in enumerate(qubits):
         if len(wires) == 1:
             q = wires[0]
-            live = first_multi[q] is not None and first_multi[q] < k < last_multi[q]
+            first, last = first_multi[q], last_multi[q]
+            live = first is not None and last is not None and first < k < last
             if live:
                 steps.append(("gate", gates[k], [wire_of[q]]))
             continue  # otherwise emitted when the qubit is allocated or released

@@ -114,6 +114,7 @@ def resolve_layout(
     if n_timesteps is not None:
         n_timesteps = check_positive_int("n_timesteps", n_timesteps)
     if n_units is None:
+        assert n_timesteps is not None  # both None took the recorded layout above
         if width % n_timesteps:
             raise ValueError(
                 f"{field}: width {width} is not a multiple of n_timesteps={n_timesteps}"
@@ -133,7 +134,7 @@ def resolve_layout(
 
 
 def activity_var(
-    n_units: int, n_timesteps: int, unit_names: Sequence[Any] | None = None
+    n_units: int, n_timesteps: int, unit_names: Sequence[Any] | np.ndarray | None = None
 ) -> pd.DataFrame:
     """The ``var`` table of an activity AnnData: one row per (timestep, unit), timestep-major."""
     names = (
@@ -161,7 +162,7 @@ def activity_anndata(
     n_units: int,
     n_timesteps: int,
     *,
-    unit_names: Sequence[Any] | None = None,
+    unit_names: Sequence[Any] | np.ndarray | None = None,
     obs: pd.DataFrame | None = None,
     bin_size: float | None = None,
     record: dict[str, Any] | None = None,

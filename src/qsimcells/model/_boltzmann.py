@@ -59,6 +59,10 @@ class BoltzmannPrior(torch.nn.Module):
         Seeds the initial parameters and the sampler's stream.
     """
 
+    # registered buffers (torch.nn.Module's own attribute lookup hides their type)
+    chains: torch.Tensor
+    warm: torch.Tensor
+
     def __init__(
         self,
         n_latent: int,

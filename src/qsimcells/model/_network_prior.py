@@ -55,6 +55,7 @@ def network_edges(
 
         control = adata[control_rows]
         result = correlation_network(control, threshold=threshold, copy=True)
+        assert result is not None  # copy=True returns the copy
         edges = result.uns["pearson_network"]["edges"][["source", "target"]].astype(str)
         return edges.reset_index(drop=True), False, "correlation"
     if isinstance(network, pd.DataFrame):

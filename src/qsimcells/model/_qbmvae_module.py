@@ -164,10 +164,12 @@ class QBMVAEModule(BaseModuleClass):
         posterior means ``qzm`` and library ``observed_lib_size``."""
         bound = math.log((1 - _Q_MIN) / _Q_MIN)  # the logit of the clamped q
         if qzm is not None:
+            assert observed_lib_size is not None  # minified data holds both (QBMVAE.minify_adata)
             q = qzm.clamp(_Q_MIN, 1 - _Q_MIN)
             logits = torch.logit(q)
             library = observed_lib_size.reshape(-1, 1).to(q.dtype)
         else:
+            assert x is not None  # full data: the counts
             hidden = self.encoder(self._encoder_input(x))
             logits = self.encoder_logits(hidden).clamp(-bound, bound)
             q = torch.sigmoid(logits).clamp(_Q_MIN, 1 - _Q_MIN)

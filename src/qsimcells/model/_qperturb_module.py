@@ -32,6 +32,7 @@ class QPerturbModule(torch.nn.Module):
         super().__init__()
         self.project = torch.nn.Linear(n_inputs, n_qubits)
         n_core = 3 * n_qubits
+        self.core: torch.nn.Module  # the PQC, or the classical MLP control
         if core == "quantum":
             # initial angles from torch's seed, so one seed fixes every weight of the model
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -78,6 +79,7 @@ class QPerturbModule(torch.nn.Module):
         if self.bypass is not None:
             out = out + self.bypass(u)
         if self.prior_gain is not None:
+            assert prior is not None  # a model with a network prior is given its shift
             out = out + self.prior_gain * prior
         return out
 

@@ -500,7 +500,7 @@ class QBMVAE(
     def _posterior_draws(
         self,
         adata: AnnData | None,
-        indices: Sequence[int] | None,
+        indices: Sequence[int] | np.ndarray | None,
         batch_size: int | None,
         n_samples: int,
         transform_batch: int | None = None,
@@ -608,25 +608,23 @@ class QBMVAE(
         adata = self._validate_anndata(adata)
         n_samples = check_positive_int("n_samples", n_samples)
         latent_library = isinstance(library_size, str)
+        common = 1.0  # the common library size, unless each cell's own ("latent")
         if latent_library:
             check_choice("library_size", library_size, ["latent"])
         else:
-            library_size = check_finite("library_size", library_size, low=0.0, low_open=True)
-        if indices is None:
-            indices = np.arange(adata.n_obs)
-        indices = np.asarray(indices)
+            common = check_finite("library_size", library_size, low=0.0, low_open=True)
+        rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
         if n_samples_overall is not None:
             n_samples_overall = check_positive_int("n_samples_overall", n_samples_overall)
-            indices = np.random.choice(indices, n_samples_overall)  # scvi-tools' own draw
+            rows = np.random.choice(rows, n_samples_overall)  # scvi-tools' own draw
             n_samples, return_numpy = 1, True
-        genes = (
-            slice(None)
-            if gene_list is None
-            else adata.var_names.get_indexer([str(g) for g in gene_list])
-        )
-        if gene_list is not None and (np.asarray(genes) < 0).any():
-            missing = [g for g, i in zip(gene_list, genes, strict=True) if i < 0]
-            raise ValueError(f"gene_list: {missing[:10]} not in the model's genes")
+        genes: slice | np.ndarray = slice(None)
+        if gene_list is not None:
+            positions = adata.var_names.get_indexer([str(g) for g in gene_list])
+            missing = [g for g, i in zip(gene_list, positions, strict=True) if i < 0]
+            if missing:
+                raise ValueError(f"gene_list: {missing[:10]} not in the model's genes")
+            genes = positions
         batches = (
             transform_batch if isinstance(transform_batch, (list, tuple)) else [transform_batch]
         )
@@ -637,9 +635,9 @@ class QBMVAE(
             for code in codes:
                 parts = []
                 for inference, draws in self._posterior_draws(
-                    adata, indices, batch_size, n_samples, code
+                    adata, rows, batch_size, n_samples, code
                 ):
-                    scale = inference["library"] if latent_library else library_size
+                    scale = inference["library"] if latent_library else common
                     if mod.likelihood == "nb":
                         values = [out["px_scale"] * scale for out in draws]
                     else:
@@ -656,7 +654,7 @@ class QBMVAE(
         if return_numpy:
             return expr
         columns = adata.var_names if gene_list is None else adata.var_names[genes]
-        return pd.DataFrame(expr, index=adata.obs_names[indices], columns=columns)
+        return pd.DataFrame(expr, index=adata.obs_names[rows], columns=columns)
 
     def differential_expression(
         self,

@@ -130,7 +130,7 @@ class QPerturb:
             raise TypeError(f"bypass: expected True or False, got {bypass!r}")
         self.adata = adata
         self.setup = setup
-        self.config = {
+        self.config: dict[str, Any] = {
             "n_components": check_positive_int("n_components", n_components),
             "n_qubits": check_positive_int("n_qubits", n_qubits),
             "n_layers": check_positive_int("n_layers", n_layers),
@@ -307,6 +307,8 @@ class QPerturb:
         intervened together)."""
         key = (label, kind)
         if key not in self._prior_cache:
+            if self._prior is None:
+                raise RuntimeError("the model has no network prior (network=None)")
             genes = [self.genes.index(g) for g in label.split("+")]
             self._prior_cache[key] = self._prior.shift(genes, kind).astype(np.float32)
         return self._prior_cache[key]
@@ -764,7 +766,7 @@ class QPerturb:
             "n_latent": int(self._control_latent.shape[1]),
             "data": self._data_fingerprint(),
         }
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}  # np.savez's keyword arrays
         if isinstance(self.backbone, PCABackbone):
             arrays = {"pca_mean": self.backbone.mean_, "pca_components": self.backbone.components_}
         # into a temporary folder, renamed into place when complete

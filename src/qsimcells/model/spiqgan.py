@@ -149,6 +149,10 @@ class _Generator(torch.nn.Module):
     gate with ``qs.nn.rx``, ``ry``, ``rz`` and ``cnot`` (tested).
     """
 
+    # registered buffers (torch.nn.Module's own attribute lookup hides their type)
+    noise_weights: torch.Tensor
+    _perm: torch.Tensor
+
     def __init__(
         self,
         n_units: int,
@@ -199,19 +203,19 @@ class _Generator(torch.nn.Module):
                 state = apply_product(state, gates[:, layer].transpose(0, 1))  # (n, T B, 2, 2)
             if self.pairs:
                 state = apply_permutation(state, self._perm)
+        assert state is not None  # the first layer always sets it
         probs = probabilities(state)  # (T B, 2**n)
         return probs.reshape(steps, batch, -1).transpose(0, 1)
 
 
 def _critic(
     width: int, hidden: int, dtype: torch.dtype, device: torch.device, seed: int
-) -> torch.nn.Module:
+) -> torch.nn.Sequential:
     torch_gen = torch.Generator().manual_seed(seed)
-    critic = torch.nn.Sequential(
-        torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
-    )
+    first, last = torch.nn.Linear(width, hidden), torch.nn.Linear(hidden, 1)
+    critic = torch.nn.Sequential(first, torch.nn.ReLU(), last)
     with torch.no_grad():  # torch's default (Kaiming-uniform) init, but from our seed
-        for layer in (critic[0], critic[2]):
+        for layer in (first, last):
             bound = 1 / math.sqrt(layer.in_features)
             layer.weight.uniform_(-bound, bound, generator=torch_gen)
             layer.bias.uniform_(-bound, bound, generator=torch_gen)
@@ -395,10 +399,11 @@ class SpiQGAN:
         self.n_critic = check_positive_int("n_critic", n_critic)
         self.lr_generator = check_finite("lr_generator", lr_generator, low=0.0, low_open=True)
         self.lr_critic = check_finite("lr_critic", lr_critic, low=0.0, low_open=True)
-        betas = tuple(betas)
-        if len(betas) != 2:
-            raise ValueError(f"betas: expected (beta1, beta2), got {betas!r}")
-        self.betas = tuple(check_finite("betas", b, low=0.0, high=1.0) for b in betas)
+        given = tuple(betas)
+        if len(given) != 2:
+            raise ValueError(f"betas: expected (beta1, beta2), got {given!r}")
+        beta1, beta2 = (check_finite("betas", b, low=0.0, high=1.0) for b in given)
+        self.betas = (beta1, beta2)
         self.critic_hidden = check_positive_int("critic_hidden", critic_hidden)
         self.ema_decay = check_finite("ema_decay", ema_decay, low=0.0)
         if self.ema_decay >= 1:
@@ -449,7 +454,7 @@ class SpiQGAN:
         # Polyak average of the generator's parameters: sums and the number of updates
         self._average: list[torch.Tensor] | None = None
         self._average_steps = 0
-        self._averaged: torch.nn.Module | None = None
+        self._averaged: _Generator | None = None
         # basis state s -> its bits (S, n) and its number of active units (S, n + 1 one-hot)
         states = (np.arange(2**self.n_units)[:, None] >> np.arange(self.n_units)) & 1
         self._states = torch.as_tensor(states, dtype=self._real, device=self._device)
@@ -529,7 +534,7 @@ class SpiQGAN:
         self._averaged = None  # rebuilt on the next use
 
     @property
-    def sampling_generator(self) -> torch.nn.Module:
+    def sampling_generator(self) -> _Generator:
         """The generator that samples: the debiased moving average of the trained parameters
         (``ema_decay > 0`` and trained), else the trained generator itself."""
         if not self.ema_decay or self._average is None:
@@ -542,7 +547,8 @@ class SpiQGAN:
             with torch.no_grad():
                 for p, acc in zip(averaged.parameters(), self._average, strict=True):
                     p.copy_(acc / debias)
-            self._averaged = averaged.requires_grad_(False)
+            averaged.requires_grad_(False)
+            self._averaged = averaged
         return self._averaged
 
     @property
@@ -745,6 +751,7 @@ class SpiQGAN:
         ``(B, T, S)`` (timestep ``t`` set to state ``s``) for ``"born"``, ``(B, T * n)`` (the
         value with the unit on minus with it off) for ``"marginal"``."""
         first, last = self.critic[0], self.critic[2]
+        assert isinstance(first, torch.nn.Linear) and isinstance(last, torch.nn.Linear)
         base = first(bits)  # (B, H); the first layer is linear, so parts swap in and out
         n, w = self.n_units, first.weight  # (H, T n)
         if self.readout == "marginal":

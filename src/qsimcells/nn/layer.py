@@ -141,6 +141,10 @@ class QuantumLayer(torch.nn.Module):
         The ``(control, target)`` CNOTs of one layer.
     """
 
+    # registered buffers (torch.nn.Module's own attribute lookup hides their type)
+    _perm: torch.Tensor
+    _perm_h: torch.Tensor
+
     def __init__(
         self,
         n_qubits: int = 8,
@@ -420,6 +424,7 @@ def expectations_from_sampler(
         bits = sample_bits(
             circuit, shots, sampler=sampler, rng=np.random.default_rng(stream), **options
         )
+        assert isinstance(bits, np.ndarray)  # return_info=False: the bits alone
         values.append(1.0 - 2.0 * bits.mean(axis=0))
     estimate = np.concatenate(values)
     if return_stderr:

@@ -7,6 +7,15 @@ from pathlib import Path
 from typing import Any
 
 
+def figure_of(ax: Any) -> Any:
+    """The whole figure ``ax`` draws in (also for an axes in a subfigure), which ``save=``
+    writes; an axes in no figure is refused."""
+    fig = ax.get_figure(root=True)
+    if fig is None:
+        raise ValueError("ax: the axes belong to no figure; create them with plt.subplots")
+    return fig
+
+
 def panel_axes(ax: Any, n: int, *, what: str, size: tuple[float, float]) -> tuple[Any, list]:
     """``(figure, axes)`` for ``n`` panels side by side: a new figure of ``n`` axes of ``size``
     inches each when ``ax`` is ``None``, else the axes given (one, or a sequence of ``n``)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._common import finish
+from ._common import figure_of, finish
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -71,7 +71,7 @@ def communication(
     if ax is None:
         fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(shift) + 1.5), 3.8))
     else:
-        fig = ax.figure
+        fig = figure_of(ax)
     ref, alt = shift["prob_ref"].to_numpy(float), shift["prob_alt"].to_numpy(float)
     fold = shift["fold_change"].to_numpy(float)
     if kind == "bar":

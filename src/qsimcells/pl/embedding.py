@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._utils import MissingKeyError, RngLike
-from ._common import finish
+from ._common import figure_of, finish
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -90,7 +90,7 @@ def umap(
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 4.5))
     else:
-        fig = ax.figure
+        fig = figure_of(ax)
     sc.pl.umap(view, color=color, ax=ax, show=False, title=title or color, frameon=False)
     finish(fig, save, show)
     return fig

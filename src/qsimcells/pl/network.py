@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._utils import MissingKeyError
-from ._common import finish
+from ._common import figure_of, finish
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -97,7 +97,7 @@ def network(
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
     elif hasattr(ax, "plot"):  # one Axes: the inferred panel alone
-        axes, fig = [None, ax], ax.figure
+        axes, fig = [None, ax], figure_of(ax)
     else:  # a list or numpy array of axes
         axes = list(ax)
         if len(axes) != 2:

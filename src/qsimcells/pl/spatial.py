@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._common import finish
+from ._common import figure_of, finish
 
 if TYPE_CHECKING:  # pragma: no cover
     from anndata import AnnData
@@ -82,7 +82,7 @@ def spatial(
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 6))
     else:
-        fig = ax.figure
+        fig = figure_of(ax)
     if edges is not None and edges in adata.obsp:
         coupling = sp.coo_matrix(adata.obsp[edges])
         keep = coupling.data >= min_coupling
@@ -90,7 +90,7 @@ def spatial(
         segments = np.stack([xy[rows, :2], xy[cols, :2]], axis=1)
         ax.add_collection(
             LineCollection(
-                segments,
+                list(segments),
                 colors=[(0.1, 0.1, 0.1, 0.3 + 0.7 * s) for s in strength],
                 linewidths=1.2,
                 zorder=3,

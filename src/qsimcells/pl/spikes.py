@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._common import finish, panel_axes
+from ._common import figure_of, finish, panel_axes
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -240,9 +240,9 @@ def raster(
         width = min(12.0, 3.0 + 0.05 * trains.shape[0])
         fig, ax = plt.subplots(figsize=(width, 0.6 + 0.25 * n_units))
     else:
-        fig = ax.figure
+        fig = figure_of(ax)
     events = [np.flatnonzero(trains[:, u]) for u in range(n_units)]
-    ax.eventplot(events, lineoffsets=np.arange(n_units), linelengths=0.8, colors=color)
+    ax.eventplot(events, lineoffsets=list(range(n_units)), linelengths=0.8, colors=color)
     if n_timesteps > 1:
         for b in range(1, rows.size):
             ax.axvline(b * n_timesteps - 0.5, color="0.7", lw=0.6, ls=":")

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
@@ -46,14 +46,17 @@ class PluginError(RuntimeError):
     """A plugin conflict, an unknown plugin name or a plugin whose factory cannot be loaded."""
 
 
+SpecT = TypeVar("SpecT", bound=_Spec)
+
+
 @dataclass(frozen=True)
-class Registered:
+class Registered(Generic[SpecT]):
     """A description together with the distribution that provided it.
 
     ``entry_point`` is the name ``QSIMCELLS_DISABLE_PLUGINS`` skips it by.
     """
 
-    spec: _Spec
+    spec: SpecT
     distribution: str
     version: str
     entry_point: str = ""
@@ -384,16 +387,16 @@ def available(kind: str | None = None) -> pd.DataFrame:
     return get_registry().table(kind)
 
 
-def get_circuit_sampler(name: str) -> Registered:
+def get_circuit_sampler(name: str) -> Registered[CircuitSamplerSpec]:
     """The registered circuit sampler ``name``."""
     return get_registry().get("circuit_sampler", name)
 
 
-def get_ising_sampler(name: str) -> Registered:
+def get_ising_sampler(name: str) -> Registered[IsingSamplerSpec]:
     """The registered Ising sampler ``name``."""
     return get_registry().get("ising_sampler", name)
 
 
-def get_generator(name: str) -> Registered:
+def get_generator(name: str) -> Registered[GeneratorSpec]:
     """The registered generator ``name``."""
     return get_registry().get("generator", name)

@@ -39,7 +39,7 @@ def bitarray_to_bits(bit_array: object) -> np.ndarray:
     if to_bool is None:
         raise TypeError(f"expected a qiskit BitArray, got {type(bit_array).__name__}")
     bits = np.asarray(to_bool(order="little"), dtype=np.uint8)
-    return bits.reshape(-1, bit_array.num_bits)
+    return bits.reshape(-1, int(getattr(bit_array, "num_bits")))  # noqa: B009 - any BitArray-like
 
 
 def validate_bits(bits: object, shots: int, n_qubits: int, sampler: str) -> np.ndarray:

@@ -178,31 +178,45 @@ class _Shots:
         self.flip: list[np.ndarray | None] = [None] * n_qubits
         self.bits: list[np.ndarray | None] = [None] * n_qubits
 
+    # Each qubit is either pending (its amplitudes in ``amps``, maybe conditional flips in
+    # ``flip``) or sampled (its bits in ``bits``); the op list only ever asks for the state a
+    # qubit is in, which the asserts below state for the type checker.
+    def _bits(self, q: int) -> np.ndarray:
+        bits = self.bits[q]
+        assert bits is not None, f"qubit {q} is not sampled yet"
+        return bits
+
+    def _amps(self, q: int) -> np.ndarray:
+        amps = self.amps[q]
+        assert amps is not None, f"qubit {q} is not pending"
+        return amps
+
     def condition(self, controls: tuple[tuple[int, int], ...]) -> np.ndarray | None:
-        cond = None
+        cond: np.ndarray | None = None
         for qubit, state in controls:
-            hit = self.bits[qubit] == state
+            hit = self._bits(qubit) == state
             cond = hit if cond is None else cond & hit
         return cond
 
     def materialise(self, q: int) -> np.ndarray:
         """Per-shot amplitudes (2, shots) of pending qubit ``q`` with its flips applied."""
-        amps = np.broadcast_to(self.amps[q].reshape(2, -1), (2, self.shots))
-        if self.flip[q] is not None:
-            amps = np.where(self.flip[q], amps[::-1], amps)
+        amps = np.broadcast_to(self._amps(q).reshape(2, -1), (2, self.shots))
+        flip = self.flip[q]
+        if flip is not None:
+            amps = np.where(flip, amps[::-1], amps)
             self.flip[q] = None
         return np.array(amps)
 
     def sample(self, q: int) -> None:
-        amps = self.amps[q]
-        weight = np.abs(amps) ** 2
+        weight = np.abs(self._amps(q)) ** 2
         p_one = weight[1] / (weight[0] + weight[1])
         if np.ndim(p_one) == 0 and p_one in (0.0, 1.0):  # a basis state: nothing to draw
             bits = np.full(self.shots, p_one == 1.0, dtype=bool)
         else:
             bits = self.rng.random(self.shots) < p_one
-        if self.flip[q] is not None:
-            bits ^= self.flip[q]
+        flip = self.flip[q]
+        if flip is not None:
+            bits ^= flip
         self.bits[q] = bits.view(np.uint8)
         self.amps[q] = self.flip[q] = None
 
@@ -210,28 +224,33 @@ class _Shots:
         q = op.target
         if op.kind == "sample":
             self.sample(q)
-        elif op.kind == "unitary":
+            return
+        matrix = op.matrix  # unitary and expand ops carry one
+        if op.kind == "unitary":
+            assert matrix is not None
             cond = self.condition(op.controls)
             if cond is None:  # unconditional: stays O(1) while the amplitudes are shared
-                amps = self.materialise(q) if self.flip[q] is not None else self.amps[q]
-                self.amps[q] = op.matrix @ amps
+                amps = self.materialise(q) if self.flip[q] is not None else self._amps(q)
+                self.amps[q] = matrix @ amps
             else:
                 amps = self.materialise(q)
-                self.amps[q] = np.where(cond, op.matrix @ amps, amps)
+                self.amps[q] = np.where(cond, matrix @ amps, amps)
         elif op.kind == "flip":
             cond = self.condition(op.controls)
+            flip = self.flip[q]
             if cond is None:
-                self.amps[q] = self.amps[q][::-1].copy()  # X on the state itself: O(1)
+                self.amps[q] = self._amps(q)[::-1].copy()  # X on the state itself: O(1)
             else:
-                self.flip[q] = cond.copy() if self.flip[q] is None else self.flip[q] ^ cond
+                self.flip[q] = cond.copy() if flip is None else flip ^ cond
         elif op.kind == "xor":
             cond = self.condition(op.controls)
-            self.bits[q] = self.bits[q] ^ (np.uint8(1) if cond is None else cond.view(np.uint8))
+            self.bits[q] = self._bits(q) ^ (np.uint8(1) if cond is None else cond.view(np.uint8))
         elif op.kind == "expand":
+            assert matrix is not None
             basis = np.zeros((2, self.shots), dtype=np.complex128)
-            basis[self.bits[q], np.arange(self.shots)] = 1.0
+            basis[self._bits(q), np.arange(self.shots)] = 1.0
             cond = self.condition(op.controls)
-            rotated = op.matrix @ basis
+            rotated = matrix @ basis
             self.amps[q] = rotated if cond is None else np.where(cond, rotated, basis)
             self.bits[q] = None
         elif op.kind == "swap":

@@ -51,9 +51,12 @@ class CSRBuilder:
         fits = max_nnz * bytes_per_entry < 0.6 * _physical_memory()
         capacity = max(int(max_nnz if fits else min(max_nnz, 1.25 * expected_nnz)), 1)
         self.index_dtype = index_dtype(max_nnz, n_cols)
-        self.indices = np.empty(capacity, dtype=self.index_dtype)
-        self.data = np.empty(capacity, dtype=dtype) if dtype is not None else None
-        self.indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        self.indices: np.ndarray = np.empty(capacity, dtype=self.index_dtype)
+        # no dtype: a pattern matrix (every stored value 1), its data made in finish()
+        self.data: np.ndarray | None = (
+            np.empty(capacity, dtype=dtype) if dtype is not None else None
+        )
+        self.indptr: np.ndarray = np.zeros(n_rows + 1, dtype=np.int64)
         self.nnz = 0
         self.row = 0
 
@@ -69,6 +72,8 @@ class CSRBuilder:
                 self.data.resize(grown, refcheck=False)
         self.indices[self.nnz : end] = cols
         if self.data is not None:
+            if values is None:
+                raise ValueError("values: this builder stores values; give one per entry")
             if (
                 values.dtype.itemsize > self.data.dtype.itemsize
                 and values.size
@@ -92,7 +97,7 @@ class CSRBuilder:
         else:
             self.data.resize(self.nnz, refcheck=False)
             data = self.data
-        indptr = self.indptr.astype(self.index_dtype)
+        indptr: np.ndarray = self.indptr.astype(self.index_dtype)
         matrix = sp.csr_matrix(self.shape, dtype=data.dtype)
         matrix.data, matrix.indices, matrix.indptr = data, self.indices, indptr  # no copies
         return matrix

@@ -118,7 +118,13 @@ def read_backed(store: str | os.PathLike[str] | zarr.Group, *, layers: bool = Tr
     if layers and "layers" in group:
         layer_sets = {
             key: _csr_dataset(group["layers"], key, f"layers[{key!r}]")
-            for key in sorted(group["layers"].keys())
+            for key in sorted(_group(group, "layers").keys())
         }
     parts = {key: anndata.io.read_elem(group[key]) for key in _IN_MEMORY if key in group}
     return anndata.AnnData(X=X, layers=layer_sets, **parts)
+
+
+def _group(parent: Any, key: str) -> Any:
+    """``parent[key]``, an AnnData store's group (zarr's own types cannot tell it from an
+    array)."""
+    return parent[key]

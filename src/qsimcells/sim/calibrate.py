@@ -1122,8 +1122,8 @@ def _circuit(
         expressed = np.flatnonzero(fit.nonzero[k] > 0)
         if expressed.size == 0:  # a circuit needs a qubit per type: one that is always OFF
             expressed = np.array([0])
-        cell_types[t] = [names[k, g] for g in expressed]
-        for g in expressed:
+        cell_types[t] = [names[k, g] for g in expressed.tolist()]
+        for g in expressed.tolist():  # Python ints: the keys of names
             rows.append(
                 (
                     names[k, g],

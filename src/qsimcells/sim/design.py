@@ -11,6 +11,7 @@ communication.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -93,11 +94,11 @@ class CellCircuit:
         self,
         cell_types: Mapping[str, Sequence[str]],
         *,
-        theta: float | Sequence[float] | Mapping[str, float] | None = None,
-        p: float | Sequence[float] | Mapping[str, float] | None = None,
+        theta: float | Sequence[float] | np.ndarray | Mapping[str, float] | None = None,
+        p: float | Sequence[float] | np.ndarray | Mapping[str, float] | None = None,
         edges: Any = (),
-        mu: float | Sequence[float] | Mapping[str, float] = 5.0,
-        r: float | Sequence[float] | Mapping[str, float] = 1.0,
+        mu: float | Sequence[float] | np.ndarray | Mapping[str, float] = 5.0,
+        r: float | Sequence[float] | np.ndarray | Mapping[str, float] = 1.0,
         n_housekeeping: int = 50,
         housekeeping_mu: float = 80.0,
         housekeeping_r: float = 6.0,
@@ -187,8 +188,7 @@ class CellCircuit:
                     )
             genes += members
             types += [cell_type] * len(members)
-        seen: set[str] = set()
-        dupes = sorted({g for g in genes if g in seen or seen.add(g)})
+        dupes = sorted(g for g, count in Counter(genes).items() if count > 1)
         if dupes:
             raise ValueError(
                 f"cell_types: gene names must be unique across cell types; repeated: {dupes}"
@@ -461,7 +461,8 @@ class CellCircuit:
         tables = ("genes", "edges")
         return all(a.pop(k).equals(b.pop(k)) for k in tables) and a == b
 
-    __hash__ = None  # type: ignore[assignment]
+    # equal by value but mutable-looking (tables): unhashable, as dataclasses with eq do it
+    __hash__ = None  # type: ignore[assignment]  # mypy: object.__hash__ is a method
 
     def digest(self) -> str:
         """A hex digest of every value of :meth:`to_dict`: equal designs give equal digests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -280,7 +281,11 @@ def _random_pairs(
     return sorted(chosen)
 
 
-_PRESETS = {"romero2025": romero2025, "random_network": random_network, "random_dag": random_dag}
+_PRESETS: dict[str, Callable[..., CellCircuit]] = {
+    "romero2025": romero2025,
+    "random_network": random_network,
+    "random_dag": random_dag,
+}
 
 
 def get(name: str, **params: Any) -> CellCircuit:

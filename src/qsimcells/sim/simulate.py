@@ -389,26 +389,26 @@ class Simulation:
             if names
             else None
         )
-        sd = (
-            np.array([library_size[t] for t in self.layout.types])
-            if isinstance(library_size, dict)
-            else library_size
-        )
-        size_factor = (
-            np.exp(setup.normal(-(sd**2) / 2, sd, size=(self.n_cells, n_types)))
-            if library_size is not None
-            else None
-        )
+        size_factor = None
+        if library_size is not None:  # log-normal with mean 1: log ~ N(-sd^2 / 2, sd)
+            sd = (
+                np.array([library_size[t] for t in self.layout.types])
+                if isinstance(library_size, dict)
+                else np.float64(library_size)
+            )
+            size_factor = np.exp(setup.normal(-(sd**2) / 2, sd, size=(self.n_cells, n_types)))
         self.tissue = tissue
         # last of the set-up draws, so the placement leaves every other draw as it was
-        centres, self.spatial = (
-            tissue.place_niches(self.n_cells, n_types, setup) if tissue else (None, None)
-        )
-        self.domain = tissue.domain_of(centres) if tissue and tissue.domains else None
+        self.spatial: np.ndarray | None = None  # (cells, 2) positions, with a tissue
+        self.domain: np.ndarray | None = None  # each niche's domain code
+        if tissue:
+            centres, self.spatial = tissue.place_niches(self.n_cells, n_types, setup)
+            if tissue.domains:
+                self.domain = tissue.domain_of(centres)
         self.lr = _Couplings.draw(
             design, self.layout.types, tissue, self.spatial, self.domain, setup
         )
-        self.effects = _Effects(
+        self.effects: _Effects | None = _Effects(
             batch_of_niche, batch_factor, size_factor, None if self.lr is None else self.lr.active
         )
         self._circuits: dict[bytes, Any] = {}  # circuit of each pattern of acting LR gates
@@ -435,7 +435,8 @@ class Simulation:
 
     def index_dtypes(self) -> tuple[type, type]:
         """Index dtypes of ``X`` and ``binary`` of the whole simulation (as in memory)."""
-        return tuple(index_dtype(n, self.layout.n_vars) for n in self._max_entries(self.n_cells))
+        max_X, max_binary = self._max_entries(self.n_cells)
+        return index_dtype(max_X, self.layout.n_vars), index_dtype(max_binary, self.layout.n_vars)
 
     def _builders(self, n_niches: int) -> tuple[CSRBuilder, CSRBuilder]:
         layout = self.layout
@@ -448,9 +449,16 @@ class Simulation:
         binary = CSRBuilder(n_obs, layout.n_vars, None, max_binary, expected_binary)
         return X, binary
 
+    @property
+    def cell_effects(self) -> _Effects:
+        """The cell-level effects of every niche; a worker's copy (:meth:`shared`) has none."""
+        if self.effects is None:
+            raise RuntimeError("a worker's copy of the simulation carries no cell-level effects")
+        return self.effects
+
     def chunk_effects(self, chunk: int) -> _Effects:
         """The cell-level effects of the niches of ``chunk`` alone."""
-        return self.effects.rows(*self.niches(chunk))
+        return self.cell_effects.rows(*self.niches(chunk))
 
     def shared(self) -> Simulation:
         """A copy without the cell-level effects, for the workers: each chunk's task carries
@@ -531,6 +539,7 @@ class Simulation:
         """The circuit in which only the ligand-receptor gates ``pattern`` marks act."""
         key = np.packbits(pattern).tobytes()
         if key not in self._circuits:
+            assert self.lr is not None  # patterns exist only with ligand-receptor gates
             design = self.design.without_edges(self.lr.edge_rows[~pattern])
             self._circuits[key] = design.to_qiskit(measure=True)
         return self._circuits[key]
@@ -563,7 +572,7 @@ class Simulation:
         stop = self.n_cells if stop is None else stop
         types, names = self.layout.types, self.batch_names
         niche = np.repeat(np.arange(start, stop), len(types))
-        type_codes = np.arange(len(types), dtype=_codes_dtype(len(types)))
+        type_codes: np.ndarray = np.arange(len(types), dtype=_codes_dtype(len(types)))
         obs = pd.DataFrame(
             {
                 "cell_type": pd.Categorical.from_codes(
@@ -574,11 +583,15 @@ class Simulation:
             index=pd.Index([f"{t}_{i}" for i in range(start, stop) for t in types]),
         )
         if names:
-            batch_codes = self.effects.batch_of_niche[niche].astype(_codes_dtype(len(names)))
+            batch_of_niche = self.cell_effects.batch_of_niche
+            assert batch_of_niche is not None  # batches were drawn
+            batch_codes: np.ndarray = batch_of_niche[niche].astype(_codes_dtype(len(names)))
             obs["batch"] = pd.Categorical.from_codes(batch_codes, categories=names)
-        if self.effects.size_factor is not None:
-            obs["size_factor"] = self.effects.size_factor[start:stop].ravel()
+        size_factor = self.cell_effects.size_factor
+        if size_factor is not None:
+            obs["size_factor"] = size_factor[start:stop].ravel()
         if self.domain is not None:
+            assert self.tissue is not None  # domains come from the tissue
             domains = self.tissue.domain_names
             obs["domain"] = pd.Categorical.from_codes(self.domain[niche], categories=domains)
         return obs
@@ -610,8 +623,8 @@ class Simulation:
             "batch_scale": self.batch_scale,
             "library_size": self.library_size,
         }
-        if self.effects.batch_factor is not None:
-            uns["batch_factors"] = self.effects.batch_factor
+        if self.cell_effects.batch_factor is not None:
+            uns["batch_factors"] = self.cell_effects.batch_factor
         if self.tissue is not None:
             uns["tissue"] = self.tissue.as_dict()
         if self.lr is not None:
@@ -664,8 +677,9 @@ class _Couplings:
     edge_rows: np.ndarray  # rows of the design's edge table that are ligand-receptor gates
     senders: np.ndarray  # cell-type index of each gate's sender (source) and receiver
     receivers: np.ndarray
-    probability: np.ndarray  # (niches, gates): exp(-d / interaction_length)
-    active: np.ndarray  # (niches, gates) bool: the gate acts in that niche
+    # None in a worker's copy (Simulation.shared): each task carries its own rows
+    probability: np.ndarray | None  # (niches, gates): exp(-d / interaction_length)
+    active: np.ndarray | None  # (niches, gates) bool: the gate acts in that niche
 
     @classmethod
     def draw(
@@ -686,6 +700,7 @@ class _Couplings:
         cell_type = design.genes["cell_type"]
         senders = np.array([types.index(cell_type[g]) for g in edges["source"].iloc[rows]])
         receivers = np.array([types.index(cell_type[g]) for g in edges["target"].iloc[rows]])
+        assert spatial is not None  # a tissue placed the niches
         xy = spatial.reshape(-1, len(types), 2)
         distance = np.linalg.norm(xy[:, senders] - xy[:, receivers], axis=-1)
         probability = tissue.coupling(distance)
@@ -700,12 +715,15 @@ class _Couplings:
 
     def per_cell(self, n_types: int) -> np.ndarray:
         """``active`` repeated for every cell of a niche (rows aligned with ``obs``)."""
+        assert self.active is not None  # the coordinating copy
         return np.repeat(self.active, n_types, axis=0)
 
     def pairs(self, n_types: int) -> sp.csr_matrix:
         """``(cells, cells)`` coupling probability from each sender cell to its receiver cell
         in the same niche, for every pair of cell types some gate joins (zeros not stored)."""
-        n_niches = self.probability.shape[0]
+        assert self.probability is not None  # the coordinating copy
+        probability = self.probability
+        n_niches = probability.shape[0]
         base = np.arange(n_niches) * n_types
         rows, cols, values = [], [], []
         seen = set()
@@ -715,7 +733,7 @@ class _Couplings:
             seen.add((a, b))
             rows.append(base + a)
             cols.append(base + b)
-            values.append(self.probability[:, k])
+            values.append(probability[:, k])
         n = n_niches * n_types
         pairs = sp.csr_matrix(
             (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
@@ -753,6 +771,7 @@ class _Effects:
         """Multiplier of the mean of each entry."""
         out = np.ones(cols.size)
         if self.batch_factor is not None:
+            assert self.batch_of_niche is not None  # drawn with the factors
             out *= self.batch_factor[self.batch_of_niche[niche], cols]
         if self.size_factor is not None:
             out *= self.size_factor[niche, cell_type]
@@ -781,6 +800,7 @@ def _count_block(
         mu = layout.mu[cols] * effects.scale(first_niche + niche, cell_type, cols)
         values = nb_with_effects(mu, layout.r[cols], rng)
     else:
+        assert table is not None  # without effects every gene has its fixed table
         values = table.draw(cols, rng)
     binary.append(np.compress(cols < layout.n_circuit, cols), per_row - layout.n_extra)
     keep = values > 0  # an ON gene can still draw a zero count

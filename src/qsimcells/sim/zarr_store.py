@@ -245,7 +245,8 @@ def _truncate(partial: Path, run: Simulation, chunks_done: int) -> None:
     have grown some of them further)."""
     import zarr
 
-    root = zarr.open_group(partial, mode="r+")
+    # anndata's layout (groups of arrays by name), which zarr's own types cannot know
+    root: Any = zarr.open_group(partial, mode="r+")
     rows = run.niches(chunks_done - 1)[1] * run.n_types
     for key in _MATRICES:
         group = root[key]
@@ -277,9 +278,10 @@ def _computed(
         # one copy of the plan per worker, not one per task; each task carries its own rows of
         # the cell effects
         plan = client.scatter(run.shared(), broadcast=True)
-        submit = lambda chunk: client.submit(  # noqa: E731
-            compute_chunk, plan, chunk, run.chunk_effects(chunk), pure=False
-        )
+
+        def submit(chunk: int) -> Any:
+            return client.submit(compute_chunk, plan, chunk, run.chunk_effects(chunk), pure=False)
+
         ahead = n_ahead or sum(client.nthreads().values()) + 1
         pool = None
     else:
@@ -291,7 +293,10 @@ def _computed(
             else (os.cpu_count() or 1)
         )
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qsimcells-chunk")
-        submit = lambda chunk: pool.submit(run.chunk, chunk)  # noqa: E731
+
+        def submit(chunk: int) -> Any:
+            return pool.submit(run.chunk, chunk)
+
         ahead = n_ahead or threads + 1
     pending: deque = deque()
     try:
@@ -328,12 +333,12 @@ class _GlibcHeap:
     def __init__(self) -> None:
         import ctypes
 
+        self._trim: Any = None  # glibc's malloc_trim, or None off glibc
         try:  # the C library's symbols, already loaded into the process (find_library would
             # run ldconfig in a subprocess)
             libc = ctypes.CDLL(None)
             self._trim, mallopt = libc.malloc_trim, libc.mallopt
         except (OSError, AttributeError):  # not glibc
-            self._trim = None
             return
         mallopt(self.M_MMAP_THRESHOLD, 32 << 20)
 
@@ -433,7 +438,7 @@ def _finish(partial: Path, target: Path, run: Simulation, overwrite: bool) -> Pa
     """Check the row counts, drop the progress file, consolidate and rename into place."""
     import zarr
 
-    root = zarr.open_group(partial, mode="r+")
+    root: Any = zarr.open_group(partial, mode="r+")  # anndata's layout, as in _truncate
     n_obs = run.n_cells * run.n_types
     for key in _MATRICES:
         shape = tuple(root[key].attrs["shape"])

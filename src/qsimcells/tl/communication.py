@@ -166,6 +166,7 @@ def cellchat(
             f"{'X' if layer is None else f'layers[{layer!r}]'}: every count is "
             "zero; nothing to normalise"
         )
+    seed_info: int | str  # the seed as uns records it
     if isinstance(rng, np.random.Generator):
         gen, seed_info = rng, "Generator"
     else:

@@ -504,6 +504,7 @@ def score_network(
 
     scores_matrix = None
     if key is not None:
+        assert adata is not None  # checked above: a stored network needs its adata
         stored = adata.uns.get(key)
         if not isinstance(stored, Mapping) or "edges" not in stored:
             networks = [k for k, v in adata.uns.items() if isinstance(v, Mapping) and "edges" in v]
@@ -521,7 +522,7 @@ def score_network(
         if genes is None and "genes" in stored:
             genes = [str(g) for g in np.asarray(stored["genes"]).ravel()]
         if key in adata.varp and not directed:
-            scores_matrix = np.asarray(adata.varp[key], dtype=float)
+            scores_matrix = np.asarray(adata.varp[key], dtype=np.float64)
     else:
         inferred = _edge_table(edges, "edges")
     truth_table = true_network(adata) if truth is None else _truth_table(truth)
@@ -586,6 +587,7 @@ def score_network(
     else:
         ii, jj = np.triu_indices(n, k=1)
     if scores_matrix is not None:
+        assert adata is not None  # scores come from adata.varp
         # every analysed pair has a correlation: use it, not just the thresholded edges
         var_pos = adata.var_names.get_indexer(candidates)
         sub = np.zeros((n, n))
@@ -743,6 +745,7 @@ def score_network(
             n_outside,
         )
     if key is not None:
+        assert adata is not None
         adata.uns[key]["score"] = dict(result)
     return result
 

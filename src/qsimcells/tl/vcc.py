@@ -117,7 +117,7 @@ def log_expression(
         float64 log1p expression, CSR when the input is sparse.
     """
     X, integer = _raw_matrix(adata, layer, field)
-    values = X.data if sparse.issparse(X) else X
+    values = np.asarray(X.data if sparse.issparse(X) else X)  # the stored values
     has_decimals = bool(np.any(np.modf(values)[0] > _DECIMAL_EPS))
     if normalize is None:
         normalize = not has_decimals

@@ -79,8 +79,12 @@ class NealSampler:
                     "num_sweeps: a custom beta_schedule already fixes the sweeps "
                     "(one per entry); leave num_sweeps unset"
                 )
-            beta_schedule = schedule
-        self.beta_schedule = beta_schedule
+        # a schedule name, the custom schedule as float64 (checked above), or None
+        self.beta_schedule: str | np.ndarray | None = None
+        if isinstance(beta_schedule, str):
+            self.beta_schedule = beta_schedule
+        elif beta_schedule is not None:
+            self.beta_schedule = schedule
         self.beta_min = (
             None if beta_min is None else check_finite("beta_min", beta_min, low=0.0, low_open=True)
         )
