@@ -214,3 +214,46 @@ def test_crafted_qperturb_files_are_refused(tmp_path) -> None:
         qs.model.QPerturb.load(backbone, screen)
     assert not marker.exists()
     qs.model.QPerturb.load(tmp_path / "good", screen)  # a real save still loads
+
+
+def test_a_zarr_store_with_a_pickled_array_is_refused(tmp_path) -> None:
+    """read_backed (and anndata.read_zarr) on a store whose obs column is a zarr v2 object
+    array with numcodecs' pickle filter: zarr 3 refuses the codec, so nothing is unpickled."""
+    import json
+    import pickle
+
+    import anndata as ad
+    from numcodecs import Pickle
+
+    marker = tmp_path / "ran"
+    adata = qs.sim.simulate(qs.sim.presets.romero2025(True), 5, rng=0)
+    store = tmp_path / "cells.zarr"
+    with ad.settings.override(zarr_write_format=2):
+        adata.write_zarr(store)
+    column = store / "obs" / "niche"
+    meta = json.loads((column / ".zarray").read_text())
+    meta.update(
+        dtype="|O",
+        filters=[{"id": "pickle", "protocol": 5}],
+        compressor=None,
+        fill_value=None,
+        chunks=meta["shape"],
+    )
+    (column / ".zarray").write_text(json.dumps(meta))
+    consolidated = json.loads((store / ".zmetadata").read_text())
+    consolidated["metadata"]["obs/niche/.zarray"] = meta
+    (store / ".zmetadata").write_text(json.dumps(consolidated))
+    for chunk in column.iterdir():
+        if not chunk.name.startswith("."):
+            chunk.unlink()
+    payload = np.empty(meta["shape"][0], dtype=object)
+    payload[:] = [Payload(marker)] * meta["shape"][0]
+    (column / "0").write_bytes(Pickle().encode(payload))
+    with pytest.raises(ValueError, match="No Zarr data type found that matches"):
+        qs.sim.read_backed(store)
+    with pytest.raises(ValueError, match="No Zarr data type found that matches"):
+        ad.read_zarr(store)
+    assert not marker.exists()
+    # the payload is live: a plain unpickle runs it (numcodecs' own decode refuses it too)
+    pickle.loads((column / "0").read_bytes())
+    assert marker.exists()

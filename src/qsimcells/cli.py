@@ -284,10 +284,10 @@ def _design(spec: str):
     if Path(spec).is_file():
         return read_design(spec)
     name = spec.split(":", 1)[0]
-    if name not in presets._PRESETS:
+    if name not in presets.NAMES:
         raise UsageError(
             f"DESIGN: {spec!r} is neither a design file nor a preset; presets: "
-            f"{sorted(presets._PRESETS)} (e.g. romero2025, random_network:200:4)"
+            f"{sorted(presets.NAMES)} (e.g. romero2025, random_network:200:4)"
         )
     return presets.from_spec(spec)
 
@@ -327,7 +327,8 @@ def simulate_command(args: argparse.Namespace) -> Path:
 
 def design_command(args: argparse.Namespace) -> int:
     """``qsimcells design PRESET [--out FILE]`` and ``qsimcells design --check FILE``."""
-    from .sim import check_design, design_file
+    from .sim import design_file, read_design
+    from .sim.design_file import DesignFileError
 
     if args.check is not None:
         if args.preset is not None:
@@ -336,17 +337,14 @@ def design_command(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise UsageError(f"--check: no file at {str(path)!r}")
         try:
-            problems = check_design(json.loads(path.read_text()))
-        except (ValueError, UnicodeDecodeError) as err:
-            problems = [f"design: not JSON ({err})"]
-        for problem in problems:
-            print(f"qsimcells: error: {path}: {problem}", file=sys.stderr)
-        if problems:
+            design = read_design(path)
+        except DesignFileError as err:
+            for problem in err.problems:
+                print(f"qsimcells: error: {path}: {problem}", file=sys.stderr)
             return 2
-        design = _design(str(path))
         print(
-            f"{path}: a valid design: {len(design.gene_names)} genes in {len(design.cell_types)} "
-            f"cell types, {len(design.edges)} edges"
+            f"{path}: a valid design: {len(design.gene_names)} genes in "
+            f"{len(design.cell_types)} cell types, {len(design.edges)} edges"
         )
         return 0
     if args.preset is None:
@@ -459,9 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         return _run(_parser().parse_args(argv))
-    except SystemExit:
-        raise
-    except Exception as err:
+    except Exception as err:  # argparse's --help / --version exit with SystemExit, untouched
         if debug:
             raise
         from .plugins import PluginError

@@ -164,8 +164,6 @@ class PluginRegistry:
         self._origin: dict[str, tuple[str, str, str]] = {}
         #: ``"distribution:entry point"`` -> why that plugin was skipped
         self.broken: dict[str, str] = {}
-        #: kind -> name -> the distributions that all register it (the name is disabled)
-        self.ambiguous: dict[str, dict[str, list[str]]] = {}
         self._ambiguous: dict[str, dict[str, list[Registered]]] = {}
 
         from . import builtins
@@ -264,11 +262,17 @@ class PluginRegistry:
                 stacklevel=4,
             )
         self._ambiguous[kind] = ambiguous
-        if ambiguous:
-            self.ambiguous[kind] = {
-                name: [p.distribution for p in providers] for name, providers in ambiguous.items()
-            }
         return found
+
+    @property
+    def ambiguous(self) -> dict[str, dict[str, list[str]]]:
+        """Kind -> name -> the distributions that all register it (so the name is disabled);
+        only kinds with such a name."""
+        return {
+            kind: {name: [p.distribution for p in providers] for name, providers in names.items()}
+            for kind, names in self._ambiguous.items()
+            if names
+        }
 
     # -- queries ----------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:

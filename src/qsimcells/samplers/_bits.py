@@ -9,6 +9,7 @@ whose column ``i`` is qubit ``i``; they convert with these helpers and nowhere e
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def bitstrings_to_bits(bitstrings: Sequence[str], n_bits: int) -> np.ndarray:
     return (raw[:, ::-1] - ord("0")).astype(np.uint8)
 
 
-def bitarray_to_bits(bit_array: object) -> np.ndarray:
+def bitarray_to_bits(bit_array: Any) -> np.ndarray:
     """A Qiskit ``BitArray`` (one classical register of a ``SamplerV2`` result) to a
     ``(shots, num_bits)`` uint8 array whose column ``i`` is clbit ``i`` of the register, shots in
     the order the primitive returned them (never aggregated into counts)."""
@@ -39,7 +40,7 @@ def bitarray_to_bits(bit_array: object) -> np.ndarray:
     if to_bool is None:
         raise TypeError(f"expected a qiskit BitArray, got {type(bit_array).__name__}")
     bits = np.asarray(to_bool(order="little"), dtype=np.uint8)
-    return bits.reshape(-1, int(getattr(bit_array, "num_bits")))  # noqa: B009 - any BitArray-like
+    return bits.reshape(-1, int(bit_array.num_bits))
 
 
 def validate_bits(bits: object, shots: int, n_qubits: int, sampler: str) -> np.ndarray:

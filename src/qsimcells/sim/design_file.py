@@ -166,12 +166,28 @@ def _check_edges(edges: Any, known: set[str], problems: list[str]) -> None:
             )
 
 
+def _checked(content: Any) -> tuple[list[str], CellCircuit | None]:
+    """Every problem of ``content``, and the design it describes when there is none."""
+    problems = _field_problems(content)
+    if problems:
+        return problems, None
+    try:  # what only the design itself checks (duplicate genes, ...)
+        return [], _build(content)
+    except (ValueError, TypeError) as err:
+        return [str(err)], None
+
+
 def check_design(content: Any) -> list[str]:
     """Every problem of a design file's content, each as ``"field: what is allowed"``;
     an empty list when :func:`design_from_json` will build it.
 
     ``content`` is the parsed JSON (``json.load`` of the file); the genes, edges and numbers
     are all checked, so one call reports every problem, not only the first."""
+    return _checked(content)[0]
+
+
+def _field_problems(content: Any) -> list[str]:
+    """The problems each field shows on its own (types, ranges, known genes)."""
     if not isinstance(content, Mapping):
         return [f"design: expected a JSON object, got {type(content).__name__}"]
     problems: list[str] = []
@@ -202,11 +218,6 @@ def check_design(content: Any) -> list[str]:
                 problems.append(f"{key}: expected a whole number >= 0, got {json.dumps(value)}")
         else:
             _number(problems, key, value, *bounds)
-    if not problems:  # what only the design itself checks (duplicate genes, cycles of gates...)
-        try:
-            _build(content)
-        except (ValueError, TypeError) as err:
-            problems.append(str(err))
     return problems
 
 
@@ -246,10 +257,10 @@ def design_from_json(content: Any, source: str = "design") -> CellCircuit:
     DesignFileError
         Listing every problem (see :func:`check_design`).
     """
-    problems = check_design(content)
-    if problems:
+    problems, design = _checked(content)
+    if design is None:
         raise DesignFileError(source, problems)
-    return _build(content)
+    return design
 
 
 def read_design(path: str | os.PathLike[str]) -> CellCircuit:

@@ -286,6 +286,8 @@ _PRESETS: dict[str, Callable[..., CellCircuit]] = {
     "random_network": random_network,
     "random_dag": random_dag,
 }
+#: The preset names :func:`get` and :func:`from_spec` take.
+NAMES = tuple(sorted(_PRESETS))
 
 
 def get(name: str, **params: Any) -> CellCircuit:
